@@ -1,0 +1,1 @@
+"""pyglmm: generalized linear mixed models with lme4 formulas."""
