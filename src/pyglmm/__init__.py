@@ -1,1 +1,18 @@
-"""pyglmm: generalized linear mixed models with lme4 formulas."""
+"""pyglmm: generalized linear mixed models in lme4 formula syntax, fitted as lme4 fits them.
+
+>>> import pyglmm
+>>> rehab = pyglmm.datasets.load_rehab()
+>>> m = pyglmm.glmer("incidents ~ treatment + gender + hours + (1 | rehab)", rehab, family="poisson")
+>>> print(m.summary())
+"""
+from . import datasets
+from .design import DataError
+from .families import make_family
+from .formula import FormulaError, parse_formula
+from .models import glmer, lmer
+from .results.model import ConvergenceWarning, MixedModel
+
+__version__ = "0.1.0"
+
+__all__ = ["glmer", "lmer", "datasets", "make_family", "parse_formula", "MixedModel",
+           "FormulaError", "DataError", "ConvergenceWarning", "__version__"]

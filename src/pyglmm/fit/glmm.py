@@ -1,0 +1,166 @@
+"""Maximum-likelihood fitting of GLMMs by the Laplace approximation, in lme4's two stages.
+
+Stage 1 (lme4's nAGQ = 0): optimise theta with beta updated inside PIRLS.
+Stage 2: optimise (theta, beta) together on the Laplace deviance, starting from stage 1.
+Families with a dispersion (Gamma, inverse Gaussian, Gaussian with a non-identity link) or a
+shape (nbinom2) carry it as an extra parameter on the log scale, as glmmTMB does.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .optimize import OptSummary, fd_gradient, fd_hessian, minimize_bounded
+from .pirls import GlmmProblem, PirlsFailure, PirlsResult
+
+
+@dataclass
+class GlmmFit:
+    """Raw numerical result of a GLMM fit (no reporting)."""
+
+    theta: np.ndarray
+    beta: np.ndarray
+    extra: float | None          # dispersion phi or nbinom2 shape, on the natural scale
+    extra_kind: str | None       # "dispersion", "shape" or None
+    pirls: PirlsResult
+    deviance: float
+    hessian: np.ndarray | None
+    gradient: np.ndarray | None
+    opt_stage1: OptSummary | None
+    opt_stage2: OptSummary
+    family: object
+    messages: list[str] = field(default_factory=list)
+
+
+def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
+    """Fixed-effects-only IRLS fit (R's glm.fit) for starting values of beta."""
+    fam, y, X, w0, off = problem.family, problem.y, problem.X, problem.w_prior, problem.offset
+    mu = fam.initialize(y, w0)
+    eta = fam.link.link(mu)
+    beta = np.zeros(X.shape[1])
+    dev_old = np.inf
+    for _ in range(maxit):
+        d = fam.link.mu_eta(eta)
+        var = fam.variance(mu)
+        w = w0 * d * d / var
+        z = eta - off + (y - mu) / d
+        sw = np.sqrt(w)
+        beta_new, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
+        eta_new = off + X @ beta_new
+        mu_new = fam.link.inverse(eta_new)
+        dev = float(fam.dev_resids(y, mu_new, w0).sum())
+        if not np.isfinite(dev):
+            break
+        beta, eta, mu = beta_new, eta_new, mu_new
+        if abs(dev - dev_old) < 1e-10 * (abs(dev) + 0.1):
+            break
+        dev_old = dev
+    return beta
+
+
+def _extra_kind(family) -> str | None:
+    if family.name == "nbinom2":
+        return "shape"
+    if family.has_dispersion:
+        return "dispersion"
+    return None
+
+
+def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
+             start_theta: np.ndarray | None = None, compute_hessian: bool = True) -> GlmmFit:
+    """Fit by Laplace (nAGQ=1) or by the nAGQ=0 stage alone; returns the raw optimum."""
+    rs = problem.rs
+    base_family = problem.family
+    kind = _extra_kind(base_family)
+    nth, p = rs.ntheta, problem.p
+    lb_theta = rs.lower_bounds()
+
+    # starting values ------------------------------------------------------
+    if kind == "shape":
+        from ..families import make_family
+        pois = make_family("poisson", base_family.link.name)
+        saved = problem.family
+        problem.family = pois
+        beta0 = glm_start(problem)
+        problem.family = saved
+        mu0 = base_family.link.inverse(problem.offset + problem.X @ beta0)
+        m, v = float(np.mean(mu0)), float(np.mean((problem.y - mu0) ** 2))
+        shape0 = m * m / (v - m) if v > m * 1.05 else 10.0
+        extra0 = [np.log(np.clip(shape0, 0.05, 1e3))]
+    else:
+        beta0 = glm_start(problem)
+        if kind == "dispersion":
+            mu0 = base_family.link.inverse(problem.offset + problem.X @ beta0)
+            pear = float((problem.w_prior * (problem.y - mu0) ** 2 / base_family.variance(mu0)).sum())
+            extra0 = [np.log(max(pear / max(problem.n - p, 1), 1e-8))]
+        else:
+            extra0 = []
+    theta0 = rs.theta_start() if start_theta is None else np.asarray(start_theta, float)
+    nx = len(extra0)
+
+    def fam_phi(ex):
+        if kind == "shape":
+            return base_family.with_shape(float(np.exp(ex[0]))), 1.0
+        if kind == "dispersion":
+            return base_family, float(np.exp(ex[0]))
+        return base_family, 1.0
+
+    state = {"beta": beta0.copy()}
+
+    def dev_stage1(x):
+        th, ex = x[:nth], x[nth:]
+        fam, phi = fam_phi(ex)
+        try:
+            r = problem.pirls(th, state["beta"], phi, family=fam, joint=True)
+        except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
+            return np.inf
+        state["beta"] = r.beta
+        return r.deviance
+
+    lb1 = np.concatenate([lb_theta, np.full(nx, -np.inf)])
+    opt1 = minimize_bounded(dev_stage1, np.concatenate([theta0, extra0]), lb1,
+                            verbose=verbose, label="stage 1")
+    th1, ex1 = opt1.x[:nth], opt1.x[nth:]
+    fam1, phi1 = fam_phi(ex1)
+    r1 = problem.pirls(th1, state["beta"], phi1, family=fam1, joint=True)
+    beta1 = r1.beta
+    messages: list[str] = []
+
+    if nAGQ == 0:
+        # lme4's nAGQ=0: report the joint PIRLS result; Laplace deviance at that point.
+        r = problem.pirls(th1, beta1, phi1, family=fam1, u0=r1.u)
+        return GlmmFit(theta=th1, beta=beta1, extra=_nat(ex1, kind), extra_kind=kind, pirls=r,
+                       deviance=r.deviance, hessian=None, gradient=None, opt_stage1=opt1,
+                       opt_stage2=opt1, family=fam1, messages=messages)
+
+    def dev_stage2(x):
+        th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]
+        fam, phi = fam_phi(ex)
+        try:
+            return problem.pirls(th, be, phi, family=fam).deviance
+        except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
+            return np.inf
+
+    lb2 = np.concatenate([lb_theta, np.full(p + nx, -np.inf)])
+    x2 = np.concatenate([th1, beta1, ex1])
+    opt2 = minimize_bounded(dev_stage2, x2, lb2, verbose=verbose, label="stage 2")
+    x = opt2.x
+    th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]
+    fam, phi = fam_phi(ex)
+    r = problem.pirls(th, be, phi, family=fam)
+    grad = hess = None
+    if compute_hessian:
+        with np.errstate(all="ignore"):
+            hess = fd_hessian(dev_stage2, x)
+            grad = fd_gradient(dev_stage2, x, lb2)
+        r = problem.pirls(th, be, phi, family=fam)
+    return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,
+                   deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
+                   opt_stage2=opt2, family=fam, messages=messages)
+
+
+def _nat(ex, kind):
+    if kind is None:
+        return None
+    return float(np.exp(ex[0]))

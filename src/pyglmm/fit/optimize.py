@@ -1,0 +1,119 @@
+"""Bounded minimisation of smooth deviance functions and finite-difference derivatives.
+
+The deviances here come from exact solves (LMM) or fully converged PIRLS (GLMM), so central
+differences are accurate to about 1e-7 relative; L-BFGS-B with those gradients reaches the
+optimum more tightly than lme4's derivative-free bobyqa stopping rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import scipy.optimize as so
+
+
+@dataclass
+class OptSummary:
+    """Record of one optimisation: start, end, evaluations and messages (MixedModels.jl style)."""
+
+    x0: np.ndarray
+    x: np.ndarray = None
+    fmin: float = np.nan
+    feval: int = 0
+    nit: int = 0
+    optimizer: str = "L-BFGS-B (central differences)"
+    success: bool = False
+    message: str = ""
+    history: list = field(default_factory=list)
+
+
+class _Counted:
+    def __init__(self, f, verbose, label):
+        self.f, self.n, self.verbose, self.label = f, 0, verbose, label
+        self.best = (np.inf, None)
+
+    def __call__(self, x):
+        self.n += 1
+        v = self.f(x)
+        if v < self.best[0]:
+            self.best = (v, np.array(x, float).copy())
+        if self.verbose:
+            xs = " ".join(f"{xi: .6g}" for xi in x)
+            print(f"{self.label} {self.n:5d}: {v:.10g}  [{xs}]", flush=True)
+        return v
+
+
+def fd_gradient(f: Callable, x: np.ndarray, lb: np.ndarray, fx: float | None = None,
+                rel: float = 1e-5) -> np.ndarray:
+    """Central-difference gradient, one-sided forward where x is at its lower bound."""
+    g = np.empty_like(x)
+    for i in range(x.size):
+        h = rel * max(1.0, abs(x[i]))
+        xp = x.copy(); xp[i] += h
+        if x[i] - h < lb[i]:
+            f0 = f(x) if fx is None else fx
+            fx = f0
+            xpp = x.copy(); xpp[i] += 2 * h
+            g[i] = (-3 * f0 + 4 * f(xp) - f(xpp)) / (2 * h)
+        else:
+            xm = x.copy(); xm[i] -= h
+            g[i] = (f(xp) - f(xm)) / (2 * h)
+    return g
+
+
+def fd_hessian(f: Callable, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
+    """Central-difference Hessian (as lme4's deriv12 with delta = 1e-4)."""
+    k = x.size
+    H = np.empty((k, k))
+    h = rel * np.maximum(1.0, np.abs(x))
+    f0 = f(x)
+    fp = np.empty(k); fm = np.empty(k)
+    for i in range(k):
+        e = np.zeros(k); e[i] = h[i]
+        fp[i] = f(x + e); fm[i] = f(x - e)
+        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h[i] ** 2
+    for i in range(k):
+        for j in range(i):
+            ei = np.zeros(k); ei[i] = h[i]
+            ej = np.zeros(k); ej[j] = h[j]
+            v = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (4 * h[i] * h[j])
+            H[i, j] = H[j, i] = v
+    return H
+
+
+def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
+                     label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
+                     gtol: float = 1e-7) -> OptSummary:
+    """Minimise f over x >= lb with L-BFGS-B; polish with Nelder-Mead-free restarts if needed."""
+    cf = _Counted(f, verbose, label)
+    x0 = np.maximum(np.asarray(x0, float), lb)
+    summ = OptSummary(x0=x0.copy())
+    bounds = [(l if np.isfinite(l) else None, None) for l in lb]
+
+    def fun(x):
+        v = cf(x)
+        return v if np.isfinite(v) else 1e300
+
+    def jac(x):
+        return fd_gradient(fun, x, lb)
+
+    x = x0
+    res = None
+    for attempt in range(3):
+        res = so.minimize(fun, x, jac=jac, method="L-BFGS-B", bounds=bounds,
+                          options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
+        moved = np.max(np.abs(res.x - x)) if attempt else np.inf
+        x = res.x
+        if res.success or moved < 1e-10:
+            break
+    best_f, best_x = cf.best
+    if best_x is not None and best_f < res.fun:
+        x = best_x
+    summ.x = np.asarray(x, float)
+    summ.fmin = float(f(summ.x))
+    summ.feval = cf.n
+    summ.nit = int(res.nit)
+    summ.success = bool(res.success)
+    summ.message = str(res.message)
+    return summ

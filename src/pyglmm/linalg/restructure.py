@@ -1,0 +1,151 @@
+"""Random-effects structure: Z stored by term as (codes, per-row values), never as a dense n x q matrix.
+
+For term k with grouping codes g_i and per-row model matrix X_k (n x p_k), the columns of
+Z Lambda belonging to level j are X_k[i] @ T_k for the rows i with g_i == j, where T_k is the
+p_k x p_k lower-triangular relative covariance factor of the term (lme4's Lambda block).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class TermStructure:
+    """One random-effects term: grouping codes, its per-row model matrix and sizes."""
+
+    codes: np.ndarray
+    X: np.ndarray
+    nlevels: int
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def q(self) -> int:
+        return self.nlevels * self.p
+
+    @property
+    def ntheta(self) -> int:
+        return self.p * (self.p + 1) // 2
+
+
+def tril_indices_colmajor(p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row/column indices of a p x p lower triangle in lme4's (column-major) theta order."""
+    rows, cols = [], []
+    for c in range(p):
+        for r in range(c, p):
+            rows.append(r)
+            cols.append(c)
+    return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+
+
+@dataclass
+class ReStructure:
+    """All random-effects terms, ordered with the largest number of levels first (as lme4).
+
+    Term 0 is handled as a block-diagonal matrix; the remaining terms form a sparse
+    n x q_rest matrix whose sparsity pattern is computed once and reused for every theta.
+    """
+
+    terms: list[TermStructure]
+    n: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.n = self.terms[0].codes.shape[0] if self.terms else 0
+        self._tril = [tril_indices_colmajor(t.p) for t in self.terms]
+        self.theta_slices = []
+        start = 0
+        for t in self.terms:
+            self.theta_slices.append(slice(start, start + t.ntheta))
+            start += t.ntheta
+        self.ntheta = start
+        self.q_offsets = np.cumsum([0] + [t.q for t in self.terms])
+        self.q = int(self.q_offsets[-1])
+        # sparse pattern of the rest terms (1..K-1)
+        rest = self.terms[1:]
+        self.q1 = self.terms[0].q if self.terms else 0
+        self.qr = int(sum(t.q for t in rest))
+        if rest:
+            cols = []
+            off = 0
+            for t in rest:
+                base = off + t.codes.astype(np.int64) * t.p
+                for a in range(t.p):
+                    cols.append(base + a)
+                off += t.q
+            self._rest_indices = np.stack(cols, axis=1).ravel()
+            m = len(cols)
+            self._rest_indptr = np.arange(0, self.n * m + 1, m, dtype=np.int64)
+            self._rest_m = m
+        t0 = self.terms[0]
+        self._t0_indices = (t0.codes.astype(np.int64)[:, None] * t0.p + np.arange(t0.p)).ravel()
+        self._t0_indptr = np.arange(0, self.n * t0.p + 1, t0.p, dtype=np.int64)
+
+    def lower_bounds(self) -> np.ndarray:
+        """lme4's bounds on theta: 0 for diagonal elements of each T_k, -inf otherwise."""
+        lb = []
+        for (r, c) in self._tril:
+            lb.extend(np.where(r == c, 0.0, -np.inf))
+        return np.array(lb)
+
+    def theta_start(self) -> np.ndarray:
+        """lme4's default starting theta: identity factors."""
+        st = []
+        for (r, c) in self._tril:
+            st.extend(np.where(r == c, 1.0, 0.0))
+        return np.array(st)
+
+    def T_blocks(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Lower-triangular factors T_k from theta."""
+        out = []
+        for t, (r, c), sl in zip(self.terms, self._tril, self.theta_slices):
+            T = np.zeros((t.p, t.p))
+            T[r, c] = theta[sl]
+            out.append(T)
+        return out
+
+    def scaled_values(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Per-row values of Z Lambda for each term: X_k @ T_k (n x p_k)."""
+        return [t.X @ T if t.p > 1 else t.X * T[0, 0] for t, T in zip(self.terms, self.T_blocks(theta))]
+
+    def rest_matrix(self, zvals: list[np.ndarray]) -> sp.csr_matrix | None:
+        """Sparse n x q_rest matrix of Z Lambda for terms 1..K-1 (fixed pattern)."""
+        if len(self.terms) < 2:
+            return None
+        data = np.concatenate([z for z in zvals[1:]], axis=1).ravel()
+        return sp.csr_matrix((data, self._rest_indices, self._rest_indptr), shape=(self.n, self.qr))
+
+    def first_matrix(self, zvals: list[np.ndarray]) -> sp.csr_matrix:
+        """Sparse n x q_1 matrix of Z Lambda for the first term."""
+        return sp.csr_matrix((zvals[0].ravel(), self._t0_indices, self._t0_indptr),
+                             shape=(self.n, self.q1))
+
+    def Zu(self, zvals: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+        """Z Lambda u without forming Z: a gather per term."""
+        out = np.zeros(self.n)
+        for k, (t, z) in enumerate(zip(self.terms, zvals)):
+            uk = u[self.q_offsets[k]:self.q_offsets[k + 1]].reshape(t.nlevels, t.p)
+            out += np.einsum("ij,ij->i", z, uk[t.codes]) if t.p > 1 else z[:, 0] * uk[t.codes, 0]
+        return out
+
+    def Ztr(self, zvals: list[np.ndarray], r: np.ndarray) -> np.ndarray:
+        """(Z Lambda)' r by scatter-add per term."""
+        out = np.empty(self.q)
+        for k, (t, z) in enumerate(zip(self.terms, zvals)):
+            blk = np.empty((t.nlevels, t.p))
+            for a in range(t.p):
+                blk[:, a] = np.bincount(t.codes, weights=z[:, a] * r, minlength=t.nlevels)
+            out[self.q_offsets[k]:self.q_offsets[k + 1]] = blk.ravel()
+        return out
+
+    def b_from_u(self, theta: np.ndarray, u: np.ndarray) -> list[np.ndarray]:
+        """Random effects b = Lambda u per term, as (nlevels x p) arrays."""
+        out = []
+        for k, (t, T) in enumerate(zip(self.terms, self.T_blocks(theta))):
+            uk = u[self.q_offsets[k]:self.q_offsets[k + 1]].reshape(t.nlevels, t.p)
+            out.append(uk @ T.T)
+        return out

@@ -1,0 +1,205 @@
+"""Entry points `glmer` and `lmer`: formula + data -> design -> fit -> result (lme4's pipeline)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .design import model_frame
+from .families import make_family
+from .fit.glmm import fit_glmm
+from .fit.lmm import LmmProblem
+from .fit.optimize import fd_gradient, fd_hessian, minimize_bounded
+from .fit.pirls import GlmmProblem
+from .linalg.blocked import BlockedFactor
+from .linalg.restructure import ReStructure, TermStructure
+from .results.model import FitRecord, MixedModel
+from .results.varcorr import TermInfo
+
+SINGULAR_TOL = 1e-4      # lme4's isSingular tolerance on theta
+GRAD_TOL = 2e-3          # lme4's check.conv.grad tolerance on the scaled gradient
+
+
+def _data_name(data) -> str:
+    return getattr(data, "_pyglmm_name", None) or getattr(getattr(data, "attrs", {}), "get", lambda *_: None)("name") or "data"
+
+
+def _structure(frame) -> tuple[ReStructure, list[TermInfo], np.ndarray]:
+    """Order terms by decreasing number of levels (stable, as lme4) and build the numerics' view."""
+    if not frame.reterms:
+        raise ValueError("the formula has no random-effects terms such as (1 | group); "
+                         "use a GLM (e.g. statsmodels) for a model without random effects")
+    order = sorted(range(len(frame.reterms)), key=lambda k: -len(frame.reterms[k].levels))
+    terms, infos = [], []
+    for k in order:
+        rt = frame.reterms[k]
+        terms.append(TermStructure(codes=np.asarray(rt.codes, np.int64), X=np.asarray(rt.X, float),
+                                   nlevels=len(rt.levels)))
+        infos.append(TermInfo(group=rt.group_name, colnames=list(rt.colnames),
+                              levels=[str(v) for v in rt.levels], correlated=rt.correlated))
+    for rt in frame.reterms:
+        n_lev = len(rt.levels)
+        if n_lev >= frame.y.shape[0] and n_lev > 1:
+            raise ValueError(
+                f"grouping factor '{rt.group_name}' has as many levels ({n_lev}) as observations "
+                f"({frame.y.shape[0]}): the random effect is not identifiable from the residual "
+                "variation; remove the term or check the grouping column")
+    return ReStructure(terms), infos, np.array(order)
+
+
+def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
+    lb = rs.lower_bounds()
+    diag = np.isfinite(lb)
+    return bool(np.any(theta[diag] < SINGULAR_TOL))
+
+
+def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
+    """lme4's convergence checks: scaled gradient and positive definiteness of the Hessian."""
+    msgs = []
+    ok = True
+    if grad is None or hess is None:
+        return True, msgs
+    g, H = grad[free], hess[np.ix_(free, free)]
+    try:
+        C = np.linalg.cholesky(H)
+        sg = np.linalg.solve(C, g)
+        if np.max(np.abs(sg)) > GRAD_TOL:
+            ok = False
+            msgs.append(f"Model failed to converge with max|grad| = {np.max(np.abs(sg)):.4g} "
+                        f"(tol = {GRAD_TOL}). Try rescaling predictors (e.g. scale()) or a simpler "
+                        "random-effects structure.")
+        ev = np.linalg.eigvalsh(H)
+        if ev.min() / ev.max() < 1e-10:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue ratio. "
+                        "Rescale variables?")
+    except np.linalg.LinAlgError:
+        if not singular:
+            ok = False
+            msgs.append("Model failed to converge: the Hessian of the deviance is not positive "
+                        "definite. Check for collinear predictors, rescale, or simplify the "
+                        "random-effects structure.")
+    return ok, msgs
+
+
+def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, nAGQ: int = 1,
+          verbose: int = 0, start: dict | None = None) -> MixedModel:
+    """Fit a generalized linear mixed model by maximum likelihood (Laplace approximation, as lme4's glmer)."""
+    fam = make_family(family)
+    if fam.name == "gaussian" and fam.link.name == "identity":
+        warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
+                      "fitting it by lmer(REML=False)", UserWarning, stacklevel=2)
+        return lmer(formula, data, REML=False, weights=weights, offset=offset, verbose=verbose)
+    if nAGQ not in (0, 1):
+        raise NotImplementedError(
+            f"nAGQ = {nAGQ}: adaptive Gauss-Hermite quadrature is not available yet; "
+            "use nAGQ=1 (Laplace) or nAGQ=0")
+    frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+    fam.validate(frame.y, frame.weights, frame.response_name)
+    rs, infos, _ = _structure(frame)
+    problem = GlmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, fam)
+    start_theta = None if not start or "theta" not in start else np.asarray(start["theta"], float)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta)
+    th, be = fit.theta, fit.beta
+    nth, p = rs.ntheta, frame.X.shape[1]
+    singular = _singular(rs, th)
+    lb = rs.lower_bounds()
+    free = np.ones(nth + p + (fit.extra is not None), bool)
+    free[:nth] = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
+    converged, msgs = _conv_messages(fit.gradient, fit.hessian, free, singular)
+    if not fit.opt_stage2.success and nAGQ > 0:
+        converged_opt = np.max(np.abs(fit.gradient[free])) < 1e-3 if fit.gradient is not None else False
+        if not converged_opt:
+            converged = False
+            msgs.append(f"optimizer did not report convergence: {fit.opt_stage2.message}")
+    phi = fit.extra if fit.extra_kind == "dispersion" else 1.0
+    # fixed-effects covariance: from the Hessian (lme4's default), else from R_X
+    vcov = None
+    if fit.hessian is not None:
+        Hf = fit.hessian[np.ix_(free, free)]
+        try:
+            np.linalg.cholesky(Hf)
+            Vall = np.linalg.inv(Hf / 2.0)
+            idx = np.arange(nth + p + (fit.extra is not None))[free]
+            pos = [int(np.where(idx == nth + j)[0][0]) for j in range(p)]
+            vcov = Vall[np.ix_(pos, pos)]
+        except np.linalg.LinAlgError:
+            msgs.append("the Hessian is not positive definite: standard errors use the "
+                        "PIRLS approximation (lme4's use.hessian = FALSE)")
+    zvals = rs.scaled_values(th)
+    r = fit.pirls
+    fam_hat = fit.family
+    mu_ = r.mu
+    d = fam_hat.link.mu_eta(r.eta)
+    w = frame.weights * d * d / fam_hat.variance(mu_) / phi
+    if vcov is None:
+        FX = BlockedFactor(rs, zvals, w, frame.X)
+        RXinv = np.linalg.inv(FX.RX())
+        vcov = RXinv.T @ RXinv
+    F0 = BlockedFactor(rs, zvals, w, None)
+    cv_u = F0.diag_inverse_blocks()
+    T = rs.T_blocks(th)
+    condvar = [np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(T, cv_u)]
+    if singular:
+        msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
+                       "as +/-1); consider simplifying the random-effects structure")
+    record = FitRecord(
+        kind="glmm", method="Laplace" if nAGQ == 1 else "nAGQ=0", theta=th, beta=be, u=r.u,
+        b=rs.b_from_u(th, r.u), T=T, vcov=vcov, loglik=-0.5 * fit.deviance,
+        sigma=float(np.sqrt(phi)) if fit.extra_kind == "dispersion" else None,
+        dispersion=fit.extra if fit.extra_kind == "dispersion" else None,
+        shape=fit.extra if fit.extra_kind == "shape" else None,
+        n_params=nth + p + (fit.extra is not None), eta=r.eta, mu=r.mu, condvar=condvar,
+        converged=converged, singular=singular, messages=msgs,
+        optinfo={"stage1": fit.opt_stage1, "stage2": fit.opt_stage2, "gradient": fit.gradient,
+                 "hessian": fit.hessian, "pirls_iterations": r.iterations},
+    )
+    return MixedModel(formula=_formula_text(formula), data_name=_data_name(data), frame=frame,
+                      family=fam_hat, terms=infos, record=record)
+
+
+def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
+         verbose: int = 0) -> MixedModel:
+    """Fit a linear mixed model by REML (default) or ML, minimising lme4's profiled deviance."""
+    frame = model_frame(formula, data, weights=weights, offset=offset, binomial=False)
+    fam = make_family("gaussian")
+    fam.validate(frame.y, frame.weights, frame.response_name)
+    rs, infos, _ = _structure(frame)
+    prob = LmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, REML=REML)
+    lb = rs.lower_bounds()
+    opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta")
+    th = opt.x
+    st = prob.evaluate(th)
+    singular = _singular(rs, th)
+    free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
+    grad = fd_gradient(prob.deviance, th, lb)
+    hess = fd_hessian(prob.deviance, th)
+    converged, msgs = _conv_messages(grad, hess, free, singular)
+    if singular:
+        msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
+                       "as +/-1); consider simplifying the random-effects structure")
+    zvals = rs.scaled_values(th)
+    F0 = BlockedFactor(rs, zvals, frame.weights, None)
+    cv_u = F0.diag_inverse_blocks()
+    T = rs.T_blocks(th)
+    condvar = [st.sigma**2 * np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(T, cv_u)]
+    eta = frame.offset + frame.X @ st.beta + rs.Zu(zvals, st.u)
+    ml_dev = None
+    if REML:
+        # deviance() of a REML fit: the profiled ML criterion at the REML estimate of theta
+        n = prob.n_eff
+        ml_dev = float(st.factor.logdet_Z() + n * (1.0 + np.log(2 * np.pi * st.pwrss / n)) - prob.sum_log_w)
+    record = FitRecord(
+        kind="lmm", method="REML" if REML else "ML", theta=th, beta=st.beta, u=st.u,
+        b=rs.b_from_u(th, st.u), T=T, vcov=prob.vcov_beta(st), loglik=-0.5 * st.deviance,
+        sigma=st.sigma, dispersion=None, shape=None, n_params=rs.ntheta + frame.X.shape[1] + 1,
+        eta=eta, mu=eta, condvar=condvar, converged=converged, singular=singular, messages=msgs,
+        reml_criterion=st.deviance if REML else None, ml_deviance=ml_dev,
+        optinfo={"opt": opt, "gradient": grad, "hessian": hess},
+    )
+    return MixedModel(formula=_formula_text(formula), data_name=_data_name(data), frame=frame,
+                      family=fam, terms=infos, record=record)
+
+
+def _formula_text(formula) -> str:
+    return formula if isinstance(formula, str) else getattr(formula, "text", str(formula))

@@ -1,0 +1,259 @@
+"""Fitted mixed models: the accessors a statistician expects from lme4 (fixef, ranef, VarCorr, ...)."""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .varcorr import TermInfo, covariance_blocks, term_labels, theta_names, varcorr_frame
+
+
+@dataclass
+class FitRecord:
+    """Numbers produced by a fit, handed from the numerics to the result object."""
+
+    kind: str                      # "glmm" or "lmm"
+    method: str                    # "Laplace", "nAGQ=0", "REML", "ML"
+    theta: np.ndarray
+    beta: np.ndarray
+    u: np.ndarray
+    b: list[np.ndarray]            # per term, nlevels x p
+    T: list[np.ndarray]            # per term relative covariance factors
+    vcov: np.ndarray
+    loglik: float
+    sigma: float | None            # residual sd (LMM) or sqrt(dispersion) (Gamma, ...); None otherwise
+    dispersion: float | None
+    shape: float | None            # nbinom2 shape
+    n_params: int
+    eta: np.ndarray
+    mu: np.ndarray
+    condvar: list[np.ndarray] | None
+    converged: bool
+    singular: bool
+    messages: list[str] = field(default_factory=list)
+    reml_criterion: float | None = None
+    ml_deviance: float | None = None
+    optinfo: dict = field(default_factory=dict)
+
+
+class MixedModel:
+    """A fitted linear or generalized linear mixed model."""
+
+    def __init__(self, *, formula: str, data_name: str, frame, family, terms: list[TermInfo],
+                 record: FitRecord):
+        self.formula = formula
+        self.data_name = data_name
+        self.frame = frame
+        self.family = family
+        self.terms = terms
+        self._r = record
+        for msg in record.messages:
+            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+
+    # --- fit statistics ------------------------------------------------------
+    @property
+    def is_lmm(self) -> bool:
+        return self._r.kind == "lmm"
+
+    @property
+    def REML(self) -> bool:
+        return self._r.method == "REML"
+
+    @property
+    def method(self) -> str:
+        return self._r.method
+
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood (REML criterion / -2 for REML fits, as lme4's logLik)."""
+        return float(self._r.loglik)
+
+    @property
+    def nobs(self) -> int:
+        return int(self.frame.y.shape[0])
+
+    @property
+    def n_params(self) -> int:
+        return int(self._r.n_params)
+
+    @property
+    def aic(self) -> float:
+        return -2.0 * self.loglik + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return -2.0 * self.loglik + np.log(self.nobs) * self.n_params
+
+    @property
+    def deviance(self) -> float:
+        """-2 log L (for REML fits: the ML deviance at the REML estimates, as lme4's deviance())."""
+        if self._r.ml_deviance is not None:
+            return float(self._r.ml_deviance)
+        return -2.0 * self.loglik
+
+    @property
+    def reml_criterion(self) -> float | None:
+        return self._r.reml_criterion
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - self.n_params
+
+    @property
+    def converged(self) -> bool:
+        return bool(self._r.converged)
+
+    @property
+    def singular(self) -> bool:
+        return bool(self._r.singular)
+
+    @property
+    def messages(self) -> list[str]:
+        return list(self._r.messages)
+
+    @property
+    def optinfo(self) -> dict:
+        return dict(self._r.optinfo)
+
+    # --- parameters ----------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:
+        return pd.Series(self._r.beta, index=self.frame.fixef_names, name="fixef")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        nm = self.frame.fixef_names
+        return pd.DataFrame(self._r.vcov, index=nm, columns=nm)
+
+    @property
+    def se(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self._r.vcov)), index=self.frame.fixef_names, name="se")
+
+    @property
+    def theta(self) -> pd.Series:
+        return pd.Series(self._r.theta, index=theta_names(self.terms), name="theta")
+
+    @property
+    def sigma(self) -> float:
+        """Residual standard deviation (LMM), sqrt(dispersion) for Gamma-type families, else 1."""
+        return 1.0 if self._r.sigma is None else float(self._r.sigma)
+
+    @property
+    def shape(self) -> float | None:
+        """Negative binomial shape (theta in glmer.nb / glmmTMB's sigma for nbinom2)."""
+        return self._r.shape
+
+    @property
+    def dispersion(self) -> float | None:
+        return self._r.dispersion
+
+    def _cov_scale(self) -> float:
+        return self._r.sigma if self.is_lmm else 1.0
+
+    @property
+    def covariances(self) -> list[np.ndarray]:
+        """Covariance matrix of each random-effects term."""
+        return covariance_blocks(self._r.T, self._cov_scale())
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """as.data.frame(VarCorr(m)): grp, var1, var2, vcov, sdcor."""
+        resid = self._r.sigma if self._r.sigma is not None else None
+        return varcorr_frame(self.terms, self.covariances, resid)
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.terms:
+            out.setdefault(t.group, len(t.levels))
+        return out
+
+    def ranef_frames(self, condvar: bool = False) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor (terms with the same factor side by side)."""
+        out: dict[str, pd.DataFrame] = {}
+        for k, t in enumerate(self.terms):
+            df = pd.DataFrame(self._r.b[k], index=pd.Index(t.levels, name=t.group), columns=t.colnames)
+            if condvar and self._r.condvar is not None:
+                cv = self._r.condvar[k]
+                for i, c in enumerate(t.colnames):
+                    df[f"{c} condsd"] = np.sqrt(cv[:, i, i])
+            out[t.group] = df if t.group not in out else pd.concat([out[t.group], df], axis=1)
+        return out
+
+    @property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """Conditional modes of the random effects (BLUPs), one DataFrame per grouping factor."""
+        return self.ranef_frames()
+
+    @property
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Fixed plus random effects per level, as lme4's coef()."""
+        fe = self.fixef
+        out = {}
+        for g, re in self.ranef.items():
+            df = pd.DataFrame(np.tile(fe.values, (len(re), 1)), index=re.index, columns=fe.index)
+            for c in re.columns:
+                if c in df.columns:
+                    df[c] = df[c] + re[c].values
+                else:
+                    df[c] = re[c].values
+            out[g] = df
+        return out
+
+    @property
+    def fitted(self) -> np.ndarray:
+        """Fitted values on the response scale, conditional on the random effects."""
+        return np.asarray(self._r.mu)
+
+    @property
+    def linear_predictor(self) -> np.ndarray:
+        return np.asarray(self._r.eta)
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """Residuals of type "deviance", "pearson", "response" (or "working")."""
+        y, mu, wt = self.frame.y, self._r.mu, self.frame.weights
+        if type == "response":
+            return y - mu
+        if self.is_lmm:
+            r = (y - mu) * np.sqrt(wt)
+            if type in ("pearson", "deviance", "working"):
+                return r if type != "working" else y - mu
+        fam = self.family
+        if type == "pearson":
+            return (y - mu) * np.sqrt(wt) / np.sqrt(fam.variance(mu))
+        if type == "deviance":
+            d = fam.dev_resids(y, mu, wt)
+            return np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        if type == "working":
+            return (y - mu) / fam.link.mu_eta(self._r.eta)
+        raise ValueError(f"unknown residual type {type!r}; use 'deviance', 'pearson', 'response' or 'working'")
+
+    # --- tables --------------------------------------------------------------
+    def coef_table(self) -> pd.DataFrame:
+        """Estimate, Std. Error, z (or t) value and, for GLMMs, Pr(>|z|)."""
+        est, se = self.fixef, self.se
+        stat = est / se
+        if self.is_lmm:
+            return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": stat})
+        p = 2.0 * stats.norm.sf(np.abs(stat))
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat, "Pr(>|z|)": p})
+
+    def fixef_correlation(self) -> pd.DataFrame:
+        V = self.vcov
+        d = np.sqrt(np.diag(V.values))
+        return pd.DataFrame(V.values / np.outer(d, d), index=V.index, columns=V.columns)
+
+    def summary(self):
+        """lme4-style summary; print it, or use its DataFrames (``.coefficients`` etc.)."""
+        from .summary import Summary
+        return Summary(self)
+
+    def __repr__(self) -> str:
+        return self.summary().short_text()
+
+
+class ConvergenceWarning(UserWarning):
+    """A fit that may not be at the optimum, or is singular: read the advice in the message."""
