@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 
-from .design import model_frame
+from .design import lme4_term_order, model_frame
 from .families import make_family
 from .fit.glmm import fit_glmm
 from .fit.lmm import LmmProblem
@@ -29,7 +29,7 @@ def _structure(frame) -> tuple[ReStructure, list[TermInfo], np.ndarray]:
     if not frame.reterms:
         raise ValueError("the formula has no random-effects terms such as (1 | group); "
                          "use a GLM (e.g. statsmodels) for a model without random effects")
-    order = sorted(range(len(frame.reterms)), key=lambda k: -len(frame.reterms[k].levels))
+    order = lme4_term_order(frame.reterms)
     terms, infos = [], []
     for k in order:
         rt = frame.reterms[k]
@@ -82,8 +82,14 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
 
 
 def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, nAGQ: int = 1,
-          verbose: int = 0, start: dict | None = None) -> MixedModel:
-    """Fit a generalized linear mixed model by maximum likelihood (Laplace approximation, as lme4's glmer)."""
+          verbose: int = 0, start: dict | None = None, laplace: str | None = None) -> MixedModel:
+    """Fit a generalized linear mixed model by maximum likelihood (Laplace approximation, as lme4's glmer).
+
+    ``laplace`` chooses the curvature in the Laplace log-determinant: "expected" (Fisher
+    weights, lme4's choice) or "observed" (the exact Hessian, glmmTMB's choice). They coincide
+    for canonical links; the default is lme4's for the families lme4 fits (binomial, Poisson)
+    and glmmTMB's for the others (nbinom2, Gamma, inverse Gaussian, Gaussian with a link).
+    """
     fam = make_family(family)
     if fam.name == "gaussian" and fam.link.name == "identity":
         warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
@@ -96,7 +102,10 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     fam.validate(frame.y, frame.weights, frame.response_name)
     rs, infos, _ = _structure(frame)
-    problem = GlmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, fam)
+    if laplace is None:
+        laplace = "expected" if fam.name in ("binomial", "poisson") else "observed"
+    problem = GlmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, fam,
+                          laplace_weights=laplace)
     start_theta = None if not start or "theta" not in start else np.asarray(start["theta"], float)
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta)

@@ -36,7 +36,7 @@ class GlmmProblem:
     """The data and family of a GLMM, with PIRLS and the Laplace objective."""
 
     def __init__(self, y, X, rs: ReStructure, weights, offset, family, tol: float = 1e-12,
-                 max_iter: int = 200):
+                 max_iter: int = 200, laplace_weights: str = "expected"):
         self.y, self.X, self.rs = y, X, rs
         self.w_prior = weights
         self.offset = offset
@@ -45,6 +45,9 @@ class GlmmProblem:
         self.max_iter = max_iter
         self.n, self.p = X.shape
         self._u_warm = np.zeros(rs.q)
+        if laplace_weights not in ("expected", "observed"):
+            raise ValueError("laplace_weights must be 'expected' (lme4) or 'observed' (glmmTMB)")
+        self.laplace_weights = laplace_weights
 
     # pieces ----------------------------------------------------------------
     def _moments(self, eta, phi):
@@ -54,6 +57,15 @@ class GlmmProblem:
         var = fam.variance(mu)
         w = self.w_prior * d * d / var / phi
         return mu, d, var, w
+
+    def _observed_weights(self, eta, mu, d, var, w, phi):
+        """-d2 log f / d eta2: the exact Laplace curvature (glmmTMB), not the Fisher weight."""
+        fam = self.family
+        h = 1e-5 * np.maximum(1.0, np.abs(eta))
+        d2 = (fam.link.mu_eta(eta + h) - fam.link.mu_eta(eta - h)) / (2 * h)
+        hm = 1e-5 * np.maximum(1.0, np.abs(mu))
+        dv = (fam.variance(mu + hm) - fam.variance(mu - hm)) / (2 * hm)
+        return w - self.w_prior / phi * (self.y - mu) * (d2 / var - d * d * dv / (var * var))
 
     def _pdev(self, mu, u, phi):
         return float(self.family.dev_resids(self.y, mu, self.w_prior).sum() / phi + u @ u)
@@ -110,9 +122,11 @@ class GlmmProblem:
                 break
         if not converged and not np.isfinite(pdev):
             raise PirlsFailure("PIRLS did not converge: the linear predictor diverged")
+        if self.laplace_weights == "observed":
+            w = self._observed_weights(eta, mu, d, var, w, phi)
         try:
             F = BlockedFactor(rs, zvals, w, X if joint else None)
-        except NotPositiveDefinite as e:
+        except (NotPositiveDefinite, np.linalg.LinAlgError, FloatingPointError) as e:
             raise PirlsFailure(str(e)) from e
         self._u_warm = u.copy()
         ll = float(self.family.loglik(y, mu, self.w_prior, phi).sum())

@@ -37,6 +37,8 @@ class BlockedFactor:
                 B[:, b, a] = v
         B[:, np.arange(p1), np.arange(p1)] += 1.0
         if p1 == 1:
+            if not np.all(B > 0):
+                raise NotPositiveDefinite("penalized system not positive definite")
             L11 = np.sqrt(B)
             Linv = 1.0 / L11
         else:

@@ -1,0 +1,44 @@
+"""Convert supported table types (pandas, polars, Arrow, interchange, dict) to a pandas DataFrame."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from .errors import DataError
+
+
+def to_pandas(data: Any) -> pd.DataFrame:
+    """Return ``data`` as a pandas DataFrame; raises DataError for unsupported types or duplicate columns."""
+    df = _convert(data)
+    cols = [str(c) for c in df.columns]
+    dups = sorted({c for c in cols if cols.count(c) > 1})
+    if dups:
+        raise DataError(f"data has duplicate column names: {', '.join(map(repr, dups))}")
+    if list(df.columns) != cols:
+        df = df.set_axis(cols, axis=1)
+    return df.reset_index(drop=True)
+
+
+def _convert(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        return data
+    mod = type(data).__module__
+    if mod.startswith("polars") and hasattr(data, "to_pandas"):
+        return data.to_pandas()
+    if mod.startswith("pyarrow") and hasattr(data, "to_pandas"):
+        return data.to_pandas()
+    if isinstance(data, dict):
+        try:
+            return pd.DataFrame({k: list(v) if not hasattr(v, "__len__") else v for k, v in data.items()})
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"cannot build a table from the dict: {exc}") from exc
+    if hasattr(data, "__arrow_c_stream__"):
+        import pyarrow as pa
+
+        return pa.table(data).to_pandas()
+    if hasattr(data, "__dataframe__"):
+        return pd.api.interchange.from_dataframe(data)
+    raise DataError(
+        f"unsupported data type {type(data).__name__}: pass a pandas or polars DataFrame, a pyarrow Table, "
+        "an object with __dataframe__/__arrow_c_stream__, or a dict of equal-length arrays")

@@ -1,0 +1,208 @@
+"""model_frame: from a parsed formula and data to response, fixed X, offsets, weights and random-term designs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..formula import ParsedFormula, parse_formula
+from .data import to_pandas
+from .errors import DataError
+from .grouping import as_factor, interaction_codes
+from .matrix import build_model_matrix, rank_deficient_columns
+from .variables import Evaluator, Variable
+
+
+@dataclass
+class ReTermDesign:
+    """One random-effect term: grouping codes/levels and its small dense (n, p) model matrix."""
+
+    group_name: str
+    codes: np.ndarray
+    levels: list[str]
+    X: np.ndarray
+    colnames: list[str]
+    correlated: bool
+
+
+@dataclass
+class ModelFrame:
+    """Everything the fitter needs from formula + data (rows with NA already removed)."""
+
+    y: np.ndarray
+    response_name: str
+    X: np.ndarray
+    fixef_names: list[str]
+    dropped_fixef: list[str]
+    offset: np.ndarray
+    weights: np.ndarray
+    reterms: list[ReTermDesign]
+    n_dropped_na: int
+    rows: np.ndarray
+    binomial_response_kind: str | None
+    xlevels: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _vector_arg(value: Any, what: str, ev: Evaluator) -> Variable | None:
+    """Resolve a weights=/offset= argument given as None, a column name or an array."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in ev.df.columns:
+            import difflib
+
+            close = difflib.get_close_matches(value, [str(c) for c in ev.df.columns], n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise DataError(f"{what} column {value!r} not found in data{hint}")
+        s = ev.df[value]
+        label = value
+    else:
+        s = pd.Series(np.asarray(value).reshape(-1) if np.ndim(value) else [value])
+        label = what
+        if len(s) != ev.n:
+            raise DataError(f"{what} has length {len(s)} but the data has {ev.n} rows")
+    if not pd.api.types.is_numeric_dtype(s.dtype) or s.dtype == bool:
+        raise DataError(f"{what} {label!r} must be numeric (dtype {s.dtype})")
+    return Variable(label, values=s.to_numpy(dtype=np.float64, na_value=np.nan))
+
+
+def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None, offset: Any = None,
+                binomial: bool = False) -> ModelFrame:
+    """Evaluate ``formula`` on ``data`` as lme4 does (na.omit, treatment contrasts, rank-deficiency drop)."""
+    pf = parse_formula(formula) if isinstance(formula, str) else formula
+    df = to_pandas(data)
+    ev = Evaluator(df)
+    n_all = len(df)
+    if pf.response is None:
+        raise DataError(f"the formula {pf.text!r} has no response (write 'y ~ ...')")
+
+    # evaluate every variable on the full data (as R's model.frame), then na.omit
+    used: dict[str, Variable] = {}
+    resp = used[pf.response] = ev.variable(pf.response)
+    fixed_vars = {t: ev.variable(t) for t in pf.fixed.variables}
+    offset_vars = [ev.variable(t) for t in pf.fixed.offsets]
+    re_vars: dict[str, Variable] = {}
+    group_vars: dict[str, Variable] = {}
+    for rt in pf.random:
+        for t in rt.lhs.variables:
+            re_vars[t] = ev.variable(t)
+        for g in rt.group:
+            group_vars[g] = as_factor(ev.variable(g))
+    wvar = _vector_arg(weights, "weights", ev)
+    ovar = _vector_arg(offset, "offset", ev)
+    for v in [*fixed_vars.values(), *offset_vars, *re_vars.values(), *group_vars.values()]:
+        used.setdefault(v.name, v)
+    for v, label in ((wvar, "weights"), (ovar, "offset")):
+        if v is not None:
+            used.setdefault(f"{label} {v.name}", v)
+    for key in [*pf.fixed.offsets]:
+        v = ev.variable(key)
+        if v.is_factor:
+            raise DataError(f"offset {key!r} must be numeric, not categorical")
+
+    na = np.zeros(n_all, dtype=bool)
+    na_counts: dict[str, int] = {}
+    for name, v in used.items():
+        m = v.na_mask()
+        if n_all and m.all():
+            raise DataError(f"column {name!r} is entirely missing (NA)")
+        if m.any():
+            na_counts[name] = int(m.sum())
+        na |= m
+    rows = np.flatnonzero(~na)
+    if n_all == 0 or len(rows) == 0:
+        detail = ", ".join(f"{k!r} ({c} NA)" for k, c in na_counts.items())
+        raise DataError("no rows left after removing missing values" + (f"; NAs in: {detail}" if detail else
+                                                                        " (the data has no rows)"))
+    n = len(rows)
+    sub = {k: v.subset(rows) for k, v in used.items()}
+
+    for name, v in sub.items():
+        if not v.is_factor:
+            bad = int(np.isinf(v.values).sum())
+            if bad:
+                raise DataError(f"column {name!r} has {bad} infinite value(s); remove or fix them")
+
+    # response ---------------------------------------------------------------
+    prior = np.ones(n) if wvar is None else sub[f"weights {wvar.name}"].values.copy()
+    if (prior < 0).any():
+        raise DataError(f"weights contain {int((prior < 0).sum())} negative value(s)")
+    y, prior, kind = _response(sub[pf.response], prior, binomial)
+
+    off = np.zeros(n)
+    for t in pf.fixed.offsets:
+        vals = sub[t].values
+        off += vals if vals.ndim == 1 else vals.sum(axis=1)
+    if ovar is not None:
+        off += sub[f"offset {ovar.name}"].values
+
+    # fixed effects -------------------------------------------------------------
+    fsub = {t: sub[t] for t in pf.fixed.variables}
+    X, names = build_model_matrix(pf.fixed, fsub, n)
+    drop = rank_deficient_columns(X) if X.shape[1] else []
+    dropped = [names[j] for j in drop]
+    if drop:
+        keep = [j for j in range(X.shape[1]) if j not in set(drop)]
+        X = np.ascontiguousarray(X[:, keep])
+        names = [names[j] for j in keep]
+
+    # random effects ----------------------------------------------------------
+    reterms: list[ReTermDesign] = []
+    for rt in pf.random:
+        factors = [sub[g] for g in rt.group]
+        codes, levels = interaction_codes(factors)
+        if len(levels) < 2:
+            raise DataError(f"grouping factor {rt.group_name!r} has only {len(levels)} level; a random effect "
+                            f"needs at least 2 (lme4 requires more) in term ({rt.text})")
+        rsub = {t: sub[t] for t in rt.lhs.variables}
+        Z, znames = build_model_matrix(rt.lhs, rsub, n)
+        reterms.append(ReTermDesign(rt.group_name, codes, levels, Z, znames, rt.correlated))
+
+    xlevels = {k: list(v.levels) for k, v in sub.items()
+               if v.is_factor and (k in fsub or any(k in rt.lhs.variables for rt in pf.random))}
+    return ModelFrame(y=y, response_name=pf.response, X=X, fixef_names=names, dropped_fixef=dropped,
+                      offset=off, weights=prior, reterms=reterms, n_dropped_na=int(n_all - n), rows=rows,
+                      binomial_response_kind=kind, xlevels=xlevels)
+
+
+def _response(v: Variable, prior: np.ndarray, binomial: bool) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Response vector, updated prior weights and binomial response kind."""
+    if v.is_factor:
+        if v.levels == ["FALSE", "TRUE"] and not binomial:
+            return v.codes.astype(np.float64), prior, None
+        if not binomial:
+            raise DataError(f"response {v.name!r} is not numeric (categorical with levels "
+                            f"{', '.join(v.levels)}); use a numeric response or a binomial family")
+        if len(v.levels) > 2:
+            raise DataError(f"binomial response {v.name!r} must have 2 levels but has {len(v.levels)}: "
+                            f"{', '.join(v.levels)}")
+        if len(v.levels) < 2:
+            # one level present: first level = failure
+            return (v.codes != 0).astype(np.float64), prior, "factor"
+        return (v.codes == 1).astype(np.float64), prior, "factor"
+    vals = v.values
+    if vals.ndim == 2:
+        if not binomial:
+            raise DataError(f"response {v.name!r} has {vals.shape[1]} columns; cbind() responses need a "
+                            "binomial family")
+        if vals.shape[1] != 2:
+            raise DataError(f"binomial response {v.name!r} must have exactly 2 columns (successes, failures)")
+        s, f = vals[:, 0], vals[:, 1]
+        if (s < 0).any() or (f < 0).any():
+            raise DataError(f"binomial response {v.name!r} has negative counts")
+        total = s + f
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(total > 0, s / np.where(total > 0, total, 1.0), 0.0)
+        return y, prior * total, "cbind"
+    return vals.astype(np.float64), prior, ("numeric" if binomial else None)
+
+
+def lme4_term_order(reterms: list[ReTermDesign]) -> list[int]:
+    """Permutation lme4's mkReTrms applies: ``rev(order(nlevels))`` if any term has more levels than its predecessor."""
+    nl = [len(rt.levels) for rt in reterms]
+    if not any(b > a for a, b in zip(nl, nl[1:])):
+        return list(range(len(nl)))
+    order = sorted(range(len(nl)), key=lambda i: nl[i])  # stable, like R's order()
+    return order[::-1]

@@ -1,0 +1,86 @@
+"""Build a model matrix from a FixedSpec with R's model.matrix rules (treatment contrasts, column names)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..formula import FixedSpec
+from .errors import DataError
+from .variables import Variable
+
+
+def _coding(spec: FixedSpec, variables: dict[str, Variable]) -> list[dict[str, bool]]:
+    """For each term and factor: True = contrasts (k-1 columns), False = full indicators (R's TermCode)."""
+    sets = [frozenset(t.factors) for t in spec.terms]
+    codings: list[dict[str, bool]] = []
+    for j, term in enumerate(spec.terms):
+        coding = {}
+        for f in term.factors:
+            if not variables[f].is_factor:
+                continue
+            rest = sets[j] - {f}
+            coding[f] = (not rest) or any(rest <= sets[i] for i in range(j))
+        codings.append(coding)
+    if not spec.intercept:  # R: first factor of the first term with a factor gets full coding
+        for coding, term in zip(codings, spec.terms):
+            first = next((f for f in term.factors if f in coding), None)
+            if first is not None:
+                coding[first] = False
+                break
+    return codings
+
+
+def _blocks(var: Variable, contrasts: bool | None) -> tuple[list[np.ndarray], list[str]]:
+    if not var.is_factor:
+        vals = var.values
+        if vals.ndim == 1:
+            return [vals], [var.name]
+        names = var.colnames or [str(i + 1) for i in range(vals.shape[1])]
+        return [vals[:, i] for i in range(vals.shape[1])], [var.name + c for c in names]
+    levels = list(range(len(var.levels)))
+    if contrasts:
+        if len(var.levels) < 2:
+            raise DataError(f"factor {var.name!r} has only one level ({var.levels[0] if var.levels else 'none'!r}) "
+                            "in the data used; contrasts need at least 2 levels")
+        levels = [k for k in levels if k != var.ref]
+    cols = [(var.codes == k).astype(np.float64) for k in levels]
+    return cols, [var.name + var.levels[k] for k in levels]
+
+
+def build_model_matrix(spec: FixedSpec, variables: dict[str, Variable], n: int) -> tuple[np.ndarray, list[str]]:
+    """Return (X, column names) for ``spec``; interaction columns vary the first factor fastest."""
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    if spec.intercept:
+        cols.append(np.ones(n))
+        names.append("(Intercept)")
+    for term, coding in zip(spec.terms, _coding(spec, variables)):
+        tcols: list[np.ndarray] = [np.ones(n)]
+        tnames: list[str] = [""]
+        for f in term.factors:
+            bcols, bnames = _blocks(variables[f], coding.get(f))
+            tcols = [c * b for b in bcols for c in tcols]
+            tnames = [f"{a}:{b}" if a else b for b in bnames for a in tnames]
+        cols.extend(tcols)
+        names.extend(tnames)
+    X = np.column_stack(cols) if cols else np.zeros((n, 0))
+    return np.ascontiguousarray(X, dtype=np.float64), names
+
+
+def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
+    """Indices of columns that are (near) linear combinations of earlier ones, like R's qr(X, tol=1e-7)."""
+    n, p = X.shape
+    basis = np.zeros((n, 0))
+    dropped: list[int] = []
+    for j in range(p):
+        col = X[:, j].astype(np.float64)
+        norm0 = np.linalg.norm(col)
+        v = col.copy()
+        for _ in range(2):  # re-orthogonalise for stability
+            if basis.shape[1]:
+                v -= basis @ (basis.T @ v)
+        norm = np.linalg.norm(v)
+        if norm0 == 0 or norm < tol * norm0:
+            dropped.append(j)
+            continue
+        basis = np.column_stack([basis, v / norm])
+    return dropped

@@ -1,0 +1,720 @@
+"""GLM(M) families in the spirit of R's ``family`` objects.
+
+Formulas follow R's ``stats`` families (``binomial``, ``poisson``,
+``gaussian``, ``Gamma``, ``inverse.gaussian``) and ``MASS::negative.binomial``
+(used by ``lme4::glmer.nb``) / glmmTMB's ``nbinom2``.
+
+Conventions for :meth:`Family.loglik` (per-observation conditional
+log-likelihood contributions, ``wt`` = prior weights):
+
+* poisson:  ``wt * dpois(y, mu, log=TRUE)``.  For non-integer ``y`` R's
+  ``dpois`` returns ``-Inf`` (with a warning); we use the continuous
+  lgamma-based density ``y log mu - mu - lgamma(y+1)`` (as glmmTMB/TMB does).
+* binomial: ``y`` is the proportion of successes and ``wt`` the number of
+  trials. For whole-number ``wt*y`` and ``wt`` this is exactly R's
+  ``binomial()$aic`` term ``dbinom(round(wt*y), round(wt), mu, log=TRUE)``
+  (rows with ``wt == 0`` contribute 0).  When ``wt*y`` or ``wt`` are not whole
+  numbers (R warns "non-integer #successes in a binomial glm!") the default,
+  ``noninteger="continuous"``, uses the lgamma-based continuous binomial
+  ``lchoose(n, k) + k log mu + (n-k) log(1-mu)`` with ``k = wt*y``, ``n = wt``
+  (what glmmTMB/TMB's ``dbinom_robust`` computes).  Pass
+  ``noninteger="round"`` to get R's ``family$aic`` / lme4 ``logLik`` behaviour,
+  which rounds ``k`` and ``n`` first.
+* gaussian: normal log density with variance ``dispersion / wt`` (lme4's
+  weighted-LMM convention); rows with ``wt == 0`` contribute 0.
+* Gamma: ``wt * dgamma(y, shape=1/phi, scale=mu*phi, log=TRUE)``.
+* inverse.gaussian: ``wt * log dinvgauss(y, mean=mu, dispersion=phi)``
+  (variance ``mu^3 phi``), as in R's ``inverse.gaussian()$aic``.
+* nbinom2: ``wt * dnbinom(y, size=theta, mu=mu, log=TRUE)``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import numpy as np
+from scipy import special as sp
+
+from .links import LINKS, Link, make_link
+
+__all__ = [
+    "Family",
+    "Poisson",
+    "Binomial",
+    "Gaussian",
+    "Gamma",
+    "InverseGaussian",
+    "NegativeBinomial2",
+    "FAMILIES",
+    "ALLOWED_LINKS",
+    "make_family",
+]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+# tolerance R uses for "non-integer #successes" in binomial()$initialize
+_BINOM_INT_TOL = 1e-3
+
+
+def _f(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+def _wt(wt, like):
+    if wt is None:
+        return np.ones_like(_f(like))
+    return _f(wt)
+
+
+def _fmt_value(v) -> str:
+    v = float(v)
+    if not np.isfinite(v):
+        return str(v)
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return f"{v:.6g}"
+
+
+def _r_format(x: float, digits: int = 7) -> str:
+    """Approximate R's ``format(x)`` (7 significant digits, fixed vs sci)."""
+    if not np.isfinite(x):
+        return "Inf" if x > 0 else ("-Inf" if x < 0 else "NaN")
+    if x == 0:
+        return "0"
+    # minimal number of significant digits representing x to `digits` digits
+    target = float(f"{x:.{digits - 1}e}")
+    sig = digits
+    for s in range(1, digits + 1):
+        if float(f"{x:.{s - 1}e}") == target:
+            sig = s
+            break
+    mant, exp = f"{target:.{sig - 1}e}".split("e")
+    e = int(exp)
+    sci = f"{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
+    ndec = max(0, sig - 1 - e)
+    fixed = f"{target:.{ndec}f}"
+    return fixed if len(fixed) <= len(sci) else sci
+
+
+class Family:
+    """Base class for families.  Instances are immutable.
+
+    Attributes: ``name`` (R's family name), ``link`` (:class:`Link`),
+    ``has_dispersion`` (True if a dispersion parameter phi is estimated),
+    ``shape`` (nbinom2's theta; None otherwise / until set).
+    """
+
+    name: str = ""
+    default_link: str = ""
+    allowed_links: tuple[str, ...] = ()
+    has_dispersion: bool = False
+
+    __slots__ = ("link", "shape")
+
+    def __init__(self, link: "str | Link | None" = None):
+        if link is None:
+            link = self.default_link
+        lk = _link_for_family(self.name, self.allowed_links, link)
+        object.__setattr__(self, "link", lk)
+        object.__setattr__(self, "shape", None)
+
+    # immutability ---------------------------------------------------------
+    def __setattr__(self, key, value):
+        raise AttributeError(f"{type(self).__name__} objects are immutable")
+
+    def __delattr__(self, key):
+        raise AttributeError(f"{type(self).__name__} objects are immutable")
+
+    def __eq__(self, other) -> bool:
+        return (
+            type(other) is type(self)
+            and other.link == self.link
+            and other.shape == self.shape
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.link.name, self.shape))
+
+    def __repr__(self) -> str:
+        return f"Family({self.name}, link={self.link.name})"
+
+    def describe(self) -> tuple[str, str]:
+        """(family, link) strings as printed by lme4's summary."""
+        return (self.name, self.link.name)
+
+    # link delegation (R-style names) --------------------------------------
+    def linkfun(self, mu):
+        return self.link.link(mu)
+
+    def linkinv(self, eta):
+        return self.link.inverse(eta)
+
+    def mu_eta(self, eta):
+        return self.link.mu_eta(eta)
+
+    # family-specific -----------------------------------------------------
+    def variance(self, mu):
+        raise NotImplementedError
+
+    def dev_resids(self, y, mu, wt=None):
+        raise NotImplementedError
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0):
+        raise NotImplementedError
+
+    def initialize(self, y, wt=None):
+        return _f(y).copy()
+
+    def valid_mu(self, mu) -> bool:
+        return True
+
+    def valid_eta(self, eta) -> bool:
+        return self.link.valid_eta(eta)
+
+    def deviance(self, y, mu, wt=None) -> float:
+        return float(np.sum(self.dev_resids(y, mu, wt)))
+
+    # validation ------------------------------------------------------------
+    def validate(self, y, wt=None, response_name: str = "y") -> None:
+        """Check a response (and prior weights) for this family.
+
+        Raises ValueError (message names ``response_name``) for invalid data,
+        and emits ``warnings.warn`` for suspicious but accepted data.
+        """
+        y = _f(y)
+        if y.ndim != 1:
+            y = y.reshape(-1)
+        what = f"response {response_name!r} ({self.name} family)"
+        bad = ~np.isfinite(y)
+        if bad.any():
+            _raise_rows(what, bad, y, "non-finite (NaN/Inf) values")
+        if wt is not None:
+            w = _f(wt).reshape(-1)
+            if w.shape != y.shape:
+                raise ValueError(
+                    f"weights for {what} have length {w.size}, expected {y.size}"
+                )
+            badw = ~np.isfinite(w)
+            if badw.any():
+                _raise_rows(f"weights for {what}", badw, w, "non-finite (NaN/Inf) values")
+            negw = w < 0
+            if negw.any():
+                _raise_rows(f"weights for {what}", negw, w, "negative weights")
+        else:
+            w = np.ones_like(y)
+        self._validate(y, w, what)
+
+    def _validate(self, y, w, what) -> None:
+        pass
+
+
+def _rows_msg(mask, values, n_show: int = 1) -> str:
+    idx = np.flatnonzero(mask)
+    first = int(idx[0])
+    return f"{idx.size} row(s); first at row index {first} (0-based), value {_fmt_value(values[first])}"
+
+
+def _raise_rows(what, mask, values, problem):
+    raise ValueError(f"{what} has {problem}: {_rows_msg(mask, values)}")
+
+
+def _warn_rows(what, mask, values, problem):
+    warnings.warn(f"{what} has {problem}: {_rows_msg(mask, values)}", UserWarning, stacklevel=3)
+
+
+def _check_counts(y, what, family_label):
+    neg = y < 0
+    if neg.any():
+        _raise_rows(what, neg, y, f"negative values (not allowed for the {family_label} family)")
+    nonint = y != np.floor(y)
+    if nonint.any():
+        _warn_rows(what, nonint, y, "non-integer values (treated as continuous counts)")
+
+
+def _link_for_family(fam_name, allowed, link) -> Link:
+    lk = make_link(link)
+    if lk.name not in allowed:
+        raise ValueError(
+            f"link {lk.name!r} is not available for the {fam_name} family; "
+            f"allowed links are: {', '.join(repr(a) for a in allowed)}"
+        )
+    return lk
+
+
+# ---------------------------------------------------------------------------
+class Poisson(Family):
+    name = "poisson"
+    default_link = "log"
+    allowed_links = ("log", "identity", "sqrt")
+    has_dispersion = False
+    __slots__ = ()
+
+    def variance(self, mu):
+        return _f(mu).copy()
+
+    def valid_mu(self, mu) -> bool:
+        mu = _f(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def dev_resids(self, y, mu, wt=None):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pos = wt * (y * np.log(y / mu) - (y - mu))
+        r = np.where(y > 0, pos, mu * wt)
+        return 2.0 * r
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        ll = sp.xlogy(y, mu) - mu - sp.gammaln(y + 1.0)
+        return _times_wt(ll, wt)
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        if np.any(y < 0):
+            raise ValueError("negative values not allowed for the 'Poisson' family")
+        return y + 0.1
+
+    def _validate(self, y, w, what):
+        _check_counts(y, what, "poisson")
+
+
+def _stirl_corr(z):
+    """lgamma(z) - ((z-0.5)*log(z) - z + log(sqrt(2*pi))) for z >= 15 (R's stirlerr series)."""
+    zz = z * z
+    return (1 / 12 - (1 / 360 - (1 / 1260 - (1 / 1680 - 1 / (1188 * zz)) / zz) / zz) / zz) / z
+
+
+def _lgamma_ratio(theta, y):
+    """D(theta, y) = lgamma(theta + y) - lgamma(theta) - y*log(theta), accurate for large theta."""
+    y = _f(y)
+    theta = float(theta)
+    if theta >= 15.0:
+        return (theta + y - 0.5) * np.log1p(y / theta) - y + _stirl_corr(theta + y) - _stirl_corr(theta)
+    return sp.gammaln(theta + y) - sp.gammaln(theta) - y * np.log(theta)
+
+
+def _times_wt(ll, wt):
+    """ll * wt, with rows of zero weight contributing exactly 0."""
+    with np.errstate(invalid="ignore"):
+        return np.where(wt == 0, 0.0, ll * wt)
+
+
+class Binomial(Family):
+    name = "binomial"
+    default_link = "logit"
+    allowed_links = ("logit", "probit", "cauchit", "log", "cloglog")
+    has_dispersion = False
+    __slots__ = ()
+
+    def variance(self, mu):
+        mu = _f(mu)
+        return mu * (1.0 - mu)
+
+    def valid_mu(self, mu) -> bool:
+        mu = _f(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
+
+    def dev_resids(self, y, mu, wt=None):
+        # R's C binomial_dev_resids: 2 * wt * (y_log_y(y, mu) + y_log_y(1 - y, 1 - mu))
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(y != 0, y * np.log(y / mu), 0.0)
+            omy = 1.0 - y
+            b = np.where(omy != 0, omy * np.log(omy / (1.0 - mu)), 0.0)
+        return 2.0 * wt * (a + b)
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0, *, noninteger: str = "continuous"):
+        """Per-row binomial log-likelihood; ``y`` proportions, ``wt`` trials.
+
+        ``noninteger``: "continuous" (default; lgamma-based, = glmmTMB) or
+        "round" (R's ``binomial()$aic`` / lme4: ``dbinom(round(wt*y), round(wt))``).
+        Both agree whenever ``wt*y`` and ``wt`` are whole numbers.
+        """
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        k = wt * y
+        n = wt
+        if noninteger == "round":
+            k = np.round(k)
+            n = np.round(n)
+        elif noninteger != "continuous":
+            raise ValueError("noninteger must be 'continuous' or 'round'")
+        # snap near-integers (floating error in wt*y) so integer cases are exact
+        kr = np.round(k)
+        k = np.where(np.abs(k - kr) < 1e-8 * np.maximum(1.0, np.abs(k)), kr, k)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lchoose = sp.gammaln(n + 1.0) - sp.gammaln(k + 1.0) - sp.gammaln(n - k + 1.0)
+            ll = lchoose + sp.xlogy(k, mu) + sp.xlog1py(n - k, -mu)
+        return np.where(wt > 0, ll, 0.0)
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        wt = _wt(wt, y)
+        y = np.where(wt == 0, 0.0, y)
+        return (wt * y + 0.5) / (wt + 1.0)
+
+    def _validate(self, y, w, what):
+        out = (y < 0) | (y > 1)
+        if out.any():
+            _raise_rows(
+                what, out, y,
+                "values outside [0, 1] (binomial responses must be 0/1, proportions "
+                "with trials as weights, or given as cbind(successes, failures))",
+            )
+        m = w * y
+        nonint = np.abs(m - np.round(m)) > _BINOM_INT_TOL
+        if nonint.any():
+            _warn_rows(
+                what, nonint, m,
+                "non-integer #successes (weights * y) in a binomial model",
+            )
+
+
+class Gaussian(Family):
+    name = "gaussian"
+    default_link = "identity"
+    allowed_links = ("identity", "log", "inverse")
+    has_dispersion = True
+    __slots__ = ()
+
+    def variance(self, mu):
+        return np.ones_like(_f(mu))
+
+    def dev_resids(self, y, mu, wt=None):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        r = y - mu
+        return wt * (r * r)
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        phi = _f(dispersion)
+        r = y - mu
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = -0.5 * (_LOG_2PI + np.log(phi) - np.log(wt) + wt * r * r / phi)
+        return np.where(wt == 0, 0.0, ll)
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        if self.link.name == "inverse" and np.any(y == 0):
+            raise ValueError("cannot find valid starting values: please specify some")
+        if self.link.name == "log" and np.any(y <= 0):
+            raise ValueError("cannot find valid starting values: please specify some")
+        return y.copy()
+
+
+class Gamma(Family):
+    name = "Gamma"
+    default_link = "inverse"
+    allowed_links = ("inverse", "identity", "log")
+    has_dispersion = True
+    __slots__ = ()
+
+    def variance(self, mu):
+        mu = _f(mu)
+        return mu * mu
+
+    def valid_mu(self, mu) -> bool:
+        mu = _f(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def dev_resids(self, y, mu, wt=None):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(y == 0, 1.0, y / mu)
+            return -2.0 * wt * (np.log(ratio) - (y - mu) / mu)
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        phi = _f(dispersion)
+        shape = 1.0 / phi
+        scale = mu * phi
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = sp.xlogy(shape - 1.0, y) - y / scale - sp.gammaln(shape) - shape * np.log(scale)
+        return _times_wt(ll, wt)
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        if np.any(y <= 0):
+            raise ValueError("non-positive values not allowed for the 'Gamma' family")
+        return y.copy()
+
+    def _validate(self, y, w, what):
+        bad = y <= 0
+        if bad.any():
+            _raise_rows(what, bad, y, "non-positive values (Gamma responses must be > 0)")
+
+
+class InverseGaussian(Family):
+    name = "inverse.gaussian"
+    default_link = "1/mu^2"
+    allowed_links = ("1/mu^2", "inverse", "identity", "log")
+    has_dispersion = True
+    __slots__ = ()
+
+    def variance(self, mu):
+        mu = _f(mu)
+        return mu * mu * mu
+
+    def dev_resids(self, y, mu, wt=None):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        r = y - mu
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return wt * (r * r / (y * mu * mu))
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0):
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        phi = _f(dispersion)
+        r = y - mu
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = -0.5 * (_LOG_2PI + np.log(phi) + 3.0 * np.log(y)) - r * r / (2.0 * phi * mu * mu * y)
+        return _times_wt(ll, wt)
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        if np.any(y <= 0):
+            raise ValueError("positive values only are allowed for the 'inverse.gaussian' family")
+        return y.copy()
+
+    def _validate(self, y, w, what):
+        bad = y <= 0
+        if bad.any():
+            _raise_rows(what, bad, y, "non-positive values (inverse.gaussian responses must be > 0)")
+
+
+class NegativeBinomial2(Family):
+    """NB2 (glmmTMB ``nbinom2``, MASS/lme4 ``negative.binomial``): Var = mu + mu^2/theta.
+
+    The shape ``theta`` lives on the (immutable) instance; use
+    :meth:`with_shape` to obtain a family with a given theta.  ``theta=inf``
+    gives the Poisson limit.
+    """
+
+    name = "nbinom2"
+    default_link = "log"
+    allowed_links = ("log", "identity", "sqrt")
+    has_dispersion = False
+    __slots__ = ()
+
+    def __init__(self, link=None, shape=None):
+        super().__init__(link)
+        if shape is not None:
+            shape = float(shape)
+            if not (shape > 0):  # also rejects NaN
+                raise ValueError(f"nbinom2 shape (theta) must be > 0, got {shape!r}")
+            object.__setattr__(self, "shape", shape)
+
+    def with_shape(self, theta) -> "NegativeBinomial2":
+        return NegativeBinomial2(self.link, theta)
+
+    def _theta(self):
+        if self.shape is None:
+            raise ValueError(
+                "nbinom2 shape (theta) is not set; use family.with_shape(theta)"
+            )
+        return self.shape
+
+    def __repr__(self) -> str:
+        if self.shape is None:
+            return f"Family({self.name}, link={self.link.name})"
+        return f"Family({self.name}, link={self.link.name}, shape={self.shape:.6g})"
+
+    def describe(self) -> tuple[str, str]:
+        if self.shape is None:
+            return ("Negative Binomial", self.link.name)
+        # MASS::negative.binomial: paste0("Negative Binomial(", format(round(theta, 4)), ")")
+        return (f"Negative Binomial({_r_format(round(self.shape, 4))})", self.link.name)
+
+    def variance(self, mu):
+        mu = _f(mu)
+        theta = self._theta()
+        return mu + mu * mu / theta
+
+    def valid_mu(self, mu) -> bool:
+        mu = _f(mu)
+        return bool(np.all(np.isfinite(mu)) and np.all(mu > 0))
+
+    def dev_resids(self, y, mu, wt=None):
+        theta = self._theta()
+        if np.isinf(theta):
+            return Poisson(self.link).dev_resids(y, mu, wt)
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 2.0 * wt * (
+                y * np.log(np.maximum(1.0, y) / mu)
+                - (y + theta) * np.log((y + theta) / (mu + theta))
+            )
+
+    def loglik(self, y, mu, wt=None, dispersion=1.0):
+        theta = self._theta()
+        if np.isinf(theta):
+            return Poisson(self.link).loglik(y, mu, wt)
+        y, mu = _f(y), _f(mu)
+        wt = _wt(wt, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # dnbinom(y, size=theta, mu) =
+            #   D(theta, y) - lgamma(y+1) + y*log(mu/(1+mu/theta)) - theta*log1p(mu/theta)
+            # with D = lgamma(theta+y) - lgamma(theta) - y*log(theta) (no cancellation for
+            # large theta; cf. the "x < 1e-10*size" branch of R's dnbinom_mu).
+            ll = (
+                _lgamma_ratio(theta, y)
+                - sp.gammaln(y + 1.0)
+                + sp.xlogy(y, mu / (1.0 + mu / theta))
+                - theta * np.log1p(mu / theta)
+            )
+        return _times_wt(ll, wt)
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        if np.any(y < 0):
+            raise ValueError("negative values not allowed for the negative binomial family")
+        return y + 0.1
+
+    def _validate(self, y, w, what):
+        _check_counts(y, what, "nbinom2")
+
+
+# ---------------------------------------------------------------------------
+FAMILIES: dict[str, type[Family]] = {
+    "poisson": Poisson,
+    "binomial": Binomial,
+    "gaussian": Gaussian,
+    "Gamma": Gamma,
+    "inverse.gaussian": InverseGaussian,
+    "nbinom2": NegativeBinomial2,
+}
+
+ALLOWED_LINKS: dict[str, tuple[str, ...]] = {k: v.allowed_links for k, v in FAMILIES.items()}
+
+_FAMILY_ALIASES = {
+    "poisson": "poisson",
+    "binomial": "binomial",
+    "gaussian": "gaussian",
+    "normal": "gaussian",
+    "gamma": "Gamma",
+    "inverse.gaussian": "inverse.gaussian",
+    "inverse_gaussian": "inverse.gaussian",
+    "inversegaussian": "inverse.gaussian",
+    "nbinom2": "nbinom2",
+    "negative.binomial": "nbinom2",
+    "negative_binomial": "nbinom2",
+    "negativebinomial": "nbinom2",
+    "negbin": "nbinom2",
+    "nb2": "nbinom2",
+}
+
+_CALL_RE = re.compile(r"^\s*([A-Za-z_.][A-Za-z0-9_.]*)\s*(?:\((.*)\))?\s*$", re.S)
+
+
+def _unquote(s: str) -> str:
+    s = s.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
+        return s[1:-1]
+    return s
+
+
+def _parse_family_string(spec: str):
+    m = _CALL_RE.match(spec)
+    if not m:
+        raise ValueError(f"cannot parse family specification {spec!r}")
+    fname, argstr = m.group(1), m.group(2)
+    args, kwargs = [], {}
+    if argstr is not None and argstr.strip():
+        for part in argstr.split(","):
+            part = part.strip()
+            if not part:
+                raise ValueError(f"cannot parse family specification {spec!r}")
+            if "=" in part and not part.startswith(("'", '"')):
+                k, v = part.split("=", 1)
+                kwargs[k.strip()] = _unquote(v)
+            else:
+                args.append(_unquote(part))
+    return fname, args, kwargs
+
+
+def _resolve_family_name(name: str) -> str:
+    key = _FAMILY_ALIASES.get(name, _FAMILY_ALIASES.get(name.lower()))
+    if key is None:
+        raise ValueError(
+            f"unknown family {name!r}; valid families are: "
+            + ", ".join(repr(k) for k in FAMILIES)
+            + " (aliases: 'gamma', 'inverse_gaussian', 'negative.binomial', 'negbin')"
+        )
+    return key
+
+
+def make_family(family: "str | Family", link: "str | Link | None" = None, *, shape=None) -> Family:
+    """Build a :class:`Family`.
+
+    ``family``: a Family instance, a name ("poisson", "binomial", "gaussian",
+    "Gamma"/"gamma", "inverse.gaussian"/"inverse_gaussian",
+    "nbinom2"/"negative.binomial"/"negbin"), or an R-style call string such as
+    ``"binomial(link='probit')"``, ``'poisson(link = "sqrt")'``,
+    ``"binomial(probit)"`` or ``"negative.binomial(theta = 2.5)"``.
+    ``link`` overrides the link; ``shape`` sets nbinom2's theta.
+    """
+    if isinstance(family, Family):
+        if link is None and shape is None:
+            return family
+        cls = type(family)
+        lk = family.link if link is None else link
+        if cls is NegativeBinomial2:
+            return NegativeBinomial2(lk, family.shape if shape is None else shape)
+        if shape is not None:
+            raise ValueError(f"shape is only used by the nbinom2 family, not {family.name}")
+        return cls(lk)
+    if isinstance(family, type) and issubclass(family, Family):
+        family = family.name
+    if not isinstance(family, str):
+        raise TypeError(f"family must be a string or Family, not {type(family).__name__}")
+
+    fname, args, kwargs = _parse_family_string(family)
+    key = _resolve_family_name(fname)
+    cls = FAMILIES[key]
+    str_link = kwargs.pop("link", None)
+    str_shape = None
+    for k in ("theta", "shape", "size"):
+        if k in kwargs:
+            str_shape = kwargs.pop(k)
+    if key == "nbinom2":
+        # MASS::negative.binomial(theta, link = "log"): first positional is theta
+        pos = list(args)
+        if pos:
+            try:
+                float(pos[0])
+                str_shape = pos.pop(0) if str_shape is None else str_shape
+            except ValueError:
+                pass
+        if pos and str_link is None:
+            str_link = pos.pop(0)
+        args = pos
+    elif args and str_link is None:
+        str_link = args.pop(0)
+    if args or kwargs:
+        raise ValueError(
+            f"unexpected arguments in family specification {family!r}: "
+            + ", ".join([*args, *kwargs])
+        )
+    if key != "nbinom2" and (str_shape is not None or shape is not None):
+        raise ValueError(f"the {key} family has no shape parameter")
+
+    lk = link if link is not None else str_link
+    if key == "nbinom2":
+        th = shape if shape is not None else str_shape
+        if isinstance(th, str):
+            try:
+                th = float(th)
+            except ValueError:
+                raise ValueError(f"invalid theta {th!r} in {family!r}") from None
+        return NegativeBinomial2(lk, th)
+    return cls(lk)

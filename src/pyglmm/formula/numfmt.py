@@ -1,0 +1,27 @@
+"""R-style formatting of numbers (15 significant digits, fixed unless scientific is shorter)."""
+from __future__ import annotations
+
+import math
+
+
+def format_r_number(value: float) -> str:
+    """Format a double as R's ``as.character``/``deparse`` would, e.g. 2 -> "2", 1e5 -> "1e+05"."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "0"
+    sci = f"{value:.14e}"
+    mant, exp = sci.split("e")
+    if "." in mant:
+        mant = mant.rstrip("0").rstrip(".")
+    e = int(exp)
+    sci_text = f"{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
+    # fixed notation with the same significant digits
+    digits = len(mant.replace("-", "").replace(".", ""))
+    decimals = max(0, digits - 1 - e)
+    fixed = f"{value:.{decimals}f}"
+    if "." in fixed:
+        fixed = fixed.rstrip("0").rstrip(".")
+    return fixed if len(fixed) <= len(sci_text) else sci_text
