@@ -37,14 +37,18 @@ def _structure(frame) -> tuple[ReStructure, list[TermInfo], np.ndarray]:
                                    nlevels=len(rt.levels)))
         infos.append(TermInfo(group=rt.group_name, colnames=list(rt.colnames),
                               levels=[str(v) for v in rt.levels], correlated=rt.correlated))
+    return ReStructure(terms), infos, np.array(order)
+
+
+def _check_identifiable(frame) -> None:
+    """A factor with a level per observation is confounded with the residual (LMMs, dispersion families)."""
     for rt in frame.reterms:
         n_lev = len(rt.levels)
         if n_lev >= frame.y.shape[0] and n_lev > 1:
             raise ValueError(
                 f"grouping factor '{rt.group_name}' has as many levels ({n_lev}) as observations "
-                f"({frame.y.shape[0]}): the random effect is not identifiable from the residual "
-                "variation; remove the term or check the grouping column")
-    return ReStructure(terms), infos, np.array(order)
+                f"({frame.y.shape[0]}): its variance cannot be told apart from the residual "
+                "variance; remove the term or check the grouping column")
 
 
 def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
@@ -101,6 +105,8 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
             "use nAGQ=1 (Laplace) or nAGQ=0")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     fam.validate(frame.y, frame.weights, frame.response_name)
+    if fam.has_dispersion:
+        _check_identifiable(frame)
     rs, infos, _ = _structure(frame)
     if laplace is None:
         laplace = "expected" if fam.name in ("binomial", "poisson") else "observed"
@@ -173,6 +179,7 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=False)
     fam = make_family("gaussian")
     fam.validate(frame.y, frame.weights, frame.response_name)
+    _check_identifiable(frame)
     rs, infos, _ = _structure(frame)
     prob = LmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, REML=REML)
     lb = rs.lower_bounds()

@@ -144,7 +144,19 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
 
     lb2 = np.concatenate([lb_theta, np.full(p + nx, -np.inf)])
     x2 = np.concatenate([th1, beta1, ex1])
-    opt2 = minimize_bounded(dev_stage2, x2, lb2, verbose=verbose, label="stage 2")
+    # Precondition beta by the stage-1 covariance (beta = beta1 + C z): predictors on very
+    # different scales otherwise make the problem badly conditioned for the optimiser.
+    C = _beta_scaling(r1, p)
+
+    def to_x(z):
+        x = z.copy()
+        x[nth:nth + p] = beta1 + C @ z[nth:nth + p]
+        return x
+
+    z2 = x2.copy()
+    z2[nth:nth + p] = 0.0
+    opt2 = minimize_bounded(lambda z: dev_stage2(to_x(z)), z2, lb2, verbose=verbose, label="stage 2")
+    opt2.x = to_x(opt2.x)
     x = opt2.x
     th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]
     fam, phi = fam_phi(ex)
@@ -158,6 +170,17 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,
                    deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
                    opt_stage2=opt2, family=fam, messages=messages)
+
+
+def _beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:
+    """Cholesky factor of the stage-1 (R_X-based) covariance of beta, or a diagonal fallback."""
+    try:
+        RX = r1.factor.RX()
+        Rinv = np.linalg.inv(RX)
+        V = Rinv.T @ Rinv
+        return np.linalg.cholesky(V)
+    except (np.linalg.LinAlgError, ValueError):
+        return np.eye(p)
 
 
 def _nat(ex, kind):

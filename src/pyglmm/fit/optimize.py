@@ -100,12 +100,17 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
 
     x = x0
     res = None
-    for attempt in range(3):
+    for attempt in range(4):
         res = so.minimize(fun, x, jac=jac, method="L-BFGS-B", bounds=bounds,
                           options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
-        moved = np.max(np.abs(res.x - x)) if attempt else np.inf
+        moved = np.max(np.abs(res.x - x))
         x = res.x
-        if res.success or moved < 1e-10:
+        # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
+        # curvature memory) while the projected gradient is not small
+        g = jac(x)
+        at_lb = (x <= lb + 1e-12) & (g > 0)
+        pg = np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0)
+        if pg < 1e-4 or moved < 1e-12:
             break
     best_f, best_x = cf.best
     if best_x is not None and best_f < res.fun:

@@ -117,7 +117,12 @@ class GlmmProblem:
             change = pdev - pn
             pdev = pn
             mu, d, var, w = self._moments(eta, phi)
-            if dec < self.tol * (1.0 + abs(pdev)) or (change < self.tol * (1 + abs(pdev)) and step < 1):
+            # stop on the step size, not only the decrement: the log-determinant depends on u to
+            # first order, so u itself must be converged (Fisher scoring is only linear for
+            # non-canonical links)
+            small_step = step * np.max(np.abs(delta), initial=0.0) < 1e-10
+            if (dec < self.tol * (1.0 + abs(pdev)) and small_step) or \
+                    (change <= 1e-15 * (1 + abs(pdev)) and step < 1):
                 converged = True
                 break
         if not converged and not np.isfinite(pdev):
