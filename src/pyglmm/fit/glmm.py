@@ -163,9 +163,17 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     r = problem.pirls(th, be, phi, family=fam)
     grad = hess = None
     if compute_hessian:
+        # derivatives in the preconditioned coordinates z (all directions on a comparable
+        # scale, so one finite-difference step suits all), mapped back: x = T z + const
+        zopt = x.copy()
+        zopt[nth:nth + p] = np.linalg.solve(C, x[nth:nth + p] - beta1)
+        Tm = np.eye(x.size)
+        Tm[nth:nth + p, nth:nth + p] = C
+        Tinv = np.linalg.inv(Tm)
+        fz = lambda z: dev_stage2(to_x(z))
         with np.errstate(all="ignore"):
-            hess = fd_hessian(dev_stage2, x)
-            grad = fd_gradient(dev_stage2, x, lb2)
+            hess = Tinv.T @ fd_hessian(fz, zopt) @ Tinv
+            grad = Tinv.T @ fd_gradient(fz, zopt, lb2)
         r = problem.pirls(th, be, phi, family=fam)
     return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,
                    deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
