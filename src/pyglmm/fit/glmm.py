@@ -172,7 +172,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         Tinv = np.linalg.inv(Tm)
         fz = lambda z: dev_stage2(to_x(z))
         with np.errstate(all="ignore"):
-            hess = Tinv.T @ fd_hessian(fz, zopt) @ Tinv
+            hess = Tinv.T @ fd_hessian(fz, zopt, rel=1e-3) @ Tinv
             grad = Tinv.T @ fd_gradient(fz, zopt, lb2)
         r = problem.pirls(th, be, phi, family=fam)
     return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,

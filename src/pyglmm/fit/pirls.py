@@ -89,18 +89,25 @@ class GlmmProblem:
             pdev = self._pdev(mu, u, phi)
         it = 0
         converged = False
+        F = None
         for it in range(1, self.max_iter + 1):
-            F = BlockedFactor(rs, zvals, w, X if joint else None)
+            try:
+                F = BlockedFactor(rs, zvals, w, X if joint else None)
+            except NotPositiveDefinite as e:
+                raise PirlsFailure(str(e)) from e
             score = w * (y - mu) / d
             g_u = rs.Ztr(zvals, score) - u
-            if joint:
-                rhs = np.concatenate([g_u, X.T @ score])
-            else:
-                rhs = g_u
+            rhs = np.concatenate([g_u, X.T @ score]) if joint else g_u
             delta = F.solve(rhs)
+            dec = float(rhs @ delta)  # Newton decrement squared
+            # stop on the step size, not only the decrement: the log-determinant depends on u to
+            # first order, so u itself must be converged (Fisher scoring is only linear for
+            # non-canonical links). F is then the factor at the converged u.
+            if dec < self.tol * (1.0 + abs(pdev)) and np.max(np.abs(delta), initial=0.0) < 1e-10:
+                converged = True
+                break
             du = delta[:rs.q]
             db = delta[rs.q:] if joint else None
-            dec = float(rhs @ delta)  # Newton decrement squared
             step = 1.0
             for _ in range(30):
                 un = u + step * du
@@ -112,27 +119,26 @@ class GlmmProblem:
                     break
                 step *= 0.5
             else:
+                F = None
                 break
             u, beta, eta = un, bn, etan
             change = pdev - pn
             pdev = pn
             mu, d, var, w = self._moments(eta, phi)
-            # stop on the step size, not only the decrement: the log-determinant depends on u to
-            # first order, so u itself must be converged (Fisher scoring is only linear for
-            # non-canonical links)
-            small_step = step * np.max(np.abs(delta), initial=0.0) < 1e-10
-            if (dec < self.tol * (1.0 + abs(pdev)) and small_step) or \
-                    (change <= 1e-15 * (1 + abs(pdev)) and step < 1):
+            F = None
+            if change <= 1e-15 * (1 + abs(pdev)) and step < 1:
                 converged = True
                 break
         if not converged and not np.isfinite(pdev):
             raise PirlsFailure("PIRLS did not converge: the linear predictor diverged")
         if self.laplace_weights == "observed":
             w = self._observed_weights(eta, mu, d, var, w, phi)
-        try:
-            F = BlockedFactor(rs, zvals, w, X if joint else None)
-        except (NotPositiveDefinite, np.linalg.LinAlgError, FloatingPointError) as e:
-            raise PirlsFailure(str(e)) from e
+            F = None
+        if F is None:
+            try:
+                F = BlockedFactor(rs, zvals, w, X if joint else None)
+            except (NotPositiveDefinite, np.linalg.LinAlgError, FloatingPointError) as e:
+                raise PirlsFailure(str(e)) from e
         self._u_warm = u.copy()
         ll = float(self.family.loglik(y, mu, self.w_prior, phi).sum())
         sqr_u = float(u @ u)

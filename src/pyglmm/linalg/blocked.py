@@ -2,8 +2,10 @@
 
 As in MixedModels.jl, the first random-effects term gives a block-diagonal leading block
 (one small p x p block per level), factored in one batched call; the remaining terms and X
-form a dense Schur complement. This never builds a dense n x q matrix and keeps the
-dense part at (q_rest + p) squared, small for the common nested and crossed designs.
+form a dense Schur complement. The sparsity pattern of every cross-product is computed once
+per model (`BlockPattern`) and each new (theta, weights) only accumulates numbers into it with
+`np.bincount`, so a factorisation costs a few vectorised passes over the rows plus one dense
+Cholesky of size q_rest + p. Never a dense n x q matrix.
 """
 from __future__ import annotations
 
@@ -18,84 +20,129 @@ class NotPositiveDefinite(np.linalg.LinAlgError):
     """Raised when the penalized system is not positive definite (e.g. a collinear X)."""
 
 
+class BlockPattern:
+    """Index maps for accumulating Z'WZ blocks of one ReStructure (computed once per model)."""
+
+    def __init__(self, rs: ReStructure):
+        t0 = rs.terms[0]
+        self.l1, self.p1 = t0.nlevels, t0.p
+        self.codes0 = t0.codes
+        self.qr = rs.qr
+        n = rs.n
+        if self.qr == 0:
+            return
+        m = rs._rest_m
+        self.m_r = m
+        cols = rs._rest_indices.reshape(n, m)              # rest column of each (row, slot)
+        self.rest_cols = cols
+        # dense accumulation of Zr'WZr: flat index c_a * qr + c_b for every row and slot pair
+        self.pair22 = (cols[:, :, None] * self.qr + cols[:, None, :]).reshape(n, m * m)
+        # blocks (rest column c, first-term level j) of Zr'WZ1, sorted by c then j
+        keys = cols * self.l1 + self.codes0[:, None]
+        uniq, inv = np.unique(keys.ravel(), return_inverse=True)
+        self.blk_inv = inv.reshape(n, m)
+        self.nblk = uniq.size
+        self.blk_row = uniq // self.l1
+        self.blk_level = uniq % self.l1
+        counts = np.bincount(self.blk_row, minlength=self.qr)
+        p1 = self.p1
+        self.L21_indptr = np.concatenate([[0], np.cumsum(counts * p1)]).astype(np.int64)
+        self.L21_indices = (self.blk_level[:, None] * p1 + np.arange(p1)).ravel().astype(np.int64)
+
+
 class BlockedFactor:
     """Cholesky factor L of the penalized normal equations for one (theta, weights)."""
 
     def __init__(self, rs: ReStructure, zvals: list[np.ndarray], w: np.ndarray,
                  X: np.ndarray | None = None):
+        pat = getattr(rs, "_block_pattern", None)
+        if pat is None:
+            pat = rs._block_pattern = BlockPattern(rs)
         self.rs = rs
         self.p = 0 if X is None else X.shape[1]
-        t0 = rs.terms[0]
-        l1, p1 = t0.nlevels, t0.p
+        l1, p1 = pat.l1, pat.p1
+        codes0 = pat.codes0
         z0 = zvals[0]
         # leading block-diagonal part
-        B = np.empty((l1, p1, p1))
-        for a in range(p1):
-            for b in range(a + 1):
-                v = np.bincount(t0.codes, weights=w * z0[:, a] * z0[:, b], minlength=l1)
-                B[:, a, b] = v
-                B[:, b, a] = v
-        B[:, np.arange(p1), np.arange(p1)] += 1.0
         if p1 == 1:
-            if not np.all(B > 0):
+            d = np.bincount(codes0, weights=w * z0[:, 0] ** 2, minlength=l1) + 1.0
+            if not np.all(d > 0):
                 raise NotPositiveDefinite("penalized system not positive definite")
-            L11 = np.sqrt(B)
-            Linv = 1.0 / L11
+            L11 = np.sqrt(d)
+            self.L11 = L11.reshape(l1, 1, 1)
+            self.L11inv = (1.0 / L11).reshape(l1, 1, 1)
         else:
-            L11 = np.linalg.cholesky(B)
-            eye = np.broadcast_to(np.eye(p1), B.shape)
-            Linv = np.linalg.solve(L11, eye)
-        self.L11 = L11
-        self.L11inv = Linv  # (l1, p1, p1), lower triangular inverses
+            B = np.empty((l1, p1, p1))
+            for a in range(p1):
+                for b in range(a + 1):
+                    v = np.bincount(codes0, weights=w * z0[:, a] * z0[:, b], minlength=l1)
+                    B[:, a, b] = v
+                    B[:, b, a] = v
+            B[:, np.arange(p1), np.arange(p1)] += 1.0
+            try:
+                self.L11 = np.linalg.cholesky(B)
+            except np.linalg.LinAlgError as e:
+                raise NotPositiveDefinite("penalized system not positive definite") from e
+            self.L11inv = np.linalg.inv(self.L11)
+        Linv = self.L11inv
         self.l1, self.p1 = l1, p1
-        # rest: [Z_rest Lambda, X]
-        Zr = rs.rest_matrix(zvals)
-        self.qr = rs.qr
-        m = self.qr + self.p
-        self.m = m
+        self.qr = qr = rs.qr
+        self.m = m = qr + self.p
+        self.L21z = None
+        self.L21x = None
         if m == 0:
-            self.L21 = None
             self.L22 = np.zeros((0, 0))
             return
-        Z1 = rs.first_matrix(zvals)
-        WZ1 = sp.csr_matrix((Z1.data * np.repeat(w, p1), Z1.indices, Z1.indptr), shape=Z1.shape)
-        # blockdiag(L11^{-T}) as a sparse matrix
-        rows = (np.arange(l1)[:, None, None] * p1 + np.arange(p1)[None, :, None]) * np.ones((1, 1, p1))
-        cols = (np.arange(l1)[:, None, None] * p1 + np.arange(p1)[None, None, :]) * np.ones((1, p1, 1))
-        LinvT = np.transpose(Linv, (0, 2, 1))
-        Binv = sp.csr_matrix((LinvT.ravel(), (rows.ravel().astype(np.int64), cols.ravel().astype(np.int64))),
-                             shape=(l1 * p1, l1 * p1))
-        parts21 = []
-        M22 = np.zeros((m, m))
-        if Zr is not None:
-            ZrT = Zr.T.tocsr()
-            parts21.append((ZrT @ WZ1) @ Binv)
-            WZr = sp.csr_matrix((Zr.data * np.repeat(w, rs._rest_m), Zr.indices, Zr.indptr), shape=Zr.shape)
-            M22[:self.qr, :self.qr] = (ZrT @ WZr).toarray()
-            M22[np.arange(self.qr), np.arange(self.qr)] += 1.0
-        if X is not None:
+        S = np.empty((m, m))
+        if qr:
+            vals = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]  # n x m_r
+            wv = vals * w[:, None]
+            # Zr'WZr (dense) + I
+            prod = (wv[:, :, None] * vals[:, None, :]).reshape(vals.shape[0], -1)
+            M22 = np.bincount(pat.pair22.ravel(), weights=prod.ravel(), minlength=qr * qr).reshape(qr, qr)
+            M22[np.arange(qr), np.arange(qr)] += 1.0
+            # Zr'WZ1 in blocks, then times blockdiag(L11^{-T})
+            if p1 == 1:
+                blk = np.bincount(pat.blk_inv.ravel(), weights=(wv * z0).ravel(), minlength=pat.nblk)
+                data = blk * Linv[pat.blk_level, 0, 0]
+            else:
+                blk = np.empty((pat.nblk, p1))
+                for b in range(p1):
+                    blk[:, b] = np.bincount(pat.blk_inv.ravel(), weights=(wv * z0[:, b:b + 1]).ravel(),
+                                            minlength=pat.nblk)
+                data = np.einsum("kb,kab->ka", blk, Linv[pat.blk_level]).ravel()
+            L21z = sp.csr_matrix((data, pat.L21_indices, pat.L21_indptr), shape=(qr, l1 * p1))
+            self.L21z = L21z
+            S[:qr, :qr] = M22 - (L21z @ L21z.T).toarray()
+        if self.p:
             WX = X * w[:, None]
-            XtWZ1 = np.asarray((Z1.T @ WX)).T  # p x q1
-            # multiply by blockdiag(L11^{-T}) blockwise
-            Xb = XtWZ1.reshape(self.p, l1, p1)
-            parts21.append(sp.csr_matrix(np.einsum("klb,lab->kla", Xb, Linv).reshape(self.p, l1 * p1)))
-            M22[self.qr:, self.qr:] = X.T @ WX
-            if Zr is not None:
-                ZrtWX = np.asarray(Zr.T @ WX)
-                M22[:self.qr, self.qr:] = ZrtWX
-                M22[self.qr:, :self.qr] = ZrtWX.T
-        L21 = sp.vstack(parts21).tocsr() if len(parts21) > 1 else parts21[0].tocsr()
-        self.L21 = L21
-        S = M22 - (L21 @ L21.T).toarray()
+            XtWZ1 = np.empty((self.p, l1, p1))
+            for b in range(p1):
+                zb = z0[:, b]
+                for c in range(self.p):
+                    XtWZ1[c, :, b] = np.bincount(codes0, weights=WX[:, c] * zb, minlength=l1)
+            L21x = np.einsum("klb,lab->kla", XtWZ1, Linv).reshape(self.p, l1 * p1)
+            self.L21x = L21x
+            S[qr:, qr:] = X.T @ WX - L21x @ L21x.T
+            if qr:
+                cols = pat.rest_cols.ravel()
+                ZrtWX = np.empty((qr, self.p))
+                for c in range(self.p):
+                    ZrtWX[:, c] = np.bincount(cols, weights=(vals * WX[:, c:c + 1]).ravel(), minlength=qr)
+                Sxz = ZrtWX - np.asarray(L21z @ L21x.T)
+                S[:qr, qr:] = Sxz
+                S[qr:, :qr] = Sxz.T
         try:
-            self.L22 = np.linalg.cholesky(S)
-        except np.linalg.LinAlgError as e:
+            self.L22 = sla.cholesky(S, lower=True, check_finite=False)
+        except (np.linalg.LinAlgError, ValueError) as e:
             raise NotPositiveDefinite("penalized system not positive definite") from e
+        if not np.all(np.isfinite(np.diag(self.L22))):
+            raise NotPositiveDefinite("penalized system not positive definite")
 
     # --- log determinants -------------------------------------------------
     def logdet_Z(self) -> float:
         """log det(Lambda'Z'WZLambda + I): twice the log of L's diagonal over the q random effects."""
-        d1 = np.log(np.diagonal(self.L11, axis1=1, axis2=2)).sum() if self.p1 > 1 else np.log(self.L11).sum()
+        d1 = np.log(np.diagonal(self.L11, axis1=1, axis2=2)).sum()
         d2 = np.log(np.diag(self.L22)[:self.qr]).sum() if self.qr else 0.0
         return 2.0 * (d1 + d2)
 
@@ -109,24 +156,48 @@ class BlockedFactor:
         """Lower Cholesky factor of the Schur complement for the fixed effects (lme4's R_X')."""
         return self.L22[self.qr:, self.qr:]
 
+    # --- products with L21 ------------------------------------------------
+    def _L21_mul(self, y1: np.ndarray) -> np.ndarray:
+        out = np.empty(self.m)
+        if self.qr:
+            out[:self.qr] = self.L21z @ y1
+        if self.p:
+            out[self.qr:] = self.L21x @ y1
+        return out
+
+    def _L21T_mul(self, x2: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.l1 * self.p1)
+        if self.qr:
+            out += self.L21z.T @ x2[:self.qr]
+        if self.p:
+            out += self.L21x.T @ x2[self.qr:]
+        return out
+
+    def L21_dense(self) -> np.ndarray:
+        parts = []
+        if self.qr:
+            parts.append(self.L21z.toarray())
+        if self.p:
+            parts.append(self.L21x)
+        return np.vstack(parts)
+
     # --- solves -----------------------------------------------------------
     def solve(self, r: np.ndarray) -> np.ndarray:
         """Solve (L L') x = r for a vector over [u; beta]."""
         q1 = self.l1 * self.p1
         r1 = r[:q1].reshape(self.l1, self.p1)
         if self.p1 == 1:
-            y1 = r1 * self.L11inv[:, :, 0] if self.L11inv.ndim == 3 else r1 * self.L11inv
+            y1 = (r1 * self.L11inv[:, :, 0]).ravel()
         else:
-            y1 = np.einsum("lab,lb->la", self.L11inv, r1)
-        y1 = y1.ravel()
+            y1 = np.einsum("lab,lb->la", self.L11inv, r1).ravel()
         if self.m == 0:
             x1 = y1.reshape(self.l1, self.p1)
         else:
-            y2 = sla.solve_triangular(self.L22, r[q1:] - self.L21 @ y1, lower=True, check_finite=False)
+            y2 = sla.solve_triangular(self.L22, r[q1:] - self._L21_mul(y1), lower=True, check_finite=False)
             x2 = sla.solve_triangular(self.L22, y2, lower=True, trans="T", check_finite=False)
-            x1 = (y1 - self.L21.T @ x2).reshape(self.l1, self.p1)
+            x1 = (y1 - self._L21T_mul(x2)).reshape(self.l1, self.p1)
         if self.p1 == 1:
-            z1 = x1 * (self.L11inv[:, :, 0] if self.L11inv.ndim == 3 else self.L11inv)
+            z1 = x1 * self.L11inv[:, :, 0]
         else:
             z1 = np.einsum("lba,lb->la", self.L11inv, x1)
         if self.m == 0:
@@ -135,32 +206,19 @@ class BlockedFactor:
 
     def diag_inverse_blocks(self) -> list[np.ndarray]:
         """Diagonal p_k x p_k blocks of (L L')^{-1} for the random effects (conditional variances)."""
-        # Build via solves against unit vectors would be O(q^2); use the block structure instead.
-        q1 = self.l1 * self.p1
-        out = []
-        # leading term: inv(L11 L11') + correction from the rest
         if self.m == 0:
-            inv11 = np.einsum("lba,lbc->lac", self.L11inv, self.L11inv)
-            return [inv11]
-        # M^{-1} = [[A^{-1} + A^{-1}B S^{-1} B' A^{-1}, ...], ...] in factored form:
-        # with W = L22^{-1} L21 L11^{-1}: inv11 = L11^{-T}(I + W'W)L11^{-1}
-        Wm = sla.solve_triangular(self.L22, self.L21.toarray(), lower=True, check_finite=False)  # m x q1
+            return [np.einsum("lba,lbc->lac", self.L11inv, self.L11inv)]
+        # with W = L22^{-1} L21: inv11 = L11^{-T}(I + W'W)L11^{-1}, blockwise per level
+        Wm = sla.solve_triangular(self.L22, self.L21_dense(), lower=True, check_finite=False)
         Wm = Wm.reshape(self.m, self.l1, self.p1)
         G = np.einsum("kla,klb->lab", Wm, Wm)
         G[:, np.arange(self.p1), np.arange(self.p1)] += 1.0
-        inv11 = np.einsum("lca,lcd,ldb->lab", self.L11inv, G, self.L11inv)
-        out.append(inv11)
-        # remaining terms: diagonal blocks of L22^{-T} L22^{-1}
+        out = [np.einsum("lca,lcd,ldb->lab", self.L11inv, G, self.L11inv)]
         L22inv = sla.solve_triangular(self.L22, np.eye(self.m), lower=True, check_finite=False)
         full = L22inv.T @ L22inv
-        rs = self.rs
         off = 0
-        for t in rs.terms[1:]:
-            blk = np.empty((t.nlevels, t.p, t.p))
-            for j in range(t.nlevels):
-                s = off + j * t.p
-                blk[j] = full[s:s + t.p, s:s + t.p]
-            out.append(blk)
+        for t in self.rs.terms[1:]:
+            idx = off + np.arange(t.nlevels)[:, None] * t.p + np.arange(t.p)
+            out.append(full[idx[:, :, None], idx[:, None, :]])
             off += t.q
-        del q1
         return out
