@@ -67,6 +67,12 @@ class GlmmProblem:
         dv = (fam.variance(mu + hm) - fam.variance(mu - hm)) / (2 * hm)
         return w - self.w_prior / phi * (self.y - mu) * (d2 / var - d * d * dv / (var * var))
 
+    def _saturated_m2ll(self) -> float:
+        """-2 log-likelihood of the saturated model (mu = y), cached: it depends on y only."""
+        if getattr(self, "_sat", None) is None:
+            self._sat = float(-2.0 * self.family.loglik(self.y, self.y, self.w_prior).sum())
+        return self._sat
+
     def _pdev(self, mu, u, phi):
         return float(self.family.dev_resids(self.y, mu, self.w_prior).sum() / phi + u @ u)
 
@@ -140,8 +146,13 @@ class GlmmProblem:
             except (NotPositiveDefinite, np.linalg.LinAlgError, FloatingPointError) as e:
                 raise PirlsFailure(str(e)) from e
         self._u_warm = u.copy()
-        ll = float(self.family.loglik(y, mu, self.w_prior, phi).sum())
         sqr_u = float(u @ u)
+        if self.family.name in ("binomial", "poisson"):
+            # -2 log f(y|u) = sum(dev_resids) - 2 log f_saturated(y): reuse the penalized
+            # deviance already computed instead of evaluating lgamma terms again
+            ll = -0.5 * ((pdev - sqr_u) + self._saturated_m2ll())
+        else:
+            ll = float(self.family.loglik(y, mu, self.w_prior, phi).sum())
         dev = -2.0 * ll + sqr_u + F.logdet_Z()
         return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, factor=F, loglik_cond=ll, sqr_u=sqr_u,
                            deviance=dev, iterations=it)

@@ -44,10 +44,32 @@ class BlockPattern:
         self.nblk = uniq.size
         self.blk_row = uniq // self.l1
         self.blk_level = uniq % self.l1
+        # pairs of blocks in the same level j: they meet in (L21 L21')[c, c']
+        order = np.argsort(self.blk_level, kind="stable")
+        lev_sorted = self.blk_level[order]
+        starts = np.searchsorted(lev_sorted, np.arange(self.l1))
+        ends = np.searchsorted(lev_sorted, np.arange(self.l1), side="right")
+        deg = ends - starts
+        npairs = int((deg.astype(np.int64) ** 2).sum())
         counts = np.bincount(self.blk_row, minlength=self.qr)
         p1 = self.p1
         self.L21_indptr = np.concatenate([[0], np.cumsum(counts * p1)]).astype(np.int64)
         self.L21_indices = (self.blk_level[:, None] * p1 + np.arange(p1)).ravel().astype(np.int64)
+        # L21 L21' by accumulation over block pairs when that is cheap (nested designs), else
+        # by a sparse product (crossed designs, where each level meets many columns)
+        if npairs <= 4 * self.nblk + 10_000:
+            # for level j with blocks b_1..b_d: all (b_s, b_t)
+            rep = np.repeat(np.arange(self.l1), deg * deg)
+            first = np.repeat(starts, deg * deg)
+            within = np.arange(npairs) - np.repeat(np.cumsum(deg * deg) - deg * deg, deg * deg)
+            dr = np.repeat(deg, deg * deg)
+            ka = order[first + within // np.maximum(dr, 1)]
+            kb = order[first + within % np.maximum(dr, 1)]
+            del rep
+            self.pair_a, self.pair_b = ka, kb
+            self.pair_flat = self.blk_row[ka] * self.qr + self.blk_row[kb]
+        else:
+            self.pair_a = None
 
 
 class BlockedFactor:
@@ -88,7 +110,7 @@ class BlockedFactor:
         self.l1, self.p1 = l1, p1
         self.qr = qr = rs.qr
         self.m = m = qr + self.p
-        self.L21z = None
+        self.blk = None
         self.L21x = None
         if m == 0:
             self.L22 = np.zeros((0, 0))
@@ -111,9 +133,16 @@ class BlockedFactor:
                     blk[:, b] = np.bincount(pat.blk_inv.ravel(), weights=(wv * z0[:, b:b + 1]).ravel(),
                                             minlength=pat.nblk)
                 data = np.einsum("kb,kab->ka", blk, Linv[pat.blk_level]).ravel()
-            L21z = sp.csr_matrix((data, pat.L21_indices, pat.L21_indptr), shape=(qr, l1 * p1))
-            self.L21z = L21z
-            S[:qr, :qr] = M22 - (L21z @ L21z.T).toarray()
+            self.blk = blk = data.reshape(pat.nblk, p1)
+            self.pat = pat
+            if pat.pair_a is not None:
+                prodb = np.einsum("ka,ka->k", blk[pat.pair_a], blk[pat.pair_b]) if p1 > 1 \
+                    else blk[pat.pair_a, 0] * blk[pat.pair_b, 0]
+                LLt = np.bincount(pat.pair_flat, weights=prodb, minlength=qr * qr).reshape(qr, qr)
+            else:
+                Lz = self._L21z_sparse()
+                LLt = (Lz @ Lz.T).toarray()
+            S[:qr, :qr] = M22 - LLt
         if self.p:
             WX = X * w[:, None]
             XtWZ1 = np.empty((self.p, l1, p1))
@@ -129,7 +158,13 @@ class BlockedFactor:
                 ZrtWX = np.empty((qr, self.p))
                 for c in range(self.p):
                     ZrtWX[:, c] = np.bincount(cols, weights=(vals * WX[:, c:c + 1]).ravel(), minlength=qr)
-                Sxz = ZrtWX - np.asarray(L21z @ L21x.T)
+                # (L21z L21x')[c, :] = sum over blocks (c, j) of blk . L21x[:, j, :]
+                Lx3 = L21x.reshape(self.p, l1, p1)
+                contrib = np.einsum("ka,cka->kc", self.blk, Lx3[:, pat.blk_level, :])
+                LzLx = np.empty((qr, self.p))
+                for c in range(self.p):
+                    LzLx[:, c] = np.bincount(pat.blk_row, weights=contrib[:, c], minlength=qr)
+                Sxz = ZrtWX - LzLx
                 S[:qr, qr:] = Sxz
                 S[qr:, :qr] = Sxz.T
         try:
@@ -157,10 +192,18 @@ class BlockedFactor:
         return self.L22[self.qr:, self.qr:]
 
     # --- products with L21 ------------------------------------------------
+    def _L21z_sparse(self) -> sp.csr_matrix:
+        """L21 rows of the random-effects terms as a sparse matrix (only for rare large cases)."""
+        pat = self.pat
+        return sp.csr_matrix((self.blk.ravel(), pat.L21_indices, pat.L21_indptr),
+                             shape=(self.qr, self.l1 * self.p1))
+
     def _L21_mul(self, y1: np.ndarray) -> np.ndarray:
         out = np.empty(self.m)
         if self.qr:
-            out[:self.qr] = self.L21z @ y1
+            pat = self.pat
+            y = y1.reshape(self.l1, self.p1)[pat.blk_level]
+            out[:self.qr] = np.bincount(pat.blk_row, weights=(self.blk * y).sum(axis=1), minlength=self.qr)
         if self.p:
             out[self.qr:] = self.L21x @ y1
         return out
@@ -168,7 +211,12 @@ class BlockedFactor:
     def _L21T_mul(self, x2: np.ndarray) -> np.ndarray:
         out = np.zeros(self.l1 * self.p1)
         if self.qr:
-            out += self.L21z.T @ x2[:self.qr]
+            pat = self.pat
+            v = self.blk * x2[:self.qr][pat.blk_row][:, None]
+            acc = np.empty((self.l1, self.p1))
+            for a in range(self.p1):
+                acc[:, a] = np.bincount(pat.blk_level, weights=v[:, a], minlength=self.l1)
+            out += acc.ravel()
         if self.p:
             out += self.L21x.T @ x2[self.qr:]
         return out
@@ -176,7 +224,7 @@ class BlockedFactor:
     def L21_dense(self) -> np.ndarray:
         parts = []
         if self.qr:
-            parts.append(self.L21z.toarray())
+            parts.append(self._L21z_sparse().toarray())
         if self.p:
             parts.append(self.L21x)
         return np.vstack(parts)
