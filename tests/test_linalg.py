@@ -47,3 +47,47 @@ def test_conditional_variance_blocks():
     blks = BlockedFactor(rs, zv, w, None).diag_inverse_blocks()
     np.testing.assert_allclose(blks[0][3], Ainv[6:8, 6:8], atol=1e-12)
     np.testing.assert_allclose(blks[1][2], Ainv[62:63, 62:63], atol=1e-12)
+
+
+def _dense_system(rs, theta, X, w):
+    zv = rs.scaled_values(theta)
+    Z = sp.hstack([rs.first_matrix(zv), rs.rest_matrix(zv)]).toarray()
+    A = np.block([[Z.T @ (w[:, None] * Z) + np.eye(Z.shape[1]), Z.T @ (w[:, None] * X)],
+                  [X.T @ (w[:, None] * Z), X.T @ (w[:, None] * X)]])
+    return zv, Z, A
+
+
+import pytest
+
+from pyglmm.linalg import blocked
+
+
+@pytest.mark.parametrize("path", ["pairmap", "sparse"])
+def test_vector_terms_in_every_block_nested_and_crossed(path, monkeypatch):
+    """p > 1 in the leading and in the rest terms; nested and crossed; both ways of forming L21 L21'."""
+    if path == "sparse":
+        monkeypatch.setattr(blocked, "PAIRMAP_EXTRA", -10**9)
+    rng = np.random.default_rng(7)
+    n = 400
+    x = rng.normal(size=n)
+    inner = rng.integers(0, 80, n)
+    outer_nested = inner // 10                      # nested: each inner level in one outer level
+    outer_crossed = rng.integers(0, 6, n)           # crossed
+    X = np.column_stack([np.ones(n), x])
+    w = rng.uniform(0.3, 3, n)
+    for outer in (outer_nested, outer_crossed):
+        rs = ReStructure([TermStructure(inner, np.column_stack([np.ones(n), x]), 80),
+                          TermStructure(outer, np.column_stack([np.ones(n), x]), int(outer.max()) + 1),
+                          TermStructure(rng.integers(0, 3, n), np.ones((n, 1)), 3)])
+        theta = np.array([0.9, -0.2, 0.4, 1.1, 0.3, 0.7, 0.5])
+        zv, Z, A = _dense_system(rs, theta, X, w)
+        F = BlockedFactor(rs, zv, w, X)
+        r = rng.normal(size=A.shape[0])
+        np.testing.assert_allclose(F.solve(r), np.linalg.solve(A, r), rtol=1e-9, atol=1e-11)
+        q = Z.shape[1]
+        np.testing.assert_allclose(F.logdet_Z(), np.linalg.slogdet(A[:q, :q])[1], rtol=1e-12)
+        Ainv = np.linalg.inv(A[:q, :q])
+        blks = BlockedFactor(rs, zv, w, None).diag_inverse_blocks()
+        np.testing.assert_allclose(blks[0][5], Ainv[10:12, 10:12], atol=1e-12)
+        off = 160
+        np.testing.assert_allclose(blks[1][2], Ainv[off + 4:off + 6, off + 4:off + 6], atol=1e-12)

@@ -16,6 +16,11 @@ import scipy.sparse as sp
 from .restructure import ReStructure
 
 
+# L21 L21' by pair accumulation when it has at most this many block pairs, else sparse product
+PAIRMAP_FACTOR = 4
+PAIRMAP_EXTRA = 10_000
+
+
 class NotPositiveDefinite(np.linalg.LinAlgError):
     """Raised when the penalized system is not positive definite (e.g. a collinear X)."""
 
@@ -57,7 +62,7 @@ class BlockPattern:
         self.L21_indices = (self.blk_level[:, None] * p1 + np.arange(p1)).ravel().astype(np.int64)
         # L21 L21' by accumulation over block pairs when that is cheap (nested designs), else
         # by a sparse product (crossed designs, where each level meets many columns)
-        if npairs <= 4 * self.nblk + 10_000:
+        if npairs <= PAIRMAP_FACTOR * self.nblk + PAIRMAP_EXTRA:
             # for level j with blocks b_1..b_d: all (b_s, b_t)
             rep = np.repeat(np.arange(self.l1), deg * deg)
             first = np.repeat(starts, deg * deg)
