@@ -201,3 +201,28 @@ def test_glmer_ranef_and_fitted_cbpp():
     np.testing.assert_allclose(m.fitted[:10], ref["fitted"], rtol=1e-4)
     np.testing.assert_allclose(m.residuals("pearson")[:10], ref["residuals"]["pearson"], rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(m.residuals("deviance")[:10], ref["residuals"]["deviance"], rtol=1e-3, atol=1e-6)
+
+
+def test_nagq0_matches_lme4():
+    """nAGQ = 0: theta optimised with beta inside PIRLS (lme4's first stage)."""
+    ref = _load("cbpp_agq0")
+    m = pyglmm.glmer(CBPP, datasets.load_cbpp(), family="binomial", nAGQ=0)
+    assert m.loglik >= ref["logLik"] - 1e-6
+    se = np.array(list(ref["se"].values()))
+    np.testing.assert_array_less(np.abs(m.fixef.values - np.array(list(ref["fixef"].values()))), 0.01 * se)
+    np.testing.assert_allclose(m.theta.values, list(ref["theta"].values()), rtol=2e-3)
+    np.testing.assert_allclose(m.se.values, se, rtol=1e-3)
+    assert "nAGQ = 0" in str(m.summary())
+
+
+def test_nbinom2_expected_curvature_matches_glmer_nb():
+    """With lme4's (Fisher) Laplace curvature, the NB2 fit is lme4's glmer.nb."""
+    ref = _load("grouse_nb_lme4")
+    m = pyglmm.glmer("TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", datasets.load_grouseticks(),
+                     family="nbinom2", laplace="expected")
+    assert m.loglik >= ref["logLik"] - 1e-4
+    se = np.array(list(ref["se"].values()))
+    np.testing.assert_array_less(np.abs(m.fixef.values - np.array(list(ref["fixef"].values()))), 0.01 * se)
+    np.testing.assert_allclose(m.se.values, se, rtol=1e-2)
+    np.testing.assert_allclose(m.shape, 2.0522192430885196, rtol=1e-3)   # glmer.nb's theta
+    np.testing.assert_allclose(m.theta.values, list(ref["theta"].values()), rtol=2e-3)

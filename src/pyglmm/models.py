@@ -51,6 +51,15 @@ def _check_identifiable(frame) -> None:
                 "variance; remove the term or check the grouping column")
 
 
+def _note_frame(frame) -> None:
+    """lme4's messages about the model frame: rank-deficient columns dropped."""
+    if frame.dropped_fixef:
+        k = len(frame.dropped_fixef)
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
+                      f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: "
+                      + ", ".join(frame.dropped_fixef), UserWarning, stacklevel=3)
+
+
 def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
     lb = rs.lower_bounds()
     diag = np.isfinite(lb)
@@ -105,6 +114,7 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
             "use nAGQ=1 (Laplace) or nAGQ=0")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     fam.validate(frame.y, frame.weights, frame.response_name)
+    _note_frame(frame)
     if fam.has_dispersion:
         _check_identifiable(frame)
     rs, infos, _ = _structure(frame)
@@ -179,6 +189,7 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=False)
     fam = make_family("gaussian")
     fam.validate(frame.y, frame.weights, frame.response_name)
+    _note_frame(frame)
     _check_identifiable(frame)
     rs, infos, _ = _structure(frame)
     prob = LmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, REML=REML)
