@@ -32,6 +32,11 @@ def _read(path: str):
 def cmd_fit(args) -> int:
     from . import glmer, lmer
     data = _read(args.data)
+    for col in [c.strip() for spec in args.factor for c in spec.split(",") if c.strip()]:
+        if col not in data.columns:
+            raise ValueError(f"--factor: column {col!r} not found in {args.data} "
+                             f"(columns: {', '.join(map(str, data.columns))})")
+        data[col] = data[col].astype("category")  # categories sorted, as R's factor()
     data.attrs["name"] = args.data
     if args.family in ("gaussian", "lmer") and args.nAGQ == 1 and not args.link:
         m = lmer(args.formula, data, REML=not args.ml, weights=args.weights, offset=args.offset)
@@ -81,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--ml", action="store_true", help="gaussian: fit by ML instead of REML")
     f.add_argument("--weights", default=None, help="column of prior weights")
     f.add_argument("--offset", default=None, help="column to use as offset")
+    f.add_argument("--factor", action="append", default=[], metavar="COL[,COL...]",
+                   help="treat these columns as factors (CSV files store factors such as "
+                        "cbpp's period as plain numbers); repeatable")
     f.add_argument("--verbose", type=int, default=0)
     f.set_defaults(func=cmd_fit)
     d = sub.add_parser("demo", help="fit the bottom-up teaching sequence on the rehab data")

@@ -194,7 +194,8 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
     rs, infos, _ = _structure(frame)
     prob = LmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, REML=REML)
     lb = rs.lower_bounds()
-    opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta")
+    opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta",
+                           method="lbfgsb")  # cheap exact evaluations: gradient method wins
     th = opt.x
     st = prob.evaluate(th)
     singular = _singular(rs, th)

@@ -82,6 +82,7 @@ def _load(name: str) -> pd.DataFrame:
             df[col] = df[col].astype("int64")
         elif pd.api.types.is_float_dtype(df[col]):
             df[col] = df[col].astype("float64")
+    df.attrs["name"] = name  # shown as "Data: <name>" in model summaries
     return df
 
 

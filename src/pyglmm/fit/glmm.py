@@ -33,6 +33,10 @@ class GlmmFit:
     messages: list[str] = field(default_factory=list)
 
 
+STAGE1_METHOD = "cobyqa"    # theta (+ dispersion) only: few dimensions, derivative-free wins
+STAGE2_METHOD = "lbfgsb"    # theta and beta: central-difference gradients on preconditioned beta
+
+
 def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
     """Fixed-effects-only IRLS fit (R's glm.fit) for starting values of beta."""
     fam, y, X, w0, off = problem.family, problem.y, problem.X, problem.w_prior, problem.offset
@@ -120,7 +124,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
 
     lb1 = np.concatenate([lb_theta, np.full(nx, -np.inf)])
     opt1 = minimize_bounded(dev_stage1, np.concatenate([theta0, extra0]), lb1,
-                            verbose=verbose, label="stage 1")
+                            verbose=verbose, label="stage 1", method=STAGE1_METHOD)
     th1, ex1 = opt1.x[:nth], opt1.x[nth:]
     fam1, phi1 = fam_phi(ex1)
     r1 = problem.pirls(th1, state["beta"], phi1, family=fam1, joint=True)
@@ -155,7 +159,8 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
 
     z2 = x2.copy()
     z2[nth:nth + p] = 0.0
-    opt2 = minimize_bounded(lambda z: dev_stage2(to_x(z)), z2, lb2, verbose=verbose, label="stage 2")
+    opt2 = minimize_bounded(lambda z: dev_stage2(to_x(z)), z2, lb2, verbose=verbose, label="stage 2",
+                            method=STAGE2_METHOD)
     opt2.x = to_x(opt2.x)
     x = opt2.x
     th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]

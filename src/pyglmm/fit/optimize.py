@@ -84,8 +84,16 @@ def fd_hessian(f: Callable, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
 
 def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
-                     gtol: float = 1e-7) -> OptSummary:
-    """Minimise f over x >= lb with L-BFGS-B; polish with Nelder-Mead-free restarts if needed."""
+                     gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
+                     radius_final: float = 1e-7) -> OptSummary:
+    """Minimise f over x >= lb.
+
+    method "cobyqa": scipy's derivative-free trust-region method (Powell's BOBYQA successor;
+    lme4 uses BOBYQA too), which needs far fewer deviance evaluations than a
+    finite-difference gradient method in the few dimensions of (theta, beta); a short
+    L-BFGS-B polish follows only if the final projected gradient is not small.
+    method "lbfgsb": L-BFGS-B with central-difference gradients throughout.
+    """
     cf = _Counted(f, verbose, label)
     x0 = np.maximum(np.asarray(x0, float), lb)
     summ = OptSummary(x0=x0.copy())
@@ -100,25 +108,45 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
 
     x = x0
     res = None
-    for attempt in range(4):
-        res = so.minimize(fun, x, jac=jac, method="L-BFGS-B", bounds=bounds,
-                          options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
-        moved = np.max(np.abs(res.x - x))
+    if method == "cobyqa":
+        sb = so.Bounds(np.where(np.isfinite(lb), lb, -np.inf), np.full(lb.size, np.inf))
+        res = so.minimize(fun, x, method="COBYQA", bounds=sb,
+                          options={"initial_tr_radius": radius0, "final_tr_radius": radius_final,
+                                   "maxfev": 500 * max(1, x.size)})
         x = res.x
-        # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
-        # curvature memory) while the projected gradient is not small
+        summ.optimizer = "COBYQA"
+        attempts = 0   # polish below only when needed
+    else:
+        summ.optimizer = "L-BFGS-B (central differences)"
+        attempts = 4
+    polish = method != "cobyqa"
+    if not polish:
         g = jac(x)
         at_lb = (x <= lb + 1e-12) & (g > 0)
         pg = np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0)
-        if pg < 1e-4 or moved < 1e-12:
-            break
+        if pg > 1e-3:
+            polish, attempts = True, 3
+            summ.optimizer += " + L-BFGS-B polish"
+    if polish:
+        for attempt in range(attempts):
+            res = so.minimize(fun, x, jac=jac, method="L-BFGS-B", bounds=bounds,
+                              options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
+            moved = np.max(np.abs(res.x - x))
+            x = res.x
+            # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
+            # curvature memory) while the projected gradient is not small
+            g = jac(x)
+            at_lb = (x <= lb + 1e-12) & (g > 0)
+            pg = np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0)
+            if pg < 1e-4 or moved < 1e-12:
+                break
     best_f, best_x = cf.best
     if best_x is not None and best_f < res.fun:
         x = best_x
     summ.x = np.asarray(x, float)
     summ.fmin = float(f(summ.x))
     summ.feval = cf.n
-    summ.nit = int(res.nit)
+    summ.nit = int(getattr(res, "nit", 0))
     summ.success = bool(res.success)
     summ.message = str(res.message)
     return summ
