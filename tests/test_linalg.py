@@ -91,3 +91,20 @@ def test_vector_terms_in_every_block_nested_and_crossed(path, monkeypatch):
         np.testing.assert_allclose(blks[0][5], Ainv[10:12, 10:12], atol=1e-12)
         off = 160
         np.testing.assert_allclose(blks[1][2], Ainv[off + 4:off + 6, off + 4:off + 6], atol=1e-12)
+
+
+def test_selected_inverse_blocks():
+    rng = np.random.default_rng(11)
+    n = 300
+    x = rng.normal(size=n)
+    rs = ReStructure([TermStructure(rng.integers(0, 40, n), np.column_stack([np.ones(n), x]), 40),
+                      TermStructure(rng.integers(0, 5, n), np.column_stack([np.ones(n), x]), 5),
+                      TermStructure(rng.integers(0, 3, n), np.ones((n, 1)), 3)])
+    theta = np.array([0.9, -0.2, 0.4, 1.1, 0.3, 0.7, 0.5])
+    w = rng.uniform(0.3, 3, n)
+    zv, Z, A = _dense_system(rs, theta, np.zeros((n, 0)), w)
+    Minv = np.linalg.inv(A)
+    G11, Q, Sinv = BlockedFactor(rs, zv, w, None).selected_inverse()
+    np.testing.assert_allclose(G11[7], Minv[14:16, 14:16], atol=1e-12)
+    np.testing.assert_allclose(Q.reshape(80, -1), Minv[:80, 80:], atol=1e-12)
+    np.testing.assert_allclose(Sinv, Minv[80:, 80:], atol=1e-12)

@@ -72,6 +72,8 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
     ok = True
     if grad is None or hess is None:
         return True, msgs
+    if not np.any(free):
+        return True, msgs
     g, H = grad[free], hess[np.ix_(free, free)]
     try:
         C = np.linalg.cholesky(H)

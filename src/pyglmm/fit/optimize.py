@@ -82,6 +82,28 @@ def fd_hessian(f: Callable, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
     return H
 
 
+def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-3) -> np.ndarray:
+    """Put components that stopped just above their bound onto it when that is no worse.
+
+    A variance at zero is a flat, symmetric optimum, so gradient methods creep towards it and
+    stop at ~1e-5; lme4 reports exactly 0 there, and so should we.
+    """
+    near = np.isfinite(lb) & (x > lb) & (x - lb < tol)
+    if not near.any():
+        return x
+    f0 = f(x)
+    xs = x.copy()
+    xs[near] = lb[near]
+    if f(xs) <= f0 + 1e-10 * max(1.0, abs(f0)):
+        return xs
+    for i in np.flatnonzero(near):
+        xi = x.copy()
+        xi[i] = lb[i]
+        if f(xi) <= f0 + 1e-10 * max(1.0, abs(f0)):
+            x, f0 = xi, f(xi)
+    return x
+
+
 def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
                      gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
@@ -143,6 +165,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     best_f, best_x = cf.best
     if best_x is not None and best_f < res.fun:
         x = best_x
+    x = _snap_to_bounds(fun, np.asarray(x, float), lb)
     summ.x = np.asarray(x, float)
     summ.fmin = float(f(summ.x))
     summ.feval = cf.n

@@ -275,3 +275,29 @@ class BlockedFactor:
             out.append(full[idx[:, :, None], idx[:, None, :]])
             off += t.q
         return out
+
+    def selected_inverse(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Blocks of M^{-1} on the pattern of Z'Z (factor built without X).
+
+        Returns (G11, Q, Sinv): G11 the diagonal p1 x p1 blocks of the leading term (l1, p1, p1);
+        Q = (M^{-1})[leading, rest] as a dense (l1, p1, q_rest) array; Sinv = (M^{-1})[rest, rest].
+        Cost O(q_rest^3 + nnz(L21) q_rest); this is what the analytic gradient needs.
+        """
+        if self.p:
+            raise ValueError("selected_inverse needs the factor of the random effects only")
+        if self.qr == 0:
+            return np.einsum("lba,lbc->lac", self.L11inv, self.L11inv), None, None
+        Sinv = sla.cho_solve((self.L22, True), np.eye(self.qr), check_finite=False)
+        Lz = self._L21z_sparse()                                  # qr x q1
+        P = np.asarray((Lz.T @ Sinv)).reshape(self.l1, self.p1, self.qr)   # L21' S^{-1}
+        Q = -np.einsum("jba,jbc->jac", self.L11inv, P)
+        # diagonal blocks: Linv_j' (I + [L21' S^{-1} L21]_jj) Linv_j
+        pat = self.pat
+        K = np.zeros((self.l1, self.p1, self.p1))
+        Pb = P[pat.blk_level, :, pat.blk_row]                     # (nblk, p1): P[(j, a), c] per block
+        for a in range(self.p1):
+            for b in range(self.p1):
+                K[:, a, b] = np.bincount(pat.blk_level, weights=Pb[:, a] * self.blk[:, b], minlength=self.l1)
+        K[:, np.arange(self.p1), np.arange(self.p1)] += 1.0
+        G11 = np.einsum("lca,lcd,ldb->lab", self.L11inv, K, self.L11inv)
+        return G11, Q, Sinv

@@ -264,7 +264,8 @@ def _print_named(values: list[str], names: list[str]) -> list[str]:
 def _wrap_title(title: str, cls: str) -> list[str]:
     """lme4's .prt.methTit: wrap long titles (width 80) with a 2-space indent; class tag omitted."""
     if len(title) + 5 + len(cls) > 80:
-        return textwrap.wrap(title, width=77, subsequent_indent="  ")
+        return textwrap.wrap(title, width=77, subsequent_indent="  ", break_on_hyphens=False,
+                             break_long_words=False)
     return [title]
 
 
