@@ -151,7 +151,7 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
     # random effects ----------------------------------------------------------
     reterms: list[ReTermDesign] = []
     for rt in pf.random:
-        factors = [sub[g] for g in rt.group]
+        factors = [as_factor(sub[g]) for g in rt.group]
         codes, levels = interaction_codes(factors)
         if len(levels) < 2:
             raise DataError(f"grouping factor {rt.group_name!r} has only {len(levels)} level; a random effect "

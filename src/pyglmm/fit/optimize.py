@@ -107,7 +107,7 @@ def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-
 def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
                      gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
-                     radius_final: float = 1e-7) -> OptSummary:
+                     radius_final: float = 1e-7, grad: Callable | None = None) -> OptSummary:
     """Minimise f over x >= lb.
 
     method "cobyqa": scipy's derivative-free trust-region method (Powell's BOBYQA successor;
@@ -130,6 +130,10 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
 
     x = x0
     res = None
+    if grad is not None:
+        method = "lbfgsb"
+        jac = grad
+        summ.optimizer = "L-BFGS-B (analytic gradient)"
     if method == "cobyqa":
         sb = so.Bounds(np.where(np.isfinite(lb), lb, -np.inf), np.full(lb.size, np.inf))
         res = so.minimize(fun, x, method="COBYQA", bounds=sb,
@@ -139,7 +143,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         summ.optimizer = "COBYQA"
         attempts = 0   # polish below only when needed
     else:
-        summ.optimizer = "L-BFGS-B (central differences)"
+        if grad is None:
+            summ.optimizer = "L-BFGS-B (central differences)"
         attempts = 4
     polish = method != "cobyqa"
     if not polish:

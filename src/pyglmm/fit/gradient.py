@@ -1,0 +1,106 @@
+"""Analytic gradient of the Laplace deviance with respect to theta and beta.
+
+D(theta, beta) = -2 log f(y | u*) + |u*|^2 + log det M,  M = Lambda'Z'WZLambda + I,
+with u* the conditional mode. The first two terms are stationary in u at u*, so
+
+  dD/dpsi = dD/dpsi|_u  +  a' du*/dpsi,   a = dlogdet M/du = Lambda'Z'(h * w'),
+
+where h_i = z_i' M^{-1} z_i (z_i the i-th row of Z Lambda) and w' = dW/deta. The implicit
+derivative of the mode is du*/dpsi = H^{-1} dg/dpsi with H = M when W is the exact curvature
+(canonical links with Fisher weights, or observed weights). Everything needed from M^{-1} is
+its selected inverse on the pattern of Z'Z, which the blocked factor provides; one gradient
+then costs about one extra factorisation instead of 2 (k) PIRLS runs for finite differences.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..linalg.blocked import BlockedFactor
+from ..linalg.restructure import ReStructure
+
+CANONICAL = {("binomial", "logit"), ("poisson", "log"), ("gaussian", "identity")}
+
+
+def supports_analytic(family, laplace_weights: str) -> bool:
+    """True when W in M is the exact curvature and dW/deta is simple (canonical Fisher case)."""
+    return laplace_weights == "expected" and (family.name, family.link.name) in CANONICAL
+
+
+def _weights_and_derivative(family, eta, w_prior, phi):
+    """Fisher weights w(eta) and dw/deta for a canonical link (elementwise central difference)."""
+    def w_of(e):
+        mu = family.link.inverse(e)
+        d = family.link.mu_eta(e)
+        return w_prior * d * d / family.variance(mu) / phi
+    h = 1e-5 * np.maximum(1.0, np.abs(eta))
+    return w_of(eta), (w_of(eta + h) - w_of(eta - h)) / (2 * h)
+
+
+def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.ndarray,
+                     family, theta: np.ndarray, u: np.ndarray, eta: np.ndarray,
+                     phi: float = 1.0, joint: bool = False) -> np.ndarray:
+    """Gradient of the Laplace deviance in (theta, beta) at the conditional mode u (for eta).
+
+    With ``joint=True`` beta is itself at its PIRLS optimum (lme4's nAGQ = 0 objective) and
+    only the theta gradient is returned; the implicit derivative then runs through the joint
+    (u, beta) system.
+    """
+    zvals = rs.scaled_values(theta)
+    mu = family.link.inverse(eta)
+    d = family.link.mu_eta(eta)
+    w, wp = _weights_and_derivative(family, eta, w_prior, phi)
+    s = w * (y - mu) / d                                  # d log f / d eta
+    F = BlockedFactor(rs, zvals, w, None)
+    G11, Q, Sinv = F.selected_inverse()
+    t0 = rs.terms[0]
+    j = t0.codes
+    z1 = zvals[0]                                         # n x p1
+    # R_i = (M^{-1} z_i) restricted to the blocks observation i touches; h_i = z_i . R_i
+    R1 = np.einsum("nab,nb->na", G11[j], z1)
+    if Q is not None:
+        cols = rs._block_pattern.rest_cols               # n x m_r rest columns
+        v = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
+        Qg = Q[j[:, None], :, cols]                       # n x m_r x p1
+        R1 += np.einsum("nsa,ns->na", Qg, v)
+        Rr = np.einsum("nsa,na->ns", Qg, z1) + np.einsum("nst,nt->ns", Sinv[cols[:, :, None], cols[:, None, :]], v)
+        h = np.einsum("na,na->n", z1, R1) + np.einsum("ns,ns->n", v, Rr)
+    else:
+        h = np.einsum("na,na->n", z1, R1)
+    hw = h * wp
+    a = rs.Ztr(zvals, hw)
+    if joint:
+        FJ = BlockedFactor(rs, zvals, w, X)
+        cj = FJ.solve(np.concatenate([a, X.T @ hw]))
+        c = cj[:rs.q]
+        Zc = rs.Zu(zvals, c) + X @ cj[rs.q:]
+    else:
+        c = F.solve(a)                                    # H^{-1} a with H = M
+        Zc = rs.Zu(zvals, c)
+    # beta
+    g_beta = X.T @ (-2.0 * s + hw - w * Zc)
+    # theta: per term, F_t[i, comp] combined with the unscaled model matrix X_t
+    base_u = -2.0 * s + hw - w * Zc                       # multiplies U (the mode) gathered per row
+    g_theta = np.empty(rs.ntheta)
+    slot = 0
+    for k, t in enumerate(rs.terms):
+        uk = u[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p)[t.codes]
+        ck = c[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p)[t.codes]
+        if k == 0:
+            Rk = R1
+        else:
+            Rk = Rr[:, slot:slot + t.p]
+            slot += t.p
+        Fk = base_u[:, None] * uk + 2.0 * w[:, None] * Rk + s[:, None] * ck
+        G = t.X.T @ Fk                                    # [r, comp]
+        rows, colsT = _tril(t.p)
+        g_theta[rs.theta_slices[k]] = G[rows, colsT]
+    return g_theta if joint else np.concatenate([g_theta, g_beta])
+
+
+def _tril(p: int):
+    rows, cols = [], []
+    for c in range(p):
+        for r in range(c, p):
+            rows.append(r)
+            cols.append(c)
+    return np.array(rows), np.array(cols)

@@ -1,0 +1,47 @@
+"""The analytic Laplace gradient against central finite differences of the deviance."""
+import numpy as np
+import pytest
+
+import pyglmm
+from pyglmm.design import model_frame
+from pyglmm.families import make_family
+from pyglmm.fit.gradient import laplace_gradient
+from pyglmm.fit.optimize import fd_gradient
+from pyglmm.fit.pirls import GlmmProblem
+from pyglmm.models import _structure
+
+CASES = [
+    ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+    ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", "poisson"),
+    ("rehab", "incidents ~ treatment + gender + hours + (1 + treatment | rehab)", "poisson"),
+    ("rehab", "incidents ~ gender + hours + (1 + treatment | rehab) + (1 + gender | hours)", "poisson"),
+]
+
+
+def _problem(ds, f, fam):
+    fr = model_frame(f, pyglmm.datasets.load_dataset(ds), binomial=fam == "binomial")
+    rs, _, _ = _structure(fr)
+    return fr, rs, GlmmProblem(fr.y, fr.X, rs, fr.weights, fr.offset, make_family(fam))
+
+
+@pytest.mark.parametrize("ds,f,fam", CASES)
+def test_gradient_theta_beta(ds, f, fam):
+    fr, rs, pr = _problem(ds, f, fam)
+    rng = np.random.default_rng(0)
+    th = np.abs(rs.theta_start() * 0.7 + 0.05 * rng.normal(size=rs.ntheta))
+    be = np.linalg.lstsq(fr.X, np.log(fr.y + 0.5) if fam == "poisson" else fr.y - 0.5, rcond=None)[0] * 0.5
+    x, nth = np.concatenate([th, be]), rs.ntheta
+    r = pr.pirls(th, be)
+    ga = laplace_gradient(rs, fr.X, fr.y, fr.weights, pr.family, th, r.u, r.eta)
+    gf = fd_gradient(lambda x: pr.pirls(x[:nth], x[nth:]).deviance, x, np.full(x.size, -np.inf))
+    np.testing.assert_allclose(ga, gf, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("ds,f,fam", CASES[:3])
+def test_gradient_joint_stage(ds, f, fam):
+    fr, rs, pr = _problem(ds, f, fam)
+    th, be = rs.theta_start() * 0.7, np.zeros(fr.X.shape[1])
+    r = pr.pirls(th, be, joint=True)
+    ga = laplace_gradient(rs, fr.X, fr.y, fr.weights, pr.family, th, r.u, r.eta, joint=True)
+    gf = fd_gradient(lambda t: pr.pirls(t, be, joint=True).deviance, th, np.full(th.size, -np.inf))
+    np.testing.assert_allclose(ga, gf, rtol=1e-5, atol=1e-3)
