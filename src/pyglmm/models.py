@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,20 +25,42 @@ def _data_name(data) -> str:
     return getattr(data, "_pyglmm_name", None) or getattr(getattr(data, "attrs", {}), "get", lambda *_: None)("name") or "data"
 
 
-def _structure(frame) -> tuple[ReStructure, list[TermInfo], np.ndarray]:
-    """Order terms by decreasing number of levels (stable, as lme4) and build the numerics' view."""
+@dataclass
+class _Sorted:
+    """Response, fixed effects, weights and offset with rows sorted by the first term's levels.
+
+    The numerics want observations of one level contiguous (segment sums instead of scatter-adds);
+    ``back`` restores the user's row order for fitted values.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    weights: np.ndarray
+    offset: np.ndarray
+    perm: np.ndarray
+    back: np.ndarray
+
+
+def _structure(frame) -> tuple[ReStructure, list[TermInfo], _Sorted]:
+    """Order terms by decreasing number of levels (as lme4), sort rows, build the numerics' view."""
     if not frame.reterms:
         raise ValueError("the formula has no random-effects terms such as (1 | group); "
                          "use a GLM (e.g. statsmodels) for a model without random effects")
     order = lme4_term_order(frame.reterms)
+    perm = np.argsort(np.asarray(frame.reterms[order[0]].codes), kind="stable")
+    back = np.empty_like(perm)
+    back[perm] = np.arange(perm.size)
     terms, infos = [], []
     for k in order:
         rt = frame.reterms[k]
-        terms.append(TermStructure(codes=np.asarray(rt.codes, np.int64), X=np.asarray(rt.X, float),
+        terms.append(TermStructure(codes=np.ascontiguousarray(np.asarray(rt.codes, np.int64)[perm]),
+                                   X=np.asfortranarray(np.asarray(rt.X, float)[perm]),
                                    nlevels=len(rt.levels)))
         infos.append(TermInfo(group=rt.group_name, colnames=list(rt.colnames),
                               levels=[str(v) for v in rt.levels], correlated=rt.correlated))
-    return ReStructure(terms), infos, np.array(order)
+    view = _Sorted(y=frame.y[perm], X=np.asfortranarray(frame.X[perm]), weights=frame.weights[perm],
+                   offset=frame.offset[perm], perm=perm, back=back)
+    return ReStructure(terms), infos, view
 
 
 def _check_identifiable(frame) -> None:
@@ -119,10 +142,10 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     _note_frame(frame)
     if fam.has_dispersion:
         _check_identifiable(frame)
-    rs, infos, _ = _structure(frame)
+    rs, infos, sv = _structure(frame)
     if laplace is None:
         laplace = "expected" if fam.name in ("binomial", "poisson") else "observed"
-    problem = GlmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, fam,
+    problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, fam,
                           laplace_weights=laplace)
     start_theta = None if not start or "theta" not in start else np.asarray(start["theta"], float)
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
@@ -158,9 +181,9 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     fam_hat = fit.family
     mu_ = r.mu
     d = fam_hat.link.mu_eta(r.eta)
-    w = frame.weights * d * d / fam_hat.variance(mu_) / phi
+    w = sv.weights * d * d / fam_hat.variance(mu_) / phi
     if vcov is None:
-        FX = BlockedFactor(rs, zvals, w, frame.X)
+        FX = BlockedFactor(rs, zvals, w, sv.X)
         RXinv = np.linalg.inv(FX.RX())
         vcov = RXinv.T @ RXinv
     F0 = BlockedFactor(rs, zvals, w, None)
@@ -176,7 +199,7 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
         sigma=float(np.sqrt(phi)) if fit.extra_kind == "dispersion" else None,
         dispersion=fit.extra if fit.extra_kind == "dispersion" else None,
         shape=fit.extra if fit.extra_kind == "shape" else None,
-        n_params=nth + p + (fit.extra is not None), eta=r.eta, mu=r.mu, condvar=condvar,
+        n_params=nth + p + (fit.extra is not None), eta=r.eta[sv.back], mu=r.mu[sv.back], condvar=condvar,
         converged=converged, singular=singular, messages=msgs,
         optinfo={"stage1": fit.opt_stage1, "stage2": fit.opt_stage2, "gradient": fit.gradient,
                  "hessian": fit.hessian, "pirls_iterations": r.iterations},
@@ -193,8 +216,8 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
     fam.validate(frame.y, frame.weights, frame.response_name)
     _note_frame(frame)
     _check_identifiable(frame)
-    rs, infos, _ = _structure(frame)
-    prob = LmmProblem(frame.y, frame.X, rs, frame.weights, frame.offset, REML=REML)
+    rs, infos, sv = _structure(frame)
+    prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta",
                            method="lbfgsb")  # cheap exact evaluations: gradient method wins
@@ -209,11 +232,11 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
     zvals = rs.scaled_values(th)
-    F0 = BlockedFactor(rs, zvals, frame.weights, None)
+    F0 = BlockedFactor(rs, zvals, sv.weights, None)
     cv_u = F0.diag_inverse_blocks()
     T = rs.T_blocks(th)
     condvar = [st.sigma**2 * np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(T, cv_u)]
-    eta = frame.offset + frame.X @ st.beta + rs.Zu(zvals, st.u)
+    eta = (sv.offset + sv.X @ st.beta + rs.Zu(zvals, st.u))[sv.back]
     ml_dev = None
     if REML:
         # deviance() of a REML fit: the profiled ML criterion at the REML estimate of theta

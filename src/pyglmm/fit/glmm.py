@@ -36,6 +36,7 @@ class GlmmFit:
 
 STAGE1_METHOD = "cobyqa"    # theta (+ dispersion) only: few dimensions, derivative-free wins
 STAGE2_METHOD = "lbfgsb"    # theta and beta: central-difference gradients on preconditioned beta
+STAGE1_FTOL = 1e-12        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
 
 
 def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
@@ -148,7 +149,8 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     opt1 = minimize_bounded(dev_stage1, np.concatenate([theta0, extra0]), lb1,
                             verbose=verbose, label="stage 1",
                             method="lbfgsb" if analytic else STAGE1_METHOD,
-                            grad=grad_stage1 if analytic else None)
+                            grad=grad_stage1 if analytic else None,
+                            ftol=STAGE1_FTOL if nAGQ > 0 else 1e-13)
     th1, ex1 = opt1.x[:nth], opt1.x[nth:]
     fam1, phi1 = fam_phi(ex1)
     r1 = problem.pirls(th1, state["beta"], phi1, family=fam1, joint=True)

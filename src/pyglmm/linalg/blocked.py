@@ -92,7 +92,7 @@ class BlockedFactor:
         z0 = zvals[0]
         # leading block-diagonal part
         if p1 == 1:
-            d = np.bincount(codes0, weights=w * z0[:, 0] ** 2, minlength=l1) + 1.0
+            d = rs.sum_by_first(w * z0[:, 0] ** 2) + 1.0
             if not np.all(d > 0):
                 raise NotPositiveDefinite("penalized system not positive definite")
             L11 = np.sqrt(d)
@@ -101,8 +101,9 @@ class BlockedFactor:
         else:
             B = np.empty((l1, p1, p1))
             for a in range(p1):
+                wz = w * z0[:, a]
                 for b in range(a + 1):
-                    v = np.bincount(codes0, weights=w * z0[:, a] * z0[:, b], minlength=l1)
+                    v = rs.sum_by_first(wz * z0[:, b])
                     B[:, a, b] = v
                     B[:, b, a] = v
             B[:, np.arange(p1), np.arange(p1)] += 1.0
@@ -151,10 +152,10 @@ class BlockedFactor:
         if self.p:
             WX = X * w[:, None]
             XtWZ1 = np.empty((self.p, l1, p1))
-            for b in range(p1):
-                zb = z0[:, b]
-                for c in range(self.p):
-                    XtWZ1[c, :, b] = np.bincount(codes0, weights=WX[:, c] * zb, minlength=l1)
+            for c in range(self.p):
+                wxc = w * X[:, c]
+                for b in range(p1):
+                    XtWZ1[c, :, b] = rs.sum_by_first(wxc * z0[:, b])
             L21x = np.einsum("klb,lab->kla", XtWZ1, Linv).reshape(self.p, l1 * p1)
             self.L21x = L21x
             S[qr:, qr:] = X.T @ WX - L21x @ L21x.T

@@ -82,8 +82,32 @@ class ReStructure:
             self._rest_indptr = np.arange(0, self.n * m + 1, m, dtype=np.int64)
             self._rest_m = m
         t0 = self.terms[0]
+        c0 = t0.codes
+        # rows sorted by the first term's levels (the fitting code arranges that): per-level sums
+        # are then np.add.reduceat over contiguous segments, many columns in one pass
+        self.sorted0 = bool(self.n == 0 or np.all(c0[1:] >= c0[:-1]))
+        if self.sorted0:
+            self.seg0 = np.searchsorted(c0, np.arange(t0.nlevels))
+            self.count0 = np.diff(np.append(self.seg0, self.n))
+            self.sorted0 = bool(np.all(self.count0 > 0))
         self._t0_indices = (t0.codes.astype(np.int64)[:, None] * t0.p + np.arange(t0.p)).ravel()
         self._t0_indptr = np.arange(0, self.n * t0.p + 1, t0.p, dtype=np.int64)
+
+    def sum_by_first(self, A: np.ndarray) -> np.ndarray:
+        """Column sums of A (n x k, or n) within each level of the first term: (l1 x k)."""
+        if A.ndim == 1:
+            if self.sorted0:
+                return np.add.reduceat(A, self.seg0)
+            t0 = self.terms[0]
+            return np.bincount(t0.codes, weights=A, minlength=t0.nlevels)
+        return np.column_stack([self.sum_by_first(A[:, k]) for k in range(A.shape[1])]) \
+            if A.shape[1] else np.zeros((self.terms[0].nlevels, 0))
+
+    def expand_first(self, V: np.ndarray) -> np.ndarray:
+        """Per-level values V (l1, or l1 x k) repeated to the observations of the first term."""
+        if self.sorted0:
+            return np.repeat(V, self.count0, axis=0)
+        return V[self.terms[0].codes]
 
     def lower_bounds(self) -> np.ndarray:
         """lme4's bounds on theta: 0 for diagonal elements of each T_k, -inf otherwise."""
@@ -109,8 +133,9 @@ class ReStructure:
         return out
 
     def scaled_values(self, theta: np.ndarray) -> list[np.ndarray]:
-        """Per-row values of Z Lambda for each term: X_k @ T_k (n x p_k)."""
-        return [t.X @ T if t.p > 1 else t.X * T[0, 0] for t, T in zip(self.terms, self.T_blocks(theta))]
+        """Per-row values of Z Lambda for each term: X_k @ T_k (n x p_k, column-major for speed)."""
+        return [np.asfortranarray(t.X @ T) if t.p > 1 else t.X * T[0, 0]
+                for t, T in zip(self.terms, self.T_blocks(theta))]
 
     def rest_matrix(self, zvals: list[np.ndarray]) -> sp.csr_matrix | None:
         """Sparse n x q_rest matrix of Z Lambda for terms 1..K-1 (fixed pattern)."""
@@ -125,20 +150,26 @@ class ReStructure:
                              shape=(self.n, self.q1))
 
     def Zu(self, zvals: list[np.ndarray], u: np.ndarray) -> np.ndarray:
-        """Z Lambda u without forming Z: a gather per term."""
+        """Z Lambda u without forming Z: a gather per term and column (1-D, contiguous)."""
         out = np.zeros(self.n)
         for k, (t, z) in enumerate(zip(self.terms, zvals)):
             uk = u[self.q_offsets[k]:self.q_offsets[k + 1]].reshape(t.nlevels, t.p)
-            out += np.einsum("ij,ij->i", z, uk[t.codes]) if t.p > 1 else z[:, 0] * uk[t.codes, 0]
+            for a in range(t.p):
+                col = np.ascontiguousarray(uk[:, a])
+                g = self.expand_first(col) if k == 0 else np.take(col, t.codes)
+                out += z[:, a] * g
         return out
 
     def Ztr(self, zvals: list[np.ndarray], r: np.ndarray) -> np.ndarray:
-        """(Z Lambda)' r by scatter-add per term."""
+        """(Z Lambda)' r by segment sums (first term) or scatter-adds (others)."""
         out = np.empty(self.q)
         for k, (t, z) in enumerate(zip(self.terms, zvals)):
             blk = np.empty((t.nlevels, t.p))
             for a in range(t.p):
-                blk[:, a] = np.bincount(t.codes, weights=z[:, a] * r, minlength=t.nlevels)
+                if k == 0:
+                    blk[:, a] = self.sum_by_first(z[:, a] * r)
+                else:
+                    blk[:, a] = np.bincount(t.codes, weights=z[:, a] * r, minlength=t.nlevels)
             out[self.q_offsets[k]:self.q_offsets[k + 1]] = blk.ravel()
         return out
 
