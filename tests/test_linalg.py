@@ -62,11 +62,13 @@ import pytest
 from pyglmm.linalg import blocked
 
 
-@pytest.mark.parametrize("path", ["pairmap", "sparse"])
+@pytest.mark.parametrize("path", ["pairmap", "dense", "sparse"])
 def test_vector_terms_in_every_block_nested_and_crossed(path, monkeypatch):
-    """p > 1 in the leading and in the rest terms; nested and crossed; both ways of forming L21 L21'."""
-    if path == "sparse":
+    """p > 1 in the leading and in the rest terms; nested and crossed; all ways of forming L21 L21'."""
+    if path != "pairmap":
         monkeypatch.setattr(blocked, "PAIRMAP_EXTRA", -10**9)
+    if path == "sparse":
+        monkeypatch.setattr(blocked, "DENSE_L21_LIMIT", -1)
     rng = np.random.default_rng(7)
     n = 400
     x = rng.normal(size=n)

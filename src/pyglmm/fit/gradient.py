@@ -56,16 +56,22 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     j = t0.codes
     z1 = zvals[0]                                         # n x p1
     # R_i = (M^{-1} z_i) restricted to the blocks observation i touches; h_i = z_i . R_i
-    R1 = np.einsum("nab,nb->na", G11[j], z1)
+    p1 = t0.p
+    R1 = np.zeros((y.shape[0], p1), order="F")
+    for a in range(p1):
+        for b in range(p1):
+            R1[:, a] += rs.expand_first(np.ascontiguousarray(G11[:, a, b])) * z1[:, b]
     if Q is not None:
         cols = rs._block_pattern.rest_cols               # n x m_r rest columns
         v = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
         Qg = Q[j[:, None], :, cols]                       # n x m_r x p1
         R1 += np.einsum("nsa,ns->na", Qg, v)
         Rr = np.einsum("nsa,na->ns", Qg, z1) + np.einsum("nst,nt->ns", Sinv[cols[:, :, None], cols[:, None, :]], v)
-        h = np.einsum("na,na->n", z1, R1) + np.einsum("ns,ns->n", v, Rr)
+        h = (z1 * R1).sum(axis=1) + np.einsum("ns,ns->n", v, Rr)
     else:
-        h = np.einsum("na,na->n", z1, R1)
+        h = z1[:, 0] * R1[:, 0]
+        for a in range(1, p1):
+            h += z1[:, a] * R1[:, a]
     hw = h * wp
     a = rs.Ztr(zvals, hw)
     if joint:
@@ -83,8 +89,8 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     g_theta = np.empty(rs.ntheta)
     slot = 0
     for k, t in enumerate(rs.terms):
-        uk = u[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p)[t.codes]
-        ck = c[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p)[t.codes]
+        uk = _per_row(rs, k, u[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p))
+        ck = _per_row(rs, k, c[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p))
         if k == 0:
             Rk = R1
         else:
@@ -95,6 +101,15 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
         rows, colsT = _tril(t.p)
         g_theta[rs.theta_slices[k]] = G[rows, colsT]
     return g_theta if joint else np.concatenate([g_theta, g_beta])
+
+
+def _per_row(rs: ReStructure, k: int, V: np.ndarray) -> np.ndarray:
+    """Per-level values V (nlevels x p) of term k at each observation (n x p)."""
+    t = rs.terms[k]
+    cols = [np.ascontiguousarray(V[:, a]) for a in range(t.p)]
+    if k == 0:
+        return np.column_stack([rs.expand_first(c) for c in cols])
+    return np.column_stack([np.take(c, t.codes) for c in cols])
 
 
 def _tril(p: int):

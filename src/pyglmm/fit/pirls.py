@@ -73,8 +73,36 @@ class GlmmProblem:
             self._sat = float(-2.0 * self.family.loglik(self.y, self.y, self.w_prior).sum())
         return self._sat
 
-    def _pdev(self, mu, u, phi):
-        return float(self.family.dev_resids(self.y, mu, self.w_prior).sum() / phi + u @ u)
+    def _devsum(self, mu, eta=None) -> float:
+        """sum(dev_resids): for Poisson and binomial as a cached y-only constant plus log terms."""
+        fam, y, wt = self.family, self.y, self.w_prior
+        if fam.name == "poisson":
+            if getattr(self, "_dconst", None) is None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+                self._dconst = float(2.0 * (wt * (ylogy - y)).sum())
+                self._wy_p = wt * y
+            if eta is not None and fam.link.name == "log" and eta.min() > -30 and eta.max() < 700:
+                # log mu = eta for the log link: no logarithm needed
+                return self._dconst + 2.0 * float(wt @ (mu - y * eta))
+            with np.errstate(divide="ignore"):
+                return self._dconst + 2.0 * float(wt @ (mu - y * np.log(mu)))
+        if fam.name == "binomial":
+            if getattr(self, "_dconst", None) is None:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    a = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+                    b = np.where(y < 1, (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0)), 0.0)
+                self._dconst = float(2.0 * (wt * (a + b)).sum())
+                self._wy, self._w1y = wt * y, wt * (1 - y)
+            if eta is not None and fam.link.name == "logit" and eta.min() > -30 and eta.max() < 30:
+                # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta) for the logit link
+                return self._dconst + 2.0 * float(wt @ (np.logaddexp(0.0, eta) - y * eta))
+            with np.errstate(divide="ignore"):
+                return self._dconst - 2.0 * float(self._wy @ np.log(mu) + self._w1y @ np.log1p(-mu))
+        return float(fam.dev_resids(y, mu, wt).sum())
+
+    def _pdev(self, mu, u, phi, eta=None):
+        return self._devsum(mu, eta) / phi + float(u @ u)
 
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
               u0: np.ndarray | None = None) -> PirlsResult:
@@ -87,12 +115,12 @@ class GlmmProblem:
         beta = np.asarray(beta, float).copy()
         eta = self.offset + X @ beta + rs.Zu(zvals, u)
         mu, d, var, w = self._moments(eta, phi)
-        pdev = self._pdev(mu, u, phi)
+        pdev = self._pdev(mu, u, phi, eta)
         if not np.isfinite(pdev):
             u[:] = 0.0
             eta = self.offset + X @ beta
             mu, d, var, w = self._moments(eta, phi)
-            pdev = self._pdev(mu, u, phi)
+            pdev = self._pdev(mu, u, phi, eta)
         it = 0
         converged = False
         F = None
@@ -120,7 +148,7 @@ class GlmmProblem:
                 bn = beta + step * db if joint else beta
                 etan = self.offset + X @ bn + rs.Zu(zvals, un)
                 mun = self.family.link.inverse(etan)
-                pn = self._pdev(mun, un, phi)
+                pn = self._pdev(mun, un, phi, etan)
                 if np.isfinite(pn) and pn <= pdev + 1e-10 * abs(pdev):
                     break
                 step *= 0.5

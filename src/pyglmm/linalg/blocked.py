@@ -19,6 +19,8 @@ from .restructure import ReStructure
 # L21 L21' by pair accumulation when it has at most this many block pairs, else sparse product
 PAIRMAP_FACTOR = 4
 PAIRMAP_EXTRA = 10_000
+# else a dense L21 (q_rest x q_1) and a BLAS product when it has at most this many entries
+DENSE_L21_LIMIT = 4_000_000
 
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
@@ -118,6 +120,7 @@ class BlockedFactor:
         self.m = m = qr + self.p
         self.blk = None
         self.L21x = None
+        self._L21z_dense = None
         if m == 0:
             self.L22 = np.zeros((0, 0))
             return
@@ -145,6 +148,12 @@ class BlockedFactor:
                 prodb = np.einsum("ka,ka->k", blk[pat.pair_a], blk[pat.pair_b]) if p1 > 1 \
                     else blk[pat.pair_a, 0] * blk[pat.pair_b, 0]
                 LLt = np.bincount(pat.pair_flat, weights=prodb, minlength=qr * qr).reshape(qr, qr)
+            elif qr * l1 * p1 <= DENSE_L21_LIMIT:
+                # crossed designs: L21 is fairly dense; a BLAS product beats a sparse one
+                Ld = np.zeros((qr, l1 * p1))
+                Ld[np.repeat(pat.blk_row, p1), pat.L21_indices] = blk.ravel()
+                LLt = Ld @ Ld.T
+                self._L21z_dense = Ld
             else:
                 Lz = self._L21z_sparse()
                 LLt = (Lz @ Lz.T).toarray()
@@ -165,11 +174,14 @@ class BlockedFactor:
                 for c in range(self.p):
                     ZrtWX[:, c] = np.bincount(cols, weights=(vals * WX[:, c:c + 1]).ravel(), minlength=qr)
                 # (L21z L21x')[c, :] = sum over blocks (c, j) of blk . L21x[:, j, :]
-                Lx3 = L21x.reshape(self.p, l1, p1)
-                contrib = np.einsum("ka,cka->kc", self.blk, Lx3[:, pat.blk_level, :])
-                LzLx = np.empty((qr, self.p))
-                for c in range(self.p):
-                    LzLx[:, c] = np.bincount(pat.blk_row, weights=contrib[:, c], minlength=qr)
+                if self._L21z_dense is not None:
+                    LzLx = self._L21z_dense @ L21x.T
+                else:
+                    Lx3 = L21x.reshape(self.p, l1, p1)
+                    contrib = np.einsum("ka,cka->kc", self.blk, Lx3[:, pat.blk_level, :])
+                    LzLx = np.empty((qr, self.p))
+                    for c in range(self.p):
+                        LzLx[:, c] = np.bincount(pat.blk_row, weights=contrib[:, c], minlength=qr)
                 Sxz = ZrtWX - LzLx
                 S[:qr, qr:] = Sxz
                 S[qr:, :qr] = Sxz.T
