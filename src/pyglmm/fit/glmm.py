@@ -36,7 +36,8 @@ class GlmmFit:
 
 STAGE1_METHOD = "cobyqa"    # theta (+ dispersion) only: few dimensions, derivative-free wins
 STAGE2_METHOD = "lbfgsb"    # theta and beta: central-difference gradients on preconditioned beta
-STAGE1_FTOL = 1e-12        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
+STAGE1_FTOL = 1e-12
+SKIP_STAGE1_WITH_GRADIENT = True        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
 
 
 def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
@@ -143,14 +144,21 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
             return np.zeros_like(x)   # the deviance there is +inf: the line search backtracks
         return laplace_gradient(rs, problem.X, problem.y, problem.w_prior, base_family, th, r.u,
-                                r.eta, joint=True)
+                                r.eta, joint=True, factor=r.factor)
 
     lb1 = np.concatenate([lb_theta, np.full(nx, -np.inf)])
-    opt1 = minimize_bounded(dev_stage1, np.concatenate([theta0, extra0]), lb1,
-                            verbose=verbose, label="stage 1",
-                            method="lbfgsb" if analytic else STAGE1_METHOD,
-                            grad=grad_stage1 if analytic else None,
-                            ftol=STAGE1_FTOL if nAGQ > 0 else 1e-13)
+    if analytic and nAGQ > 0 and SKIP_STAGE1_WITH_GRADIENT:
+        # with exact gradients stage 2 converges fast from the start itself: one joint PIRLS
+        # at theta0 gives beta and the preconditioner, instead of a whole stage-1 optimisation
+        x1 = np.concatenate([theta0, extra0])
+        opt1 = OptSummary(x0=x1, x=x1, fmin=dev_stage1(x1), feval=1, optimizer="none (start)",
+                          success=True, message="stage 1 skipped: analytic gradient available")
+    else:
+        opt1 = minimize_bounded(dev_stage1, np.concatenate([theta0, extra0]), lb1,
+                                verbose=verbose, label="stage 1",
+                                method="lbfgsb" if analytic else STAGE1_METHOD,
+                                grad=grad_stage1 if analytic else None,
+                                ftol=STAGE1_FTOL if nAGQ > 0 else 1e-13)
     th1, ex1 = opt1.x[:nth], opt1.x[nth:]
     fam1, phi1 = fam_phi(ex1)
     r1 = problem.pirls(th1, state["beta"], phi1, family=fam1, joint=True)
@@ -202,11 +210,13 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             r = pirls_at(th, be, x[nth + p:], False)
         except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
             return np.zeros_like(z)
-        gx = laplace_gradient(rs, problem.X, problem.y, problem.w_prior, base_family, th, r.u, r.eta)
+        gx = laplace_gradient(rs, problem.X, problem.y, problem.w_prior, base_family, th, r.u, r.eta,
+                              factor=r.factor)
         return Tm.T @ gx
 
     opt2 = minimize_bounded(dev_z, z2, lb2, verbose=verbose, label="stage 2",
-                            method=STAGE2_METHOD, grad=grad_z if analytic else None)
+                            method=STAGE2_METHOD, grad=grad_z if analytic else None,
+                            **(dict(ftol=0.0, gtol=1e-6) if analytic else {}))
     opt2.x = to_x(opt2.x)
     x = opt2.x
     th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]

@@ -38,7 +38,8 @@ def _weights_and_derivative(family, eta, w_prior, phi):
 
 def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.ndarray,
                      family, theta: np.ndarray, u: np.ndarray, eta: np.ndarray,
-                     phi: float = 1.0, joint: bool = False) -> np.ndarray:
+                     phi: float = 1.0, joint: bool = False,
+                     factor: BlockedFactor | None = None) -> np.ndarray:
     """Gradient of the Laplace deviance in (theta, beta) at the conditional mode u (for eta).
 
     With ``joint=True`` beta is itself at its PIRLS optimum (lme4's nAGQ = 0 objective) and
@@ -50,7 +51,14 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     d = family.link.mu_eta(eta)
     w, wp = _weights_and_derivative(family, eta, w_prior, phi)
     s = w * (y - mu) / d                                  # d log f / d eta
-    F = BlockedFactor(rs, zvals, w, None)
+    # ``factor``: PIRLS's factor at this mode (joint: with X), saving a factorisation
+    FJ = factor if (joint and factor is not None) else None
+    if factor is not None and not joint:
+        F = factor
+    elif FJ is not None and rs.qr == 0:
+        F = FJ          # the leading block is all the selected inverse needs
+    else:
+        F = BlockedFactor(rs, zvals, w, None)
     G11, Q, Sinv = F.selected_inverse()
     t0 = rs.terms[0]
     j = t0.codes
@@ -75,7 +83,8 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     hw = h * wp
     a = rs.Ztr(zvals, hw)
     if joint:
-        FJ = BlockedFactor(rs, zvals, w, X)
+        if FJ is None:
+            FJ = BlockedFactor(rs, zvals, w, X)
         cj = FJ.solve(np.concatenate([a, X.T @ hw]))
         c = cj[:rs.q]
         Zc = rs.Zu(zvals, c) + X @ cj[rs.q:]

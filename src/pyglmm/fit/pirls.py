@@ -116,7 +116,18 @@ class GlmmProblem:
         eta = self.offset + X @ beta + rs.Zu(zvals, u)
         mu, d, var, w = self._moments(eta, phi)
         pdev = self._pdev(mu, u, phi, eta)
-        if not np.isfinite(pdev):
+        if u0 is None and np.any(u):
+            # the previous mode is a poor start after a long step in theta: start from u = 0
+            # when that is better (it is the mode of the penalty alone)
+            eta0 = self.offset + X @ beta
+            mu0 = self.family.link.inverse(eta0)
+            p0 = self._pdev(mu0, np.zeros_like(u), phi, eta0)
+            if not np.isfinite(pdev) or p0 < pdev:
+                u[:] = 0.0
+                eta = eta0
+                mu, d, var, w = self._moments(eta, phi)
+                pdev = p0
+        elif not np.isfinite(pdev):
             u[:] = 0.0
             eta = self.offset + X @ beta
             mu, d, var, w = self._moments(eta, phi)

@@ -296,7 +296,7 @@ class BlockedFactor:
         Q = (M^{-1})[leading, rest] as a dense (l1, p1, q_rest) array; Sinv = (M^{-1})[rest, rest].
         Cost O(q_rest^3 + nnz(L21) q_rest); this is what the analytic gradient needs.
         """
-        if self.p:
+        if self.p and self.qr:
             raise ValueError("selected_inverse needs the factor of the random effects only")
         if self.qr == 0:
             return np.einsum("lba,lbc->lac", self.L11inv, self.L11inv), None, None
