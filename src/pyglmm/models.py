@@ -12,6 +12,7 @@ from .fit.glmm import fit_glmm
 from .fit.lmm import LmmProblem
 from .fit.optimize import fd_gradient, fd_hessian, minimize_bounded
 from .fit.pirls import GlmmProblem
+from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor
 from .linalg.restructure import ReStructure, TermStructure
 from .results.model import FitRecord, MixedModel
@@ -120,9 +121,12 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
 
 
 def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, nAGQ: int = 1,
-          verbose: int = 0, start: dict | None = None, laplace: str | None = None) -> MixedModel:
+          verbose: int = 0, start: dict | None = None, laplace: str | None = None,
+          progress: bool | None = None) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace approximation, as lme4's glmer).
 
+    ``verbose`` > 0 prints every deviance evaluation (as lme4's ``verbose``); ``progress`` shows a
+    status line on stderr for fits longer than a few seconds (default: when stderr is a terminal).
     ``laplace`` chooses the curvature in the Laplace log-determinant: "expected" (Fisher
     weights, lme4's choice) or "observed" (the exact Hessian, glmmTMB's choice). They coincide
     for canonical links; the default is lme4's for the families lme4 fits (binomial, Poisson)
@@ -149,7 +153,11 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
                           laplace_weights=laplace)
     start_theta = None if not start or "theta" not in start else np.asarray(start["theta"], float)
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta)
+        prog = Progress(progress)
+        try:
+            fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta, progress=prog)
+        finally:
+            prog.close()
     th, be = fit.theta, fit.beta
     nth, p = rs.ntheta, frame.X.shape[1]
     singular = _singular(rs, th)

@@ -29,9 +29,12 @@ class OptSummary:
 
 
 class _Counted:
-    def __init__(self, f, verbose, label):
+    """Counts evaluations, remembers the best point, prints lme4-style verbose lines."""
+
+    def __init__(self, f, verbose, label, progress=None):
         self.f, self.n, self.verbose, self.label = f, 0, verbose, label
         self.best = (np.inf, None)
+        self.progress = progress
 
     def __call__(self, x):
         self.n += 1
@@ -40,7 +43,9 @@ class _Counted:
             self.best = (v, np.array(x, float).copy())
         if self.verbose:
             xs = " ".join(f"{xi: .6g}" for xi in x)
-            print(f"{self.label} {self.n:5d}: {v:.10g}  [{xs}]", flush=True)
+            print(f"{self.label} iteration: {self.n}\n\tf(x) = {v:.6f}\n\tx = [{xs}]", flush=True)
+        if self.progress is not None:
+            self.progress.update(self.label, self.n, self.best[0])
         return v
 
 
@@ -107,7 +112,8 @@ def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-
 def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
                      gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
-                     radius_final: float = 1e-7, grad: Callable | None = None) -> OptSummary:
+                     radius_final: float = 1e-7, grad: Callable | None = None,
+                     progress=None) -> OptSummary:
     """Minimise f over x >= lb.
 
     method "cobyqa": scipy's derivative-free trust-region method (Powell's BOBYQA successor;
@@ -116,7 +122,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     L-BFGS-B polish follows only if the final projected gradient is not small.
     method "lbfgsb": L-BFGS-B with central-difference gradients throughout.
     """
-    cf = _Counted(f, verbose, label)
+    cf = _Counted(f, verbose, label, progress)
     x0 = np.maximum(np.asarray(x0, float), lb)
     summ = OptSummary(x0=x0.copy())
     bounds = [(l if np.isfinite(l) else None, None) for l in lb]
