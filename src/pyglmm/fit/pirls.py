@@ -50,9 +50,17 @@ class GlmmProblem:
         self.laplace_weights = laplace_weights
 
     # pieces ----------------------------------------------------------------
-    def _moments(self, eta, phi):
+    def _moments(self, eta, phi, mu=None):
+        """mu, dmu/deta, V(mu) and the Fisher weights; canonical links need no extra passes."""
         fam = self.family
-        mu = fam.link.inverse(eta)
+        if mu is None:
+            mu = fam.link.inverse(eta)
+        canon = (fam.name, fam.link.name)
+        if canon == ("poisson", "log"):
+            return mu, mu, mu, (self.w_prior * mu if phi == 1.0 else self.w_prior * mu / phi)
+        if canon == ("binomial", "logit"):
+            v = mu * (1.0 - mu)
+            return mu, v, v, (self.w_prior * v if phi == 1.0 else self.w_prior * v / phi)
         d = fam.link.mu_eta(eta)
         var = fam.variance(mu)
         w = self.w_prior * d * d / var / phi
@@ -113,19 +121,20 @@ class GlmmProblem:
         zvals = rs.scaled_values(theta)
         u = (self._u_warm if u0 is None else u0).copy()
         beta = np.asarray(beta, float).copy()
-        eta = self.offset + X @ beta + rs.Zu(zvals, u)
+        base = self.offset + X @ beta          # fixed during PIRLS unless joint
+        eta = base + rs.Zu(zvals, u)
         mu, d, var, w = self._moments(eta, phi)
         pdev = self._pdev(mu, u, phi, eta)
         if u0 is None and np.any(u):
             # the previous mode is a poor start after a long step in theta: start from u = 0
             # when that is better (it is the mode of the penalty alone)
-            eta0 = self.offset + X @ beta
+            eta0 = base
             mu0 = self.family.link.inverse(eta0)
             p0 = self._pdev(mu0, np.zeros_like(u), phi, eta0)
             if not np.isfinite(pdev) or p0 < pdev:
                 u[:] = 0.0
                 eta = eta0
-                mu, d, var, w = self._moments(eta, phi)
+                mu, d, var, w = self._moments(eta, phi, mu0)
                 pdev = p0
         elif not np.isfinite(pdev):
             u[:] = 0.0
@@ -140,7 +149,7 @@ class GlmmProblem:
                 F = BlockedFactor(rs, zvals, w, X if joint else None)
             except NotPositiveDefinite as e:
                 raise PirlsFailure(str(e)) from e
-            score = w * (y - mu) / d
+            score = w * (y - mu) / d if d is not var else self.w_prior * (y - mu) / phi
             g_u = rs.Ztr(zvals, score) - u
             rhs = np.concatenate([g_u, X.T @ score]) if joint else g_u
             delta = F.solve(rhs)
@@ -157,7 +166,7 @@ class GlmmProblem:
             for _ in range(30):
                 un = u + step * du
                 bn = beta + step * db if joint else beta
-                etan = self.offset + X @ bn + rs.Zu(zvals, un)
+                etan = (self.offset + X @ bn if joint else base) + rs.Zu(zvals, un)
                 mun = self.family.link.inverse(etan)
                 pn = self._pdev(mun, un, phi, etan)
                 if np.isfinite(pn) and pn <= pdev + 1e-10 * abs(pdev):
@@ -169,7 +178,7 @@ class GlmmProblem:
             u, beta, eta = un, bn, etan
             change = pdev - pn
             pdev = pn
-            mu, d, var, w = self._moments(eta, phi)
+            mu, d, var, w = self._moments(eta, phi, mun)
             F = None
             if change <= 1e-15 * (1 + abs(pdev)) and step < 1:
                 converged = True
