@@ -8,6 +8,7 @@ import numpy as np
 
 from .design import lme4_term_order, model_frame
 from .families import make_family
+from .fit.agq import check_agq, fit_agq
 from .fit.glmm import fit_glmm
 from .fit.lmm import LmmProblem
 from .fit.optimize import fd_gradient, fd_hessian, minimize_bounded
@@ -137,10 +138,9 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
         warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
                       "fitting it by lmer(REML=False)", UserWarning, stacklevel=2)
         return lmer(formula, data, REML=False, weights=weights, offset=offset, verbose=verbose)
-    if nAGQ not in (0, 1):
-        raise NotImplementedError(
-            f"nAGQ = {nAGQ}: adaptive Gauss-Hermite quadrature is not available yet; "
-            "use nAGQ=1 (Laplace) or nAGQ=0")
+    if not isinstance(nAGQ, (int, np.integer)) or nAGQ < 0:
+        raise ValueError(f"nAGQ must be a non-negative integer (got {nAGQ!r}): 0 (PIRLS for beta), "
+                         "1 (Laplace) or more quadrature nodes")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     fam.validate(frame.y, frame.weights, frame.response_name)
     _note_frame(frame)
@@ -155,7 +155,14 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         prog = Progress(progress)
         try:
-            fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta, progress=prog)
+            if nAGQ > 1:
+                check_agq(rs, nAGQ, [t.group for t in infos])
+                lap = fit_glmm(problem, nAGQ=1, verbose=verbose, start_theta=start_theta,
+                               progress=prog, compute_hessian=False)
+                fit = fit_agq(problem, lap, nAGQ, verbose=verbose, progress=prog)
+            else:
+                fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta,
+                               progress=prog)
         finally:
             prog.close()
     th, be = fit.theta, fit.beta
@@ -202,7 +209,7 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
     record = FitRecord(
-        kind="glmm", method="Laplace" if nAGQ == 1 else "nAGQ=0", theta=th, beta=be, u=r.u,
+        kind="glmm", method="Laplace" if nAGQ == 1 else f"nAGQ={nAGQ}", theta=th, beta=be, u=r.u,
         b=rs.b_from_u(th, r.u), T=T, vcov=vcov, loglik=-0.5 * fit.deviance,
         sigma=float(np.sqrt(phi)) if fit.extra_kind == "dispersion" else None,
         dispersion=fit.extra if fit.extra_kind == "dispersion" else None,
