@@ -142,8 +142,17 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
         raise ValueError(f"nAGQ must be a non-negative integer (got {nAGQ!r}): 0 (PIRLS for beta), "
                          "1 (Laplace) or more quadrature nodes")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+    return _glmer_frame(frame, fam, formula=_formula_text(formula), data_name=_data_name(data),
+                        nAGQ=nAGQ, verbose=verbose, start=start, laplace=laplace, progress=progress)
+
+
+def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, verbose: int = 0,
+                 start: dict | None = None, laplace: str | None = None,
+                 progress: bool | None = None, quiet: bool = False) -> MixedModel:
+    """glmer from a ready model frame (used by refits: bootstrap, profiles, simulation studies)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
-    _note_frame(frame)
+    if not quiet:
+        _note_frame(frame)
     if fam.has_dispersion:
         _check_identifiable(frame)
     rs, infos, sv = _structure(frame)
@@ -219,17 +228,27 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
         optinfo={"stage1": fit.opt_stage1, "stage2": fit.opt_stage2, "gradient": fit.gradient,
                  "hessian": fit.hessian, "pirls_iterations": r.iterations},
     )
-    return MixedModel(formula=_formula_text(formula), data_name=_data_name(data), frame=frame,
-                      family=fam_hat, terms=infos, record=record)
+    m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam_hat, terms=infos,
+                   record=record, quiet=quiet)
+    m._refit_spec = dict(kind="glmm", family=fam, nAGQ=nAGQ, laplace=laplace)
+    return m
 
 
 def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
          verbose: int = 0) -> MixedModel:
     """Fit a linear mixed model by REML (default) or ML, minimising lme4's profiled deviance."""
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=False)
+    return _lmer_frame(frame, formula=_formula_text(formula), data_name=_data_name(data), REML=REML,
+                       verbose=verbose)
+
+
+def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbose: int = 0,
+                quiet: bool = False) -> MixedModel:
+    """lmer from a ready model frame."""
     fam = make_family("gaussian")
     fam.validate(frame.y, frame.weights, frame.response_name)
-    _note_frame(frame)
+    if not quiet:
+        _note_frame(frame)
     _check_identifiable(frame)
     rs, infos, sv = _structure(frame)
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
@@ -265,8 +284,28 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
         reml_criterion=st.deviance if REML else None, ml_deviance=ml_dev,
         optinfo={"opt": opt, "gradient": grad, "hessian": hess},
     )
-    return MixedModel(formula=_formula_text(formula), data_name=_data_name(data), frame=frame,
-                      family=fam, terms=infos, record=record)
+    m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam, terms=infos,
+                   record=record, quiet=quiet)
+    m._refit_spec = dict(kind="lmm", REML=REML)
+    return m
+
+
+def refit(model: MixedModel, newresp=None, *, quiet: bool = True) -> MixedModel:
+    """Refit the same model to a new response vector (same rows, same design), as lme4's refit()."""
+    import dataclasses
+    frame = model.frame
+    if newresp is not None:
+        y = np.asarray(newresp, float).reshape(-1)
+        if y.shape[0] != frame.y.shape[0]:
+            raise ValueError(f"newresp has {y.shape[0]} values; the model was fitted to "
+                             f"{frame.y.shape[0]} rows")
+        frame = dataclasses.replace(frame, y=y)
+    spec = model._refit_spec
+    if spec["kind"] == "lmm":
+        return _lmer_frame(frame, formula=model.formula, data_name=model.data_name,
+                           REML=spec["REML"], quiet=quiet)
+    return _glmer_frame(frame, spec["family"], formula=model.formula, data_name=model.data_name,
+                        nAGQ=spec["nAGQ"], laplace=spec["laplace"], quiet=quiet)
 
 
 def _formula_text(formula) -> str:

@@ -16,7 +16,7 @@ class FitRecord:
     """Numbers produced by a fit, handed from the numerics to the result object."""
 
     kind: str                      # "glmm" or "lmm"
-    method: str                    # "Laplace", "nAGQ=0", "REML", "ML"
+    method: str                    # "Laplace", "nAGQ=0", "REML", "ML", "PQL"
     theta: np.ndarray
     beta: np.ndarray
     u: np.ndarray
@@ -43,15 +43,22 @@ class MixedModel:
     """A fitted linear or generalized linear mixed model."""
 
     def __init__(self, *, formula: str, data_name: str, frame, family, terms: list[TermInfo],
-                 record: FitRecord):
+                 record: FitRecord, quiet: bool = False):
         self.formula = formula
         self.data_name = data_name
         self.frame = frame
         self.family = family
         self.terms = terms
         self._r = record
-        for msg in record.messages:
-            warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+        self._refit_spec: dict = {}
+        if not quiet:
+            for msg in record.messages:
+                warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+
+    def refit(self, newresp=None) -> "MixedModel":
+        """The same model refitted to a new response (same rows and design), as lme4's refit()."""
+        from ..models import refit
+        return refit(self, newresp)
 
     # --- fit statistics ------------------------------------------------------
     @property
@@ -67,8 +74,25 @@ class MixedModel:
         return self._r.method
 
     @property
+    def is_pql(self) -> bool:
+        """Fitted by penalized quasi-likelihood (:func:`pyglmm.glmmPQL`)."""
+        return self._r.method == "PQL"
+
+    @property
+    def iterations(self) -> int | None:
+        """Number of working-LMM fits of a PQL fit (None for other methods)."""
+        return self._r.optinfo.get("iterations") if self.is_pql else None
+
+    @property
     def loglik(self) -> float:
-        """Log-likelihood (REML criterion / -2 for REML fits, as lme4's logLik)."""
+        """Log-likelihood (REML criterion / -2 for REML fits, as lme4's logLik).
+
+        NaN for PQL fits: PQL maximises the quasi-likelihood of a working linear model that
+        changes between iterations, so there is no likelihood of the data to report (glmmPQL
+        sets logLik to NA); AIC, BIC and the deviance are NaN with it.
+        """
+        if self.is_pql:
+            return float("nan")
         return float(self._r.loglik)
 
     @property
@@ -151,7 +175,8 @@ class MixedModel:
         return self._r.dispersion
 
     def _cov_scale(self) -> float:
-        return self._r.sigma if self.is_lmm else 1.0
+        # PQL: the working LMM's covariances are relative to its residual variance (as lme)
+        return self._r.sigma if (self.is_lmm or self.is_pql) else 1.0
 
     @property
     def covariances(self) -> list[np.ndarray]:
