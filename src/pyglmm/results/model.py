@@ -55,6 +55,12 @@ class MixedModel:
             for msg in record.messages:
                 warnings.warn(msg, ConvergenceWarning, stacklevel=3)
 
+    def simulate(self, nsim: int = 1, seed=None, re_form="~0") -> np.ndarray:
+        """Simulated responses (n x nsim): new random effects (re_form "~0", lme4's default) or
+        conditional on the estimated ones (re_form None)."""
+        from ..predict.simulate import simulate
+        return simulate(self, nsim=nsim, seed=seed, re_form=re_form)
+
     def refit(self, newresp=None) -> "MixedModel":
         """The same model refitted to a new response (same rows and design), as lme4's refit()."""
         from ..models import refit

@@ -1,0 +1,4 @@
+"""Prediction and simulation from fitted models."""
+from .simulate import simulate
+
+__all__ = ["simulate"]
