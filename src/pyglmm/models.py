@@ -231,6 +231,7 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam_hat, terms=infos,
                    record=record, quiet=quiet)
     m._refit_spec = dict(kind="glmm", family=fam, nAGQ=nAGQ, laplace=laplace)
+    m._problem, m._rs, m._sorted = problem, rs, sv   # the numerics, for profiles and refits
     return m
 
 
@@ -287,6 +288,7 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam, terms=infos,
                    record=record, quiet=quiet)
     m._refit_spec = dict(kind="lmm", REML=REML)
+    m._problem, m._rs, m._sorted = prob, rs, sv
     return m
 
 
