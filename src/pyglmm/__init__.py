@@ -10,9 +10,10 @@ from .design import DataError
 from .families import make_family
 from .formula import FormulaError, parse_formula
 from .models import glmer, lmer
+from .pql import glmmPQL
 from .results.model import ConvergenceWarning, MixedModel
 
 __version__ = "0.1.0"
 
-__all__ = ["glmer", "lmer", "datasets", "make_family", "parse_formula", "MixedModel",
+__all__ = ["glmer", "lmer", "glmmPQL", "datasets", "make_family", "parse_formula", "MixedModel",
            "FormulaError", "DataError", "ConvergenceWarning", "__version__"]

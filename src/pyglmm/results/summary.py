@@ -19,6 +19,12 @@ from .varcorr import term_labels
 DIGITS = 4                        # lme4: max(3, getOption("digits") - 3)
 COR_MAX = 12                      # lme4.summary.cor.max
 DBL_EPS = 2.220446049250313e-16
+PQL_NOTE = [
+    "No likelihood: PQL fits a working linear mixed model, so there is no logLik, AIC, BIC or deviance.",
+    "PQL variance estimates are biased towards zero for binary data and small counts",
+    "(Breslow & Lin 1995; Rodriguez & Goldman 1995); compare with glmer (Laplace).",
+]
+PQL_ZNOTE = "(z tests from the working LMM; MASS::glmmPQL/nlme print t tests with the same estimates and SEs)"
 SIGNIF_LEGEND = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
 
 
@@ -293,6 +299,8 @@ class Summary:
         m = self.model
         if m.is_lmm:
             return f"Linear mixed model fit by {'REML' if m.REML else 'maximum likelihood'}"
+        if getattr(m, "is_pql", False):
+            return "Generalized linear mixed model fit by penalized quasi-likelihood (PQL)"
         if m.method == "Laplace":
             meth = "(Laplace Approximation)"
         else:
@@ -316,6 +324,8 @@ class Summary:
 
     def _stats_block(self) -> list[str]:
         m = self.model
+        if getattr(m, "is_pql", False):
+            return PQL_NOTE + [f"PQL iterations: {m.iterations} (working LMMs fitted by ML, as MASS::glmmPQL)"]
         if m.is_lmm and m.REML:
             return [f"REML criterion at convergence: {format_r([round(m.reml_criterion, 1)], 7)[0].strip()}"]
         s = self.fit_statistics
@@ -422,7 +432,8 @@ class Summary:
         return lines
 
     def _fixed_block(self) -> list[str]:
-        return ["Fixed effects:"] + self.fixed_effects_lines()
+        extra = [PQL_ZNOTE] if getattr(self.model, "is_pql", False) else []
+        return ["Fixed effects:"] + self.fixed_effects_lines() + extra
 
     def _corr_block(self) -> list[str]:
         C = self.correlation
