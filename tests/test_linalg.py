@@ -110,3 +110,12 @@ def test_selected_inverse_blocks():
     np.testing.assert_allclose(G11[7], Minv[14:16, 14:16], atol=1e-12)
     np.testing.assert_allclose(Q.reshape(80, -1), Minv[:80, 80:], atol=1e-12)
     np.testing.assert_allclose(Sinv, Minv[80:, 80:], atol=1e-12)
+
+
+def test_optimizer_restarts_from_a_spurious_boundary_stop():
+    """An even deviance has zero slope at theta = 0; a first long step onto the bound must not end there."""
+    from pyglmm.fit.optimize import minimize_bounded
+    f = lambda x: 100.0 * (x[0] ** 2 - 0.16) ** 2
+    for method in ("lbfgsb", "cobyqa"):
+        r = minimize_bounded(f, np.array([1.0]), np.array([0.0]), method=method)
+        assert abs(r.x[0] - 0.4) < 1e-4, (method, r.x)

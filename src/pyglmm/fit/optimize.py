@@ -87,6 +87,23 @@ def fd_hessian(f: Callable, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
     return H
 
 
+def _edge_restart_point(f: Callable, x: np.ndarray, lb: np.ndarray) -> np.ndarray | None:
+    """A better interior point next to components sitting on their bounds, if there is one."""
+    at = np.flatnonzero(np.isfinite(lb) & (x - lb < 1e-3))
+    if at.size == 0:
+        return None
+    f0 = f(x)
+    best, bx = f0 - 1e-10 * max(1.0, abs(f0)), None
+    for i in at:
+        for d in (1e-2, 1e-1, 0.5):
+            xi = x.copy()
+            xi[i] = lb[i] + d
+            fi = f(xi)
+            if fi < best:
+                best, bx = fi, xi
+    return bx
+
+
 def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-3) -> np.ndarray:
     """Put components that stopped just above their bound onto it when that is no worse.
 
@@ -176,7 +193,20 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     best_f, best_x = cf.best
     if best_x is not None and best_f < res.fun:
         x = best_x
-    x = _snap_to_bounds(fun, np.asarray(x, float), lb)
+    x = np.asarray(x, float)
+    # restart from the interior when a component stopped on its bound although the interior is
+    # better there: a variance at zero is a stationary point of the (even) deviance, so a gradient
+    # method that jumps onto the bound can stop there (lme4's restart_edge)
+    for _ in range(2):
+        xr = _edge_restart_point(fun, x, lb)
+        if xr is None:
+            break
+        res = so.minimize(fun, xr, jac=jac, method="L-BFGS-B", bounds=bounds,
+                          options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
+        if res.fun < fun(x):
+            x = np.asarray(res.x, float)
+            summ.optimizer += " + edge restart"
+    x = _snap_to_bounds(fun, x, lb)
     summ.x = np.asarray(x, float)
     summ.fmin = float(f(summ.x))
     summ.feval = cf.n
