@@ -123,9 +123,11 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
 
 def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, nAGQ: int = 1,
           verbose: int = 0, start: dict | None = None, laplace: str | None = None,
-          progress: bool | None = None) -> MixedModel:
+          progress: bool | None = None, method: str = "ML") -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace approximation, as lme4's glmer).
 
+    ``method``: "ML" (maximum likelihood: Laplace for nAGQ=1, adaptive Gauss-Hermite quadrature
+    for nAGQ > 1) or "PQL" (penalized quasi-likelihood, as MASS::glmmPQL; see `glmmPQL`).
     ``verbose`` > 0 prints every deviance evaluation (as lme4's ``verbose``); ``progress`` shows a
     status line on stderr for fits longer than a few seconds (default: when stderr is a terminal).
     ``laplace`` chooses the curvature in the Laplace log-determinant: "expected" (Fisher
@@ -133,6 +135,12 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     for canonical links; the default is lme4's for the families lme4 fits (binomial, Poisson)
     and glmmTMB's for the others (nbinom2, Gamma, inverse Gaussian, Gaussian with a link).
     """
+    if str(method).upper() == "PQL":
+        from .pql import glmmPQL
+        return glmmPQL(formula, data, family, weights=weights, offset=offset, verbose=bool(verbose))
+    if str(method).upper() not in ("ML", "LAPLACE", "AGQ"):
+        raise ValueError(f"method must be 'ML' (Laplace / adaptive quadrature via nAGQ) or 'PQL'; "
+                         f"got {method!r}")
     fam = make_family(family)
     if fam.name == "gaussian" and fam.link.name == "identity":
         warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
