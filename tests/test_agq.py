@@ -90,3 +90,14 @@ def test_agq_refuses_crossed_factors():
     v = pyglmm.datasets.load_grouseticks()
     with pytest.raises(ValueError, match="single random-effects term"):
         pyglmm.glmer("TICKS ~ YEAR + (1 | BROOD) + (1 | LOCATION)", v, family="poisson", nAGQ=5)
+
+
+def test_three_methods_selectable_on_one_model():
+    d = pyglmm.datasets.load_cbpp()
+    lap = pyglmm.glmer(CBPP, d, family="binomial")
+    agq = pyglmm.glmer(CBPP, d, family="binomial", nAGQ=9)
+    pql = pyglmm.glmer(CBPP, d, family="binomial", method="PQL")
+    assert lap.method == "Laplace" and agq.method == "nAGQ=9" and pql.method == "PQL"
+    assert agq.loglik > lap.loglik - 0.1 and np.isnan(pql.loglik)
+    with pytest.raises(ValueError, match="method must be"):
+        pyglmm.glmer(CBPP, d, family="binomial", method="MCMC")
