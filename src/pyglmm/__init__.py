@@ -9,6 +9,7 @@ from . import datasets
 from .design import DataError
 from .families import make_family
 from .formula import FormulaError, parse_formula
+from .io import ModelFileError, load
 from .models import glmer, lmer
 from .pql import glmmPQL
 from .results.model import ConvergenceWarning, MixedModel
@@ -16,4 +17,5 @@ from .results.model import ConvergenceWarning, MixedModel
 __version__ = "0.1.0"
 
 __all__ = ["glmer", "lmer", "glmmPQL", "datasets", "make_family", "parse_formula", "MixedModel",
-           "FormulaError", "DataError", "ConvergenceWarning", "__version__"]
+           "FormulaError", "DataError", "ConvergenceWarning", "__version__",
+           "load", "ModelFileError"]

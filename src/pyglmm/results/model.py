@@ -61,6 +61,11 @@ class MixedModel:
         from ..predict.simulate import simulate
         return simulate(self, nsim=nsim, seed=seed, re_form=re_form)
 
+    def save(self, path):
+        """Write the fitted model to a versioned .npz file (no pickle); read it with pyglmm.load."""
+        from ..io import save
+        return save(self, path)
+
     def refit(self, newresp=None) -> "MixedModel":
         """The same model refitted to a new response (same rows and design), as lme4's refit()."""
         from ..models import refit
@@ -261,6 +266,22 @@ class MixedModel:
         if type == "working":
             return (y - mu) / fam.link.mu_eta(self._r.eta)
         raise ValueError(f"unknown residual type {type!r}; use 'deviance', 'pearson', 'response' or 'working'")
+
+    # --- inference (pyglmm.inference) ---------------------------------------
+    def wald_tests(self, type: str = "III"):
+        """Wald chi-square test per fixed-effect term, as car::Anova(m, type = "III"/"II")."""
+        from ..inference import wald_tests
+        return wald_tests(self, type=type)
+
+    def exp_fixef(self, level: float = 0.95) -> pd.DataFrame:
+        """exp(fixed effects) with Wald intervals, labelled rate/odds/hazard ratio by family and link."""
+        from ..inference import exp_fixef
+        return exp_fixef(self, level=level)
+
+    def confint(self, parm=None, level: float = 0.95, method: str = "wald", **kwargs) -> pd.DataFrame:
+        """Confidence intervals as lme4's confint() (rows .sig01.., .sigma, fixed effects)."""
+        from ..inference import confint
+        return confint(self, parm=parm, level=level, method=method, **kwargs)
 
     # --- tables --------------------------------------------------------------
     def coef_table(self) -> pd.DataFrame:
