@@ -9,6 +9,7 @@ from . import datasets
 from .design import DataError
 from .families import make_family
 from .formula import FormulaError, parse_formula
+from .inference import anova, confint, exp_fixef, lrt_boundary, wald_tests
 from .io import ModelFileError, load
 from .models import glmer, lmer
 from .pql import glmmPQL
@@ -18,4 +19,4 @@ __version__ = "0.1.0"
 
 __all__ = ["glmer", "lmer", "glmmPQL", "datasets", "make_family", "parse_formula", "MixedModel",
            "FormulaError", "DataError", "ConvergenceWarning", "__version__",
-           "load", "ModelFileError"]
+           "load", "ModelFileError", "anova", "lrt_boundary", "wald_tests", "exp_fixef", "confint"]

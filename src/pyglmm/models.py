@@ -65,6 +65,35 @@ def _structure(frame) -> tuple[ReStructure, list[TermInfo], _Sorted]:
     return ReStructure(terms), infos, view
 
 
+def _separation_messages(fam, mu, beta, names) -> list[str]:
+    """glm's 'fitted probabilities numerically 0 or 1' and the coefficients that diverge with it."""
+    if fam.name != "binomial":
+        return []
+    eps = 1e-8
+    extreme = int(np.sum((mu < eps) | (mu > 1 - eps)))
+    big = [n for n, b in zip(names, beta) if n != "(Intercept)" and abs(b) > 10]
+    if not extreme and not big:
+        return []
+    msg = f"fitted probabilities numerically 0 or 1 occurred ({extreme} rows)" if extreme else \
+        "very large fixed effects on the link scale"
+    if big:
+        msg += ("; (quasi-)complete separation is likely in " + ", ".join(f"'{n}'" for n in big)
+                + ": its estimate and standard error are not meaningful. Consider removing or "
+                  "merging categories, or a penalised / Bayesian fit with a weakly informative prior")
+    return [msg]
+
+
+def _check_response_varies(frame, fam) -> None:
+    """A response that is the same in every row (all 0 counts, all failures) has no finite MLE."""
+    y = frame.y[frame.weights > 0] if np.any(frame.weights > 0) else frame.y
+    if y.size and np.all(y == y[0]):
+        what = {("poisson", 0.0): "0 in every row (no events)", ("nbinom2", 0.0): "0 in every row (no events)",
+                ("binomial", 0.0): "a failure in every row", ("binomial", 1.0): "a success in every row"}
+        desc = what.get((fam.name, float(y[0])), f"equal to {y[0]:g} in every row")
+        raise ValueError(f"response '{frame.response_name}' is {desc}: the intercept has no finite "
+                         "estimate and there is no variation for the random effects to explain")
+
+
 def _check_identifiable(frame) -> None:
     """A factor with a level per observation is confounded with the residual (LMMs, dispersion families)."""
     for rt in frame.reterms:
@@ -77,7 +106,22 @@ def _check_identifiable(frame) -> None:
 
 
 def _note_frame(frame) -> None:
-    """lme4's messages about the model frame: rank-deficient columns dropped."""
+    """lme4's messages about the model frame: rank-deficient columns, predictors on very
+    different scales (lme4's checkScaleX)."""
+    X = frame.X
+    if X.shape[1] > 1:
+        sd = X.std(axis=0)
+        nonconst = sd > 0
+        if nonconst.sum() >= 1:
+            big = np.abs(X[:, nonconst]).max(axis=0)
+            ratio = sd[nonconst].max() / sd[nonconst].min() if nonconst.sum() > 1 else 1.0
+            if ratio > 1e3 or big.max() > 1e6:
+                names = [n for n, k in zip(frame.fixef_names, nonconst) if k]
+                worst = names[int(np.argmax(sd[nonconst]))]
+                warnings.warn("Some predictor variables are on very different scales (largest "
+                              f"spread: '{worst}'): consider rescaling, e.g. scale({worst}); "
+                              "estimates on the original scale follow by back-transforming",
+                              UserWarning, stacklevel=3)
     if frame.dropped_fixef:
         k = len(frame.dropped_fixef)
         warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
@@ -123,7 +167,7 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
 
 def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, nAGQ: int = 1,
           verbose: int = 0, start: dict | None = None, laplace: str | None = None,
-          progress: bool | None = None, method: str = "ML") -> MixedModel:
+          progress: bool | None = None, method: str = "ML", control: dict | None = None) -> MixedModel:
     """Fit a generalized linear mixed model by maximum likelihood (Laplace approximation, as lme4's glmer).
 
     ``method``: "ML" (maximum likelihood: Laplace for nAGQ=1, adaptive Gauss-Hermite quadrature
@@ -151,14 +195,17 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
                          "1 (Laplace) or more quadrature nodes")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     return _glmer_frame(frame, fam, formula=_formula_text(formula), data_name=_data_name(data),
-                        nAGQ=nAGQ, verbose=verbose, start=start, laplace=laplace, progress=progress)
+                        nAGQ=nAGQ, verbose=verbose, start=start, laplace=laplace, progress=progress,
+                        control=control)
 
 
 def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, verbose: int = 0,
                  start: dict | None = None, laplace: str | None = None,
-                 progress: bool | None = None, quiet: bool = False) -> MixedModel:
+                 progress: bool | None = None, quiet: bool = False,
+                 control: dict | None = None) -> MixedModel:
     """glmer from a ready model frame (used by refits: bootstrap, profiles, simulation studies)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
+    _check_response_varies(frame, fam)
     if not quiet:
         _note_frame(frame)
     if fam.has_dispersion:
@@ -169,17 +216,23 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, fam,
                           laplace_weights=laplace)
     start_theta = None if not start or "theta" not in start else np.asarray(start["theta"], float)
+    control = dict(control or {})
+    unknown = set(control) - {"maxiter"}
+    if unknown:
+        raise ValueError(f"unknown control option(s) {sorted(unknown)}; known: 'maxiter' (maximum "
+                         "optimizer iterations per stage)")
+    maxiter = int(control.get("maxiter", 2000))
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         prog = Progress(progress)
         try:
             if nAGQ > 1:
                 check_agq(rs, nAGQ, [t.group for t in infos])
                 lap = fit_glmm(problem, nAGQ=1, verbose=verbose, start_theta=start_theta,
-                               progress=prog, compute_hessian=False)
+                               progress=prog, compute_hessian=False, maxiter=maxiter)
                 fit = fit_agq(problem, lap, nAGQ, verbose=verbose, progress=prog)
             else:
                 fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta,
-                               progress=prog)
+                               progress=prog, maxiter=maxiter)
         finally:
             prog.close()
     th, be = fit.theta, fit.beta
@@ -225,6 +278,7 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
+    msgs.extend(_separation_messages(fam_hat, r.mu, be, frame.fixef_names))
     record = FitRecord(
         kind="glmm", method="Laplace" if nAGQ == 1 else f"nAGQ={nAGQ}", theta=th, beta=be, u=r.u,
         b=rs.b_from_u(th, r.u), T=T, vcov=vcov, loglik=-0.5 * fit.deviance,

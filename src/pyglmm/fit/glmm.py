@@ -76,7 +76,7 @@ def _extra_kind(family) -> str | None:
 
 def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
              start_theta: np.ndarray | None = None, compute_hessian: bool = True,
-             progress=None) -> GlmmFit:
+             progress=None, maxiter: int = 2000) -> GlmmFit:
     """Fit by Laplace (nAGQ=1) or by the nAGQ=0 stage alone; returns the raw optimum."""
     rs = problem.rs
     base_family = problem.family
@@ -156,7 +156,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
                           success=True, message="stage 1 skipped: analytic gradient available")
     else:
         opt1 = minimize_bounded(dev_stage1, np.concatenate([theta0, extra0]), lb1,
-                                verbose=verbose, label="stage 1", progress=progress,
+                                verbose=verbose, label="stage 1", progress=progress, maxiter=maxiter,
                                 method="lbfgsb" if analytic else STAGE1_METHOD,
                                 grad=grad_stage1 if analytic else None,
                                 ftol=STAGE1_FTOL if nAGQ > 0 else 1e-13)
@@ -216,6 +216,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         return Tm.T @ gx
 
     opt2 = minimize_bounded(dev_z, z2, lb2, verbose=verbose, label="stage 2", progress=progress,
+                            maxiter=maxiter,
                             method=STAGE2_METHOD, grad=grad_z if analytic else None,
                             **(dict(ftol=0.0, gtol=1e-6) if analytic else {}))
     opt2.x = to_x(opt2.x)

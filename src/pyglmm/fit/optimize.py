@@ -161,7 +161,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         sb = so.Bounds(np.where(np.isfinite(lb), lb, -np.inf), np.full(lb.size, np.inf))
         res = so.minimize(fun, x, method="COBYQA", bounds=sb,
                           options={"initial_tr_radius": radius0, "final_tr_radius": radius_final,
-                                   "maxfev": 500 * max(1, x.size)})
+                                   "maxfev": min(500 * max(1, x.size), maxiter)})
         x = res.x
         summ.optimizer = "COBYQA"
         attempts = 0   # polish below only when needed

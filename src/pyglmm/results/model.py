@@ -61,6 +61,42 @@ class MixedModel:
         from ..predict.simulate import simulate
         return simulate(self, nsim=nsim, seed=seed, re_form=re_form)
 
+    def predict(self, newdata=None, re_form=None, type: str = "link", allow_new_levels: bool = False,
+                se_fit: bool = False, interval: str | None = None, level: float = 0.95, *,
+                marginal: bool = False, offset=None, method: str = "quadrature", n_nodes: int = 64,
+                n_draws: int = 2000, seed=None):
+        """Predictions as lme4's ``predict(m, newdata, re.form, type, allow.new.levels)``.
+
+        newdata: None (the fitted rows, after NA removal) or a table (pandas, polars, Arrow, dict) with
+            the predictor columns; factors keep the fit's levels and reference level (a level not
+            seen in the fit raises DataError naming column and level), scale() uses the training
+            centre and sd (as R's makepredictcall), offset() terms are evaluated on newdata.
+            Rows with a missing (NA) predictor or grouping value give NaN (lme4's na.pass).
+        re_form: None = conditional on all random effects; "~0" (or "NA", float("nan")) = random
+            effects at zero; "~(1|g)" = only the listed terms (matched by grouping factor and
+            random-effect column names, as lme4).
+        type: "link" (linear predictor) or "response" (inverse link; proportions for binomial).
+        allow_new_levels: a grouping level absent from the fit raises DataError unless True; then
+            its random effects are zero (as lme4).
+        se_fit / interval="confidence": return a DataFrame with "fit", "se_link" (the standard error
+            sqrt(x' V x) of the fixed part on the link scale) and/or "lower"/"upper" (link-scale
+            Wald limits at ``level``, mapped through the inverse link for type="response"). They
+            reflect fixed-effect uncertainty only: the random effects (conditional modes) are
+            treated as known, and the random-effect variances are not propagated.
+        marginal: with type="response", the population-averaged mean E[g^-1(x'beta + z'b)] over
+            b ~ N(0, Sigma) of the terms in re_form (default: all), by Gauss-Hermite quadrature
+            (``n_nodes``; exact reduction to one dimension) or Monte Carlo (``method="mc"``,
+            ``n_draws``, ``seed``). For a Poisson log link with a random intercept of variance
+            s^2 it equals exp(x'beta + s^2/2), above the random-effects-at-zero prediction
+            exp(x'beta): see :mod:`pyglmm.predict.predict` for the rehab example.
+        offset: for newdata, an offset column name or array added to the formula's offset() terms
+            (give it when the model was fitted with the ``offset=`` argument).
+        """
+        from ..predict.predict import predict
+        return predict(self, newdata, re_form=re_form, type=type, allow_new_levels=allow_new_levels,
+                       se_fit=se_fit, interval=interval, level=level, marginal=marginal, offset=offset,
+                       method=method, n_nodes=n_nodes, n_draws=n_draws, seed=seed)
+
     def save(self, path):
         """Write the fitted model to a versioned .npz file (no pickle); read it with pyglmm.load."""
         from ..io import save
@@ -223,6 +259,27 @@ class MixedModel:
     def ranef(self) -> dict[str, pd.DataFrame]:
         """Conditional modes of the random effects (BLUPs), one DataFrame per grouping factor."""
         return self.ranef_frames()
+
+    # --- random-effect diagnostics (pyglmm.diagnostics, pyglmm.plots) ----------
+    def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
+        """Tidy conditional modes: group, level, term, estimate, condsd, lower, upper."""
+        from ..diagnostics import ranef_table
+        return ranef_table(self, level=level)
+
+    def plot_caterpillar(self, group=None, term=None, level: float = 0.95):
+        """Caterpillar plot of the conditional modes (matplotlib Figure); see pyglmm.plots."""
+        from ..plots import caterpillar
+        return caterpillar(self, group=group, term=term, level=level)
+
+    def plot_qq(self, group=None, term=None):
+        """Normal Q-Q plots of the conditional modes (matplotlib Figure); see pyglmm.plots."""
+        from ..plots import qq_ranef
+        return qq_ranef(self, group=group, term=term)
+
+    def plot_residuals(self, nsim: int = 250, seed=None, simulate_res: str = "conditional"):
+        """DHARMa-style simulated quantile residual plot (matplotlib Figure); see pyglmm.plots."""
+        from ..plots import residuals
+        return residuals(self, nsim=nsim, seed=seed, simulate_res=simulate_res)
 
     @property
     def coef(self) -> dict[str, pd.DataFrame]:
