@@ -45,7 +45,25 @@ def cmd_fit(args) -> int:
         m = glmer(args.formula, data, family=fam, nAGQ=args.nAGQ, weights=args.weights,
                   offset=args.offset, verbose=args.verbose)
     print(m.summary())
+    if args.plots:
+        write_plots(m, args.plots)
     return 0
+
+
+def write_plots(m, directory: str, seed: int = 1) -> list[str]:
+    """caterpillar.png, qq.png and residuals.png in ``directory`` (created if missing)."""
+    import os
+    from . import plots
+    os.makedirs(directory, exist_ok=True)
+    figs = {"caterpillar.png": lambda: plots.caterpillar(m), "qq.png": lambda: plots.qq_ranef(m),
+            "residuals.png": lambda: plots.residuals(m, seed=seed)}
+    out = []
+    for name, make in figs.items():
+        path = os.path.join(directory, name)
+        make().savefig(path, dpi=110)
+        out.append(path)
+    print(f"pyglmm: wrote {', '.join(out)}", file=sys.stderr)
+    return out
 
 
 def cmd_demo(args) -> int:
@@ -90,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="treat these columns as factors (CSV files store factors such as "
                         "cbpp's period as plain numbers); repeatable")
     f.add_argument("--verbose", type=int, default=0)
+    f.add_argument("--plots", default=None, metavar="DIR",
+                   help="also write caterpillar.png, qq.png and residuals.png (simulated quantile "
+                        "residuals, seed 1) to DIR")
     f.set_defaults(func=cmd_fit)
     d = sub.add_parser("demo", help="fit the bottom-up teaching sequence on the rehab data")
     d.set_defaults(func=cmd_demo)

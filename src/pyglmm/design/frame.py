@@ -43,6 +43,10 @@ class ModelFrame:
     rows: np.ndarray
     binomial_response_kind: str | None
     xlevels: dict[str, list[str]] = field(default_factory=dict)
+    # reference level index of each factor in ``xlevels`` and the training centre/scale of each scale()
+    # call (R's makepredictcall), so predictions on new data use the fit's coding
+    xref: dict[str, int] = field(default_factory=dict)
+    scale_params: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _vector_arg(value: Any, what: str, ev: Evaluator) -> Variable | None:
@@ -162,9 +166,11 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
 
     xlevels = {k: list(v.levels) for k, v in sub.items()
                if v.is_factor and (k in fsub or any(k in rt.lhs.variables for rt in pf.random))}
+    xref = {k: int(sub[k].ref) for k in xlevels}
     return ModelFrame(y=y, response_name=pf.response, X=X, fixef_names=names, dropped_fixef=dropped,
                       offset=off, weights=prior, reterms=reterms, n_dropped_na=int(n_all - n), rows=rows,
-                      binomial_response_kind=kind, xlevels=xlevels)
+                      binomial_response_kind=kind, xlevels=xlevels, xref=xref,
+                      scale_params=dict(ev.scale_params))
 
 
 def _response(v: Variable, prior: np.ndarray, binomial: bool) -> tuple[np.ndarray, np.ndarray, str | None]:

@@ -105,10 +105,16 @@ _UNARY_FUNCS = {
 class Evaluator:
     """Evaluate expression texts against a DataFrame with a whitelist of R functions (no Python eval)."""
 
-    def __init__(self, df: pd.DataFrame) -> None:
+    def __init__(self, df: pd.DataFrame, scale_params: dict[str, tuple[float, float]] | None = None,
+                 lenient_ref: bool = False) -> None:
         self.df = df
         self.n = len(df)
         self.cache: dict[str, Variable] = {}
+        # scale() centre/scale by call text: recorded when evaluating training data, reused (fixed) for
+        # new data as R's makepredictcall does; lenient_ref: C(x, ref=) tolerates an absent level
+        self.scale_params: dict[str, tuple[float, float]] = dict(scale_params or {})
+        self._fixed_scale = scale_params is not None
+        self.lenient_ref = lenient_ref
 
     def variable(self, text: str) -> Variable:
         """Evaluate ``text`` (a canonical variable text) into a Variable of length nrow(data)."""
@@ -264,11 +270,24 @@ class Evaluator:
                 raise DataError(f"scale() takes exactly one argument in {text!r}")
             x = self._as_numeric(self._eval(args[0], text), text)
             x = np.broadcast_to(x, (self.n,)).astype(np.float64)
+            from ..formula import deparse
+
+            key = deparse(node)
+            if self._fixed_scale:
+                if key not in self.scale_params:
+                    raise DataError(f"the model does not record the training centre and scale of {key!r} "
+                                    "(e.g. it was loaded from a file written without them), so it cannot be "
+                                    "applied to new data; refit the model")
+                centre, sd = self.scale_params[key]
+                return (x - centre) / sd
             ok = ~np.isnan(x)
             if ok.sum() < 2:
                 raise DataError(f"scale() needs at least two non-missing values in {text!r}")
-            centred = x - x[ok].mean()
-            return centred / np.std(centred[ok], ddof=1)
+            centre = float(x[ok].mean())
+            centred = x - centre
+            sd = float(np.std(centred[ok], ddof=1))
+            self.scale_params.setdefault(key, (centre, sd))
+            return centred / sd
         if f in ("factor", "as.factor"):
             if len(args) != 1 or kwargs:
                 raise DataError(f"{f}() takes exactly one argument in {text!r}")
@@ -298,12 +317,16 @@ class Evaluator:
         refval = self._eval(refnode, text)
         if key == "base":
             if not isinstance(refval, float) or refval != int(refval) or not 1 <= refval <= len(fac.levels):
+                if self.lenient_ref:
+                    return _Factor(Variable(text, codes=fac.codes, levels=list(fac.levels), ref=0))
                 raise DataError(f"C(..., base = k) needs a level number between 1 and {len(fac.levels)} in {text!r}")
             ref = int(refval) - 1
         else:
             label = refval if isinstance(refval, str) else format_r_number(float(refval)) \
                 if isinstance(refval, float) else ("TRUE" if refval is True else "FALSE")
             if label not in fac.levels:
+                if self.lenient_ref:  # new data: the fit's reference level is restored by the caller
+                    return _Factor(Variable(text, codes=fac.codes, levels=list(fac.levels), ref=0))
                 raise DataError(f"reference level {label!r} is not a level of {fac.name!r} "
                                 f"(levels: {', '.join(fac.levels)}) in {text!r}")
             ref = fac.levels.index(label)

@@ -136,6 +136,10 @@ class Family:
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.link.name, self.shape))
 
+    def __reduce__(self):
+        # immutable instances are rebuilt through the public constructor (pickle, multiprocessing)
+        return (_rebuild_family, (self.name, self.link.name, self.shape))
+
     def __repr__(self) -> str:
         return f"Family({self.name}, link={self.link.name})"
 
@@ -718,3 +722,8 @@ def make_family(family: "str | Family", link: "str | Link | None" = None, *, sha
                 raise ValueError(f"invalid theta {th!r} in {family!r}") from None
         return NegativeBinomial2(lk, th)
     return cls(lk)
+
+
+def _rebuild_family(name: str, link: str, shape):
+    fam = make_family(name, link)
+    return fam.with_shape(shape) if shape is not None else fam

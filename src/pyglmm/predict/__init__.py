@@ -1,4 +1,5 @@
 """Prediction and simulation from fitted models."""
+from .predict import predict
 from .simulate import simulate
 
-__all__ = ["simulate"]
+__all__ = ["predict", "simulate"]
