@@ -98,3 +98,14 @@ def test_deterministic_and_row_order_invariant():
     c = pyglmm.glmer(CBPP, shuffled, family="binomial")
     np.testing.assert_allclose(c.fixef.values, a.fixef.values, atol=1e-8)
     np.testing.assert_allclose(c.theta.values, a.theta.values, atol=1e-8)
+
+
+def test_loaded_model_predicts_newdata_like_the_original(tmp_path):
+    import pandas as pd
+    d = pyglmm.datasets.load_rehab()
+    m = pyglmm.glmer('incidents ~ C(treatment, ref = "new") + gender + scale(hours) + (1 | rehab)', d,
+                     family="poisson")
+    m2 = pyglmm.load(m.save(tmp_path / "m.npz"))
+    nd = d.iloc[:25].copy()
+    np.testing.assert_allclose(m2.predict(nd, type="response"), m.predict(nd, type="response"), rtol=1e-12)
+    np.testing.assert_allclose(m2.predict(nd, re_form="~0"), m.predict(nd, re_form="~0"), rtol=1e-12)

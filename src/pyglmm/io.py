@@ -62,6 +62,9 @@ def save(model, path) -> Path:
                   "dropped_fixef": list(fr.dropped_fixef), "n_dropped_na": int(fr.n_dropped_na),
                   "binomial_response_kind": fr.binomial_response_kind,
                   "xlevels": {k: [str(x) for x in v] for k, v in fr.xlevels.items()},
+                  "xref": {k: int(v) for k, v in getattr(fr, "xref", {}).items()},
+                  "scale_params": {k: [float(a), float(b)] for k, (a, b) in
+                                   getattr(fr, "scale_params", {}).items()},
                   "reterms": [{"group_name": rt.group_name, "levels": [str(x) for x in rt.levels],
                                "colnames": list(rt.colnames), "correlated": bool(rt.correlated)}
                               for rt in fr.reterms]},
@@ -107,7 +110,9 @@ def _read_v1(meta: dict, arrays: dict):
                        fixef_names=fm["fixef_names"], dropped_fixef=fm["dropped_fixef"],
                        offset=arrays["offset"], weights=arrays["weights"], reterms=reterms,
                        n_dropped_na=fm["n_dropped_na"], rows=arrays["rows"],
-                       binomial_response_kind=fm["binomial_response_kind"], xlevels=fm["xlevels"])
+                       binomial_response_kind=fm["binomial_response_kind"], xlevels=fm["xlevels"],
+                       xref={k: int(v) for k, v in fm.get("xref", {}).items()},
+                       scale_params={k: (v[0], v[1]) for k, v in fm.get("scale_params", {}).items()})
     rc = meta["record"]
     nt = rc["n_terms"]
     record = FitRecord(
