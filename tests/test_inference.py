@@ -327,9 +327,6 @@ def test_confint_dispatch_and_parm(cbpp_models):
     np.testing.assert_allclose(ci90.iloc[:, 0], m.fixef - z * m.se)
     assert list(m.confint(parm="theta_").index) == [".sig01"]
     assert list(m.confint(parm=[2]).index) == ["(Intercept)"]
-    for meth in ("profile",):
-        with pytest.raises(NotImplementedError):
-            m.confint(method=meth)
     with pytest.raises(ValueError, match="unknown confint method"):
         m.confint(method="bayes")
 
