@@ -109,3 +109,31 @@ def test_loaded_model_predicts_newdata_like_the_original(tmp_path):
     nd = d.iloc[:25].copy()
     np.testing.assert_allclose(m2.predict(nd, type="response"), m.predict(nd, type="response"), rtol=1e-12)
     np.testing.assert_allclose(m2.predict(nd, re_form="~0"), m.predict(nd, re_form="~0"), rtol=1e-12)
+
+
+def test_interrupted_fit_leaves_no_partial_state(monkeypatch, tmp_path):
+    """A KeyboardInterrupt mid-fit propagates; nothing global is left half-updated."""
+    from pyglmm.fit import pirls as P
+    cb = pyglmm.datasets.load_cbpp()
+    before = pyglmm.glmer(CBPP, cb, family="binomial")
+    calls = {"n": 0}
+    orig = P.GlmmProblem.pirls
+
+    def interrupting(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(P.GlmmProblem, "pirls", interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        pyglmm.glmer(CBPP, cb, family="binomial")
+    monkeypatch.setattr(P.GlmmProblem, "pirls", orig)
+    after = pyglmm.glmer(CBPP, cb, family="binomial")
+    np.testing.assert_array_equal(after.fixef.values, before.fixef.values)
+    # an interrupted save leaves no file behind (written to a temporary name, then renamed)
+    import pyglmm.io as pio
+    monkeypatch.setattr(pio.Path, "replace", lambda self, target: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        before.save(tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
