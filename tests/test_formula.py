@@ -140,3 +140,43 @@ def test_fuzz_arbitrary_text(text):
 def test_deep_nesting_is_formula_error():
     with pytest.raises(FormulaError):
         parse_formula("y ~ " + "(" * 2000 + "x" + ")" * 2000)
+
+
+# --- round trip of random valid formulas (issue #8) ------------------------------------------
+_VARS = ["a", "b", "x", "`my var`", "log(z)", "I(w^2)"]
+_fixed_term = st.lists(st.sampled_from(_VARS), min_size=1, max_size=3, unique=True).map(":".join)
+_fixed = st.lists(_fixed_term, min_size=1, max_size=4).map(" + ".join)
+_random = st.sampled_from(["(1 | g)", "(x | g)", "(1 + x | g)", "(0 + x | h)", "(x || g)",
+                           "(1 | g/h)", "(1 | g:h)", "(1 + a | h)"])
+
+
+def _canonical(pf):
+    """A formula text rebuilt from the parsed structure (terms in R's order, one random term each)."""
+    fixed = " + ".join(t.label for t in pf.fixed.terms) or "1"
+    parts = [("1" if pf.fixed.intercept else "0") + " + " + fixed] if pf.fixed.terms else \
+        ["1" if pf.fixed.intercept else "0"]
+    for rt in pf.random:
+        lhs = " + ".join(t.label for t in rt.lhs.terms)
+        lhs = ("1" if rt.lhs.intercept else "0") + (" + " + lhs if lhs else "")
+        parts.append(f"({lhs} | {rt.group_name})")
+    return f"{pf.response} ~ " + " + ".join(parts)
+
+
+def _structure(pf):
+    return (pf.response, pf.fixed.intercept, [t.factors for t in pf.fixed.terms],
+            [(rt.lhs.intercept, [t.factors for t in rt.lhs.terms], rt.group) for rt in pf.random])
+
+
+@settings(max_examples=150, deadline=None)
+@given(_fixed, st.lists(_random, min_size=0, max_size=3), st.booleans())
+def test_random_valid_formulas_round_trip(fixed, randoms, no_intercept):
+    text = "y ~ " + ("0 + " if no_intercept else "") + fixed + "".join(" + " + r for r in randoms)
+    pf = parse_formula(text)
+    again = parse_formula(_canonical(pf))
+    s1, s2 = _structure(pf), _structure(again)
+    # the factors of an interaction are ordered by first appearance of the variables (as R), which
+    # a rebuilt text can change: compare each term as a set of variables
+    assert s1[:2] == s2[:2]
+    assert [frozenset(t) for t in s1[2]] == [frozenset(t) for t in s2[2]]
+    assert [(a, sorted(map(tuple, b)), g) for a, b, g in s1[3]] == \
+        [(a, sorted(map(tuple, b)), g) for a, b, g in s2[3]]
