@@ -45,3 +45,12 @@ def test_lmm_ml_profile_fixed_effects_and_refusals():
         np.testing.assert_allclose(ci.loc[r].values, v, rtol=1e-5)
     with pytest.raises(NotImplementedError, match="REML=False"):
         pyglmm.lmer("Reaction ~ Days + (Days | Subject)", ss).confint(method="profile")
+
+
+def test_lmm_ml_profile_of_sd_and_sigma():
+    ref = _ref("dyestuff_ml")
+    m = pyglmm.lmer("Yield ~ 1 + (1 | Batch)", pyglmm.datasets.load_dyestuff(), REML=False)
+    ci = m.confint(method="profile")
+    assert list(ci.index) == list(ref)
+    for r, v in ref.items():
+        np.testing.assert_allclose(ci.loc[r].values, v, rtol=3e-4)

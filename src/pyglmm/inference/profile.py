@@ -8,8 +8,9 @@ spline through a grid of profile points instead; the roots agree to the accuracy
 
 Covered: fixed effects of GLMMs (Laplace) and of ML-fitted LMMs; standard deviations of scalar
 random-effect terms in GLMMs (theta is then the sd itself; a lower end at 0 is reported as 0,
-as lme4 does). Not covered (NaN with a note): correlations and sds of vector terms, LMM
-variance parameters, and the dispersion/shape of Gamma and negative binomial fits.
+as lme4 does). ML-fitted LMMs also get the sds of scalar terms and the residual sd (sigma profiled jointly).
+Not covered (NaN with a note): correlations and sds of vector terms, and the dispersion/shape
+of Gamma and negative binomial fits.
 """
 from __future__ import annotations
 
@@ -139,6 +140,73 @@ def _limit(pf: _Profiler, i: int, scale: float, z: float, direction: int) -> flo
     return np.nan
 
 
+def _lmm_scale_interval(pf: _Profiler, k: int | None, z: float) -> tuple[float, float]:
+    """Profile interval of an LMM scale parameter: sd_k = sigma * theta_k (scalar term k), or sigma
+    itself (k None). The ML deviance with beta profiled is
+    D(theta, sigma) = log|M(theta)| + n log(2 pi sigma^2) + r2(theta) / sigma^2 - sum(log w)."""
+    from ..fit.optimize import minimize_bounded
+    pr = pf.problem
+    n = pr.n_eff
+    th_hat = pf.x_hat[:pf.nth]
+    lb = pf.rs.lower_bounds()
+
+    def dev(theta, sigma):
+        try:
+            st = pr.evaluate(theta)
+        except (np.linalg.LinAlgError, RuntimeError):
+            return np.inf
+        return (st.factor.logdet_Z() + n * np.log(2 * np.pi * sigma ** 2) + st.pwrss / sigma ** 2
+                - pr.sum_log_w)
+
+    sig_hat = pf.m.sigma
+    d_min = dev(th_hat, sig_hat)
+    est = sig_hat if k is None else sig_hat * th_hat[k]
+    free = np.ones(pf.nth, bool)
+    if k is not None:
+        free[k] = False
+
+    def zeta(v, start):
+        # minimise over log sigma and the other thetas with the parameter fixed at v
+        def f(y):
+            ls, rest = y[0], y[1:]
+            sigma = float(np.exp(ls)) if k is not None else v
+            th = th_hat.copy()
+            th[free] = rest
+            if k is not None:
+                th[k] = v / sigma
+            return dev(th, sigma)
+        lby = np.concatenate([[-np.inf], lb[free]])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt = minimize_bounded(f, start, lby, method="lbfgsb")
+        return float(np.sign(v - est) * np.sqrt(max(opt.fmin - d_min, 0.0))), opt.x
+
+    start0 = np.concatenate([[np.log(sig_hat)], th_hat[free]])
+    scale = max(0.25 * est, 1e-3 * max(sig_hat, 1e-12))
+    ends = []
+    for direction in (-1, +1):
+        prev_v, x, step = est, start0, scale
+        found = np.nan
+        for _ in range(12):
+            v = est + direction * step
+            if v <= 0:
+                v = 0.0
+            if v == 0.0 and k is None:
+                break
+            zt, x = zeta(v, x)
+            if direction * zt >= z:
+                xx = x
+                found = so.brentq(lambda vv: zeta(vv, xx)[0] - direction * z, min(prev_v, v),
+                                  max(prev_v, v), xtol=1e-6 * max(est, 1e-8), rtol=1e-9)
+                break
+            if v == 0.0:
+                found = 0.0
+                break
+            prev_v, step = v, step * 2.0
+        ends.append(found)
+    return tuple(ends)
+
+
 def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
     """Profile-likelihood intervals, rows and columns as lme4's ``confint(m)``."""
     rows = _select(model, parm)
@@ -161,6 +229,8 @@ def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
             i = pf.nth + list(model.fixef.index).index(name)
             s = float(se[name])
             out.append((_limit(pf, i, s, z, -1), _limit(pf, i, s, z, +1)))
+        elif pf.kind == "lmm" and (name in sig_to_theta or name == ".sigma"):
+            out.append(_lmm_scale_interval(pf, sig_to_theta.get(name), z))
         elif pf.kind == "glmm" and name in sig_to_theta:
             i = sig_to_theta[name]
             th = pf.x_hat[i]
