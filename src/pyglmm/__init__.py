@@ -12,6 +12,7 @@ from .formula import FormulaError, parse_formula
 from .inference import anova, confint, exp_fixef, lrt_boundary, wald_tests
 from .io import ModelFileError, load
 from .models import glmer, lmer
+from .building import build_bottom_up  # noqa: F401  (bottom-up model building, Hox 2010)
 from .pql import glmmPQL
 from .results.model import ConvergenceWarning, MixedModel
 
@@ -19,4 +20,4 @@ __version__ = "0.1.0"
 
 __all__ = ["glmer", "lmer", "glmmPQL", "datasets", "make_family", "parse_formula", "MixedModel",
            "FormulaError", "DataError", "ConvergenceWarning", "__version__",
-           "load", "ModelFileError", "anova", "lrt_boundary", "wald_tests", "exp_fixef", "confint"]
+           "load", "ModelFileError", "build_bottom_up", "anova", "lrt_boundary", "wald_tests", "exp_fixef", "confint"]

@@ -1,4 +1,5 @@
-"""Command line: `pyglmm fit data.csv "y ~ x + (1|g)" --family binomial` and `pyglmm demo`."""
+"""Command line: `pyglmm fit data.csv "y ~ x + (1|g)" --family binomial`, `pyglmm demo` and
+`pyglmm build data.csv --response y --group g --lower a,b --higher h` (bottom-up building)."""
 from __future__ import annotations
 
 import argparse
@@ -91,6 +92,36 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _list_arg(text: str | None) -> list[str] | None:
+    """Comma-separated names; "none" (or an empty string) is the empty list."""
+    if text is None:
+        return None
+    return [] if text.strip().lower() in ("", "none") else [t.strip() for t in text.split(",") if t.strip()]
+
+
+def cmd_build(args) -> int:
+    from .building import build_bottom_up
+    data = _read(args.data)
+    for col in [c.strip() for spec in args.factor for c in spec.split(",") if c.strip()]:
+        if col not in data.columns:
+            raise ValueError(f"--factor: column {col!r} not found in {args.data}")
+        data[col] = data[col].astype("category")
+    data.attrs["name"] = args.data
+    force = {}
+    if args.force_slopes is not None:
+        force["slopes"] = _list_arg(args.force_slopes)
+    if args.force_interactions is not None:
+        force["interactions"] = _list_arg(args.force_interactions)
+    rep = build_bottom_up(data, response=args.response, group=args.group, lower=_list_arg(args.lower) or [],
+                          higher=_list_arg(args.higher) or [], family=args.family, alpha=args.alpha,
+                          stop_after=args.stop_after, force=force or None, criterion=args.criterion)
+    print(rep.to_text())
+    if args.html:
+        rep.to_html(args.html)
+        print(f"pyglmm: wrote {args.html}", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="pyglmm", description="Generalized linear mixed models (lme4 syntax)")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -114,6 +145,28 @@ def main(argv: list[str] | None = None) -> int:
     f.set_defaults(func=cmd_fit)
     d = sub.add_parser("demo", help="fit the bottom-up teaching sequence on the rehab data")
     d.set_defaults(func=cmd_demo)
+    b = sub.add_parser("build", help="bottom-up model building (Hox 2010): null model, lower- and "
+                       "higher-level predictors, random slopes, cross-level interactions")
+    b.add_argument("data")
+    b.add_argument("--response", required=True)
+    b.add_argument("--group", required=True, help="grouping factor")
+    b.add_argument("--lower", default="", help="lower-level predictors, comma-separated")
+    b.add_argument("--higher", default="", help="higher-level predictors, comma-separated")
+    b.add_argument("--family", default="gaussian",
+                   help="poisson, binomial, gaussian (fitted by ML), Gamma, nbinom2, ...")
+    b.add_argument("--alpha", type=float, default=0.05)
+    b.add_argument("--criterion", choices=["lrt", "aic"], default="lrt")
+    b.add_argument("--stop-after", type=int, default=None, choices=range(1, 7), metavar="STEP",
+                   help="stop after this step (1-6)")
+    b.add_argument("--force-slopes", default=None, metavar="X[,X...]|none",
+                   help="use exactly these random slopes (overrides step 4's choice)")
+    b.add_argument("--force-interactions", default=None, metavar="X:H[,X:H...]|none",
+                   help="keep exactly these cross-level interactions (overrides step 6's choice)")
+    b.add_argument("--factor", action="append", default=[], metavar="COL[,COL...]",
+                   help="treat these columns as factors; repeatable")
+    b.add_argument("--html", default=None, metavar="FILE",
+                   help="also write a self-contained HTML report with plots")
+    b.set_defaults(func=cmd_build)
     args = p.parse_args(argv)
     from .design import DataError
     from .formula import FormulaError
