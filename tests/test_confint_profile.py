@@ -54,3 +54,12 @@ def test_lmm_ml_profile_of_sd_and_sigma():
     assert list(ci.index) == list(ref)
     for r, v in ref.items():
         np.testing.assert_allclose(ci.loc[r].values, v, rtol=3e-4)
+
+
+def test_vector_term_sds_and_correlation_profile():
+    """sd/cor parametrisation for a correlated (Days | Subject) term, ML LMM, against lme4."""
+    ref = _ref("sleep_ml_theta")
+    m = pyglmm.lmer("Reaction ~ Days + (Days | Subject)", pyglmm.datasets.load_sleepstudy(), REML=False)
+    ci = m.confint(parm="theta_", method="profile")
+    for r, v in ref.items():
+        np.testing.assert_allclose(ci.loc[r].values, v, rtol=2e-4, atol=2e-4)

@@ -207,6 +207,132 @@ def _lmm_scale_interval(pf: _Profiler, k: int | None, z: float) -> tuple[float, 
     return tuple(ends)
 
 
+class _SdCorProfiler:
+    """Deviance as a function of lme4's profile parameters: sds and correlations of every term
+    (and sigma for LMMs) plus beta. Correlations not being profiled are optimised on the
+    atanh scale, sds on the log scale, so only the profiled value itself is constrained."""
+
+    def __init__(self, pf: _Profiler):
+        from .bootstrap import sd_cor_values
+        self.pf = pf
+        m = pf.m
+        self.kinds = []          # per sd/cor slot: ("sd"| "cor", term index, r, c)
+        for k, t in enumerate(m.terms):
+            p = len(t.colnames)
+            for c in range(p):
+                for r in range(c, p):
+                    self.kinds.append(("sd" if r == c else "cor", k, r, c))
+        self.lmm = pf.kind == "lmm"
+        self.nv = len(self.kinds) + (1 if self.lmm else 0)
+        self.psi_hat = np.concatenate([sd_cor_values(m)[:self.nv], m.fixef.values])
+
+    def to_theta(self, psi):
+        """(theta, sigma) from sds/cors (None when the implied covariance is not valid)."""
+        pf = self.pf
+        sigma = psi[len(self.kinds)] if self.lmm else 1.0
+        if sigma <= 0:
+            return None, None
+        theta = np.empty(pf.nth)
+        idx = 0
+        for t in pf.m.terms:
+            p = len(t.colnames)
+            sd = np.zeros(p)
+            R = np.eye(p)
+            slots = []
+            for c in range(p):
+                for r in range(c, p):
+                    slots.append((r, c))
+            for j, (r, c) in enumerate(slots):
+                v = psi[idx + j]
+                if r == c:
+                    sd[r] = v
+                else:
+                    R[r, c] = R[c, r] = v
+            if np.any(sd < 0) or np.any(np.abs(R) > 1):
+                return None, None
+            S = (R * np.outer(sd, sd)) / sigma ** 2
+            try:
+                T = np.linalg.cholesky(S + 1e-14 * np.eye(p))
+            except np.linalg.LinAlgError:
+                return None, None
+            for j, (r, c) in enumerate(slots):
+                theta[idx + j] = T[r, c]
+            idx += len(slots)
+        return theta, sigma
+
+    def deviance(self, psi):
+        pf = self.pf
+        theta, sigma = self.to_theta(psi[:self.nv])
+        if theta is None:
+            return np.inf
+        beta = psi[self.nv:]
+        if not self.lmm:
+            return pf.deviance(np.concatenate([theta, beta]))
+        pr, rs = pf.problem, pf.rs
+        from ..linalg.blocked import BlockedFactor
+        try:
+            zvals = rs.scaled_values(theta)
+            F = BlockedFactor(rs, zvals, pr.w, None)
+        except np.linalg.LinAlgError:
+            return np.inf
+        r = pr.y - pr.X @ beta
+        u = F.solve(rs.Ztr(zvals, pr.w * r))
+        res = r - rs.Zu(zvals, u)
+        pwrss = float(pr.w @ res ** 2 + u @ u)
+        return F.logdet_Z() + pr.n_eff * np.log(2 * np.pi * sigma ** 2) + pwrss / sigma ** 2 - pr.sum_log_w
+
+    def interval(self, i: int, z: float) -> tuple[float, float]:
+        from ..fit.optimize import minimize_bounded
+        est = self.psi_hat[i]
+        d_min = self.deviance(self.psi_hat)
+        keep = np.arange(self.psi_hat.size) != i
+        kinds = [("cor" if j < len(self.kinds) and self.kinds[j][0] == "cor" else
+                  "pos" if j < self.nv else "free") for j in range(self.psi_hat.size)]
+
+        def to_y(psi):
+            y = []
+            for j in np.flatnonzero(keep):
+                v = psi[j]
+                y.append(np.arctanh(np.clip(v, -0.999999, 0.999999)) if kinds[j] == "cor" else
+                         np.log(max(v, 1e-10)) if kinds[j] == "pos" else v)
+            return np.array(y)
+
+        def from_y(y, value):
+            psi = self.psi_hat.copy()
+            psi[i] = value
+            for yy, j in zip(y, np.flatnonzero(keep)):
+                psi[j] = np.tanh(yy) if kinds[j] == "cor" else np.exp(yy) if kinds[j] == "pos" else yy
+            return psi
+
+        def zeta(value, y0):
+            f = lambda y: self.deviance(from_y(y, value))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                opt = minimize_bounded(f, y0, np.full(y0.size, -np.inf), method="lbfgsb")
+            return float(np.sign(value - est) * np.sqrt(max(opt.fmin - d_min, 0.0))), opt.x
+
+        lo_b, hi_b = (-1.0, 1.0) if kinds[i] == "cor" else (0.0, np.inf)
+        scale = 0.25 if kinds[i] == "cor" else max(0.25 * abs(est), 1e-3)
+        y0 = to_y(self.psi_hat)
+        ends = []
+        for direction in (-1, +1):
+            prev, y, step, found = est, y0, scale, np.nan
+            for _ in range(12):
+                v = float(np.clip(est + direction * step, lo_b, hi_b))
+                zt, y = zeta(v, y)
+                if direction * zt >= z:
+                    yy = y
+                    found = so.brentq(lambda vv: zeta(vv, yy)[0] - direction * z, min(prev, v),
+                                      max(prev, v), xtol=1e-5 * scale, rtol=1e-8)
+                    break
+                if v in (lo_b, hi_b):
+                    found = v               # the bound lies inside the interval
+                    break
+                prev, step = v, step * 2.0
+            ends.append(found)
+        return tuple(ends)
+
+
 def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
     """Profile-likelihood intervals, rows and columns as lme4's ``confint(m)``."""
     rows = _select(model, parm)
@@ -216,6 +342,7 @@ def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
     vnames = variance_parameter_names(model)
     se = model.se
     out, notes = [], []
+    sdc = None
     # which .sig rows map to a scalar-term theta (sd = theta for GLMMs)
     sig_to_theta = {}
     k = 0
@@ -236,6 +363,11 @@ def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
             th = pf.x_hat[i]
             s = max(0.25 * th, 0.05)
             out.append((_limit(pf, i, s, z, -1), _limit(pf, i, s, z, +1)))
+        elif name in vnames:
+            # correlations and sds of vector terms: the general sd/cor parametrisation
+            if sdc is None:
+                sdc = _SdCorProfiler(pf)
+            out.append(sdc.interval(vnames.index(name), z))
         else:
             out.append((np.nan, np.nan))
             notes.append(name)
