@@ -6,11 +6,11 @@ normal, and the interval is {v : |zeta(v)| <= z_(1+level)/2}. Each end is found 
 outwards in steps of the standard error and then root-finding on zeta (lme4 interpolates a
 spline through a grid of profile points instead; the roots agree to the accuracy of the grid).
 
-Covered: fixed effects of GLMMs (Laplace) and of ML-fitted LMMs; standard deviations of scalar
-random-effect terms in GLMMs (theta is then the sd itself; a lower end at 0 is reported as 0,
-as lme4 does). ML-fitted LMMs also get the sds of scalar terms and the residual sd (sigma profiled jointly).
-Not covered (NaN with a note): correlations and sds of vector terms, and the dispersion/shape
-of Gamma and negative binomial fits.
+Covered: fixed effects of GLMMs (Laplace) and of ML-fitted LMMs; the sds and correlations of
+every random-effect term (for vector terms through an sd/correlation parametrisation, as
+lme4's profile); sigma of LMMs. A bound (sd 0, correlation +/-1) inside the interval is
+reported as the limit, as lme4 does. Not covered: the dispersion/shape of Gamma and negative
+binomial fits, and REML fits (refit with REML=False).
 """
 from __future__ import annotations
 
@@ -375,8 +375,7 @@ def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
     if notes:
         res.attrs["not_profiled"] = notes
         warnings.warn("profile intervals are not computed for " + ", ".join(notes) +
-                      " (correlations, vector-term sds, LMM variance parameters); "
-                      "use method='boot' for those", UserWarning, stacklevel=3)
+                      "; use method='boot' for those", UserWarning, stacklevel=3)
     return res
 
 
