@@ -100,4 +100,4 @@ def test_three_methods_selectable_on_one_model():
     assert lap.method == "Laplace" and agq.method == "nAGQ=9" and pql.method == "PQL"
     assert agq.loglik > lap.loglik - 0.1 and np.isnan(pql.loglik)
     with pytest.raises(ValueError, match="method must be"):
-        pyglmm.glmer(CBPP, d, family="binomial", method="MCMC")
+        pyglmm.glmer(CBPP, d, family="binomial", method="EM")

@@ -171,7 +171,8 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     """Fit a generalized linear mixed model by maximum likelihood (Laplace approximation, as lme4's glmer).
 
     ``method``: "ML" (maximum likelihood: Laplace for nAGQ=1, adaptive Gauss-Hermite quadrature
-    for nAGQ > 1) or "PQL" (penalized quasi-likelihood, as MASS::glmmPQL; see `glmmPQL`).
+    for nAGQ > 1), "PQL" (penalized quasi-likelihood, as MASS::glmmPQL; see `glmmPQL`) or "MCMC"
+    (Bayesian, NUTS; `pyglmm.bayes.bglmer` with default settings; needs pyglmm[bayes]).
     ``verbose`` > 0 prints every deviance evaluation (as lme4's ``verbose``); ``progress`` shows a
     status line on stderr for fits longer than a few seconds (default: when stderr is a terminal).
     ``laplace`` chooses the curvature in the Laplace log-determinant: "expected" (Fisher
@@ -179,11 +180,15 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     for canonical links; the default is lme4's for the families lme4 fits (binomial, Poisson)
     and glmmTMB's for the others (nbinom2, Gamma, inverse Gaussian, Gaussian with a link).
     """
+    if str(method).upper() == "MCMC":
+        from .bayes import bglmer
+        return bglmer(formula, data, family, weights=weights, offset=offset)
     if str(method).upper() == "PQL":
         from .pql import glmmPQL
         return glmmPQL(formula, data, family, weights=weights, offset=offset, verbose=bool(verbose))
     if str(method).upper() not in ("ML", "LAPLACE", "AGQ"):
-        raise ValueError(f"method must be 'ML' (Laplace / adaptive quadrature via nAGQ) or 'PQL'; "
+        raise ValueError(f"method must be 'ML' (Laplace / adaptive quadrature via nAGQ), 'PQL' or "
+                         f"'MCMC' (pyglmm.bayes.bglmer); "
                          f"got {method!r}")
     fam = make_family(family)
     if fam.name == "gaussian" and fam.link.name == "identity":

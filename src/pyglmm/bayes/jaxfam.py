@@ -1,0 +1,144 @@
+"""Inverse links and per-row log densities in JAX, mirroring :mod:`pyglmm.families` (numpy).
+
+``loglik(y, eta, wt, aux)`` returns the same per-row values as ``family.loglik(y, linkinv(eta),
+wt, dispersion)`` of the numpy families (tests/test_bayes.py checks this at random points):
+
+* poisson: ``wt * (y log mu - mu - lgamma(y + 1))``
+* binomial: ``y`` proportions, ``wt`` trials: ``lchoose(n, k) + k log mu + (n - k) log(1 - mu)``
+  with ``n = wt``, ``k = wt * y`` (0/1 data: ``wt = 1``; cbind(s, f): ``y = s/(s+f)``, ``wt = s+f``);
+  for the logit link written with log-sigmoids of eta (no under/overflow for large |eta|)
+* gaussian: ``aux`` = residual variance phi; ``wt`` scales the precision (R's gaussian()$aic)
+* Gamma: ``aux`` = dispersion phi = 1 / shape; ``wt`` multiplies the row's log density
+* inverse.gaussian: ``aux`` = dispersion phi
+* nbinom2: ``aux`` = shape theta (Var = mu + mu^2 / theta)
+
+Rows with ``wt == 0`` contribute 0, as in the numpy versions. An invalid mean (e.g. a negative
+Poisson mean under the identity link) gives -inf, which NUTS treats as a rejected proposal.
+"""
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+from jax import nn
+from jax.scipy import special as jsp
+from jax.scipy.stats import norm
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def linkinv(name: str):
+    """g^{-1}(eta) as a JAX function, for pyglmm's link names."""
+    if name == "identity":
+        return lambda eta: eta
+    if name == "log":
+        return jnp.exp
+    if name == "logit":
+        return nn.sigmoid
+    if name == "probit":
+        return norm.cdf
+    if name == "cloglog":
+        return lambda eta: -jnp.expm1(-jnp.exp(eta))
+    if name == "cauchit":
+        return lambda eta: 0.5 + jnp.arctan(eta) / jnp.pi
+    if name == "sqrt":
+        return lambda eta: eta * eta
+    if name == "inverse":
+        return lambda eta: 1.0 / eta
+    if name == "1/mu^2":
+        return lambda eta: 1.0 / jnp.sqrt(eta)
+    raise ValueError(f"link {name!r} has no JAX inverse in pyglmm.bayes")
+
+
+def _masked(ll, wt):
+    return jnp.where(wt == 0, 0.0, ll)
+
+
+def loglik_fn(family: str, link: str, with_const: bool = True):
+    """Per-row log density ``f(y, eta, wt, aux)`` of a family with a link (see module docstring).
+
+    ``with_const=False`` drops the terms that depend on the data only (lgamma(y + 1), the
+    binomial coefficient, log(2 pi) and log(wt) of the gaussian): the sampler's target is then
+    cheaper and differs by a constant.
+    """
+    inv = linkinv(link)
+    c = 1.0 if with_const else 0.0
+
+    if family == "poisson":
+        def f(y, eta, wt, aux=None):
+            if link == "log":
+                logmu, mu = eta, jnp.exp(eta)
+            else:
+                mu = inv(eta)
+                logmu = jnp.log(jnp.where(mu > 0, mu, 1.0))
+                logmu = jnp.where(mu > 0, logmu, -jnp.inf)
+            ll = jnp.where(y > 0, y * logmu, 0.0) - mu
+            if with_const:
+                ll = ll - jsp.gammaln(y + 1.0)
+            ll = jnp.where((mu < 0) | ((mu == 0) & (y > 0)), -jnp.inf, ll)
+            return _masked(ll * wt, wt)
+        return f
+
+    if family == "binomial":
+        def f(y, eta, wt, aux=None):
+            n = wt
+            k = wt * y
+            if link == "logit":
+                logp, log1mp = nn.log_sigmoid(eta), nn.log_sigmoid(-eta)
+            else:
+                mu = inv(eta)
+                ok = (mu > 0) & (mu < 1)
+                mus = jnp.where(ok, mu, 0.5)
+                logp = jnp.where(ok, jnp.log(mus), jnp.where(mu >= 1, 0.0, -jnp.inf))
+                log1mp = jnp.where(ok, jnp.log1p(-mus), jnp.where(mu <= 0, 0.0, -jnp.inf))
+            ll = jnp.where(k > 0, k * logp, 0.0) + jnp.where(n - k > 0, (n - k) * log1mp, 0.0)
+            if with_const:
+                ll = ll + jsp.gammaln(n + 1.0) - jsp.gammaln(k + 1.0) - jsp.gammaln(n - k + 1.0)
+            return jnp.where(wt > 0, ll, 0.0)
+        return f
+
+    if family == "gaussian":
+        def f(y, eta, wt, aux):
+            mu = inv(eta)
+            r = y - mu
+            ws = jnp.where(wt > 0, wt, 1.0)
+            ll = -0.5 * (c * (_LOG_2PI - jnp.log(ws)) + jnp.log(aux) + ws * r * r / aux)
+            return _masked(ll, wt)
+        return f
+
+    if family == "Gamma":
+        def f(y, eta, wt, aux):
+            mu = inv(eta)
+            shape = 1.0 / aux
+            scale = jnp.where(mu > 0, mu, 1.0) * aux
+            ll = (shape - 1.0) * jnp.log(y) - y / scale - jsp.gammaln(shape) - shape * jnp.log(scale)
+            ll = jnp.where(mu > 0, ll, -jnp.inf)
+            return _masked(ll * wt, wt)
+        return f
+
+    if family == "inverse.gaussian":
+        def f(y, eta, wt, aux):
+            mu = inv(eta)
+            r = y - mu
+            ll = -0.5 * (c * (_LOG_2PI + 3.0 * jnp.log(y)) + jnp.log(aux)) - r * r / (2.0 * aux * mu * mu * y)
+            ll = jnp.where(mu > 0, ll, -jnp.inf)
+            return _masked(ll * wt, wt)
+        return f
+
+    if family == "nbinom2":
+        def f(y, eta, wt, aux):
+            theta = aux
+            if link == "log":
+                logmu, mu = eta, jnp.exp(eta)
+            else:
+                mu = inv(eta)
+                logmu = jnp.where(mu > 0, jnp.log(jnp.where(mu > 0, mu, 1.0)), -jnp.inf)
+            # log(theta + mu) computed stably from log mu and log theta
+            log_tm = jnp.logaddexp(jnp.log(theta), logmu)
+            ll = (jsp.gammaln(theta + y) - jsp.gammaln(theta) - c * jsp.gammaln(y + 1.0)
+                  + jnp.where(y > 0, y * (logmu - log_tm), 0.0) + theta * (jnp.log(theta) - log_tm))
+            ll = jnp.where((mu < 0) | ((mu == 0) & (y > 0)), -jnp.inf, ll)
+            return _masked(ll * wt, wt)
+        return f
+
+    raise ValueError(f"family {family!r} is not supported by pyglmm.bayes")
