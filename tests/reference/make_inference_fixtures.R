@@ -18,23 +18,10 @@ suppressPackageStartupMessages({
 })
 has_car <- suppressWarnings(suppressPackageStartupMessages(requireNamespace("car", quietly = TRUE)))
 
-datadir <- file.path("src", "pyglmm", "datasets", "data")
 outdir <- file.path("tests", "reference", "fixtures")
 dir.create(outdir, showWarnings = FALSE, recursive = TRUE)
 
-load_data <- function(name) {
-  levs <- fromJSON(file.path(datadir, paste0(name, ".levels.json")), simplifyVector = TRUE)
-  ordered_cols <- if (is.null(levs[["_ordered"]])) character(0) else levs[["_ordered"]]
-  fcols <- setdiff(names(levs), "_ordered")
-  cc <- setNames(rep("character", length(fcols)), fcols)
-  d <- read.csv(file.path(datadir, paste0(name, ".csv")), colClasses = cc,
-                stringsAsFactors = FALSE)
-  for (col in fcols) {
-    stopifnot(all(d[[col]] %in% levs[[col]]))
-    d[[col]] <- factor(d[[col]], levels = levs[[col]], ordered = col %in% ordered_cols)
-  }
-  d
-}
+source(file.path("tests", "reference", "common.R"))  # load_data(), datadir
 
 num_json <- function(x) {
   s <- sprintf("%.17g", x)

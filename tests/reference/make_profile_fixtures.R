@@ -1,20 +1,12 @@
 ## Profile-likelihood intervals from lme4 (confint(m), method = "profile") for pyglmm's tests.
 ## Run from the repository root: Rscript tests/reference/make_profile_fixtures.R
 suppressPackageStartupMessages({ library(lme4); library(jsonlite) })
-datadir <- file.path("src", "pyglmm", "datasets", "data")
-load_data <- function(name) {
-  levs <- fromJSON(file.path(datadir, paste0(name, ".levels.json")), simplifyVector = TRUE)
-  fcols <- setdiff(names(levs), "_ordered")
-  d <- read.csv(file.path(datadir, paste0(name, ".csv")),
-                colClasses = setNames(rep("character", length(fcols)), fcols))
-  for (col in fcols) d[[col]] <- factor(d[[col]], levels = levs[[col]])
-  d
-}
+source(file.path("tests", "reference", "common.R"))  # load_data(), datadir
 out <- function(id, m, ci, dataset) {
   res <- list(id = paste0("profile_", id), dataset = dataset, nobs = nobs(m),
               ngroups = as.list(ngrps(m)), fixef = as.list(fixef(m)),
               se = as.list(sqrt(diag(as.matrix(vcov(m))))),
-              vcov = list(names = colnames(vcov(m)), matrix = unname(as.matrix(vcov(m)))),
+              vcov = list(names = I(colnames(vcov(m))), matrix = unname(as.matrix(vcov(m)))),
               logLik = as.numeric(logLik(m)), lme4 = as.character(packageVersion("lme4")),
               rows = rownames(ci), lower = unname(ci[, 1]), upper = unname(ci[, 2]))
   writeLines(toJSON(res, auto_unbox = TRUE, digits = NA, pretty = TRUE),

@@ -11,81 +11,27 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..results.summary import _stars, format_pval as _format_pval, format_r
+
 EPS = float(np.finfo(float).eps)
 SIGNIF_LEGEND = "Signif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 \u2018.\u2019 0.1 \u2018 \u2019 1"
 
 
-def _sig_info(x: float, digits: int) -> tuple[int, int]:
-    """(needed significant digits <= digits, decimal exponent) of |x| rounded to ``digits``."""
-    if x == 0:
-        return 1, 0
-    m = f"{abs(x):.{digits - 1}e}"
-    mant, exp = m.split("e")
-    mant = mant.replace(".", "").rstrip("0")
-    return max(1, len(mant)), int(exp)
-
-
 def format_numbers(values, digits: int = 7) -> list[str]:
-    """R's ``format(x, digits = digits)`` for a numeric vector (NaN -> "NA"), common formatting."""
+    """R's ``format(x, digits = digits)`` without the padding, NaN printed as R's "NA"
+    (one implementation of R's number formatting: ``results.summary.format_r``)."""
     vals = [float(v) for v in values]
-    fin = [v for v in vals if math.isfinite(v)]
-    if not fin:
-        return ["NA" if math.isnan(v) else ("Inf" if v > 0 else "-Inf") for v in vals]
-    neg = any(v < 0 for v in fin)
-    infos = [_sig_info(v, digits) for v in fin]
-    mxsl = max(max(1, e + 1) for _, e in infos)
-    rgt = max(max(0, s - e - 1) for s, e in infos)
-    w_fixed = neg + mxsl + (rgt > 0) + rgt
-    mxns = max(s for s, _ in infos)
-    big_exp = any(abs(e) >= 100 for _, e in infos)
-    w_sci = neg + (mxns + 1 if mxns > 1 else mxns) + 4 + big_exp
-    out = []
-    for v in vals:
-        if math.isnan(v):
-            out.append("NA")
-        elif math.isinf(v):
-            out.append("Inf" if v > 0 else "-Inf")
-        elif w_fixed <= w_sci:
-            out.append(f"{v:.{rgt}f}")
-        else:
-            out.append(f"{v:.{mxns - 1}e}")
-    return out
+    out = [s.strip() for s in format_r(vals, digits)]
+    return ["NA" if math.isnan(v) else o for v, o in zip(vals, out)]
 
 
 def format_pval(pv, digits: int = 4, eps: float = EPS) -> list[str]:
-    """R's ``format.pval``: fixed notation for p >= 1e-3, scientific below, "< eps" below eps."""
-    pv = [float(p) for p in pv]
-    out = [""] * len(pv)
-    small = [i for i, p in enumerate(pv) if p < eps]
-    rest = [i for i, p in enumerate(pv) if p >= eps]
-    expo = {i: math.floor(math.log10(pv[i])) if pv[i] > 0 else -50 for i in rest}
-    fix = [i for i in rest if expo[i] >= -3 or (expo[i] == -4 and digits > 1)]
-    sci = [i for i in rest if i not in fix]
-    for group in (fix, sci):
-        if group:
-            for i, s in zip(group, format_numbers([pv[i] for i in group], digits)):
-                out[i] = s
-    if small:
-        d = max(1, digits - 2)
-        if rest:
-            nc = max(len(out[i]) for i in rest)
-            if d > 1 and d + 6 > nc:
-                d = max(1, nc - 7)
-            sep = "" if d == 1 and nc <= 6 else " "
-        else:
-            sep = "" if d == 1 else " "
-        for i in small:
-            out[i] = "<" + sep + format_numbers([eps], d)[0]
-    return out
+    """R's ``format.pval`` (shared with the model summary)."""
+    return _format_pval(pv, digits, eps)
 
 
 def stars(p: float) -> str:
-    if not math.isfinite(p):
-        return ""
-    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
-        if p <= cut:
-            return s
-    return " "
+    return _stars(p)
 
 
 def print_anova(table: pd.DataFrame, *, heading: list[str], test_cols=("Chisq",),
