@@ -322,7 +322,7 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta",
-                           method="lbfgsb")  # cheap exact evaluations: gradient method wins
+                           method="lbfgsb", fd="forward")  # exact, cheap evaluations
     th = opt.x
     st = prob.evaluate(th)
     singular = _singular(rs, th)
