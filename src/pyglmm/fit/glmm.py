@@ -116,7 +116,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
 
     state = {"beta": beta0.copy()}
 
-    analytic = kind is None and supports_analytic(base_family, problem.laplace_weights)
+    analytic = supports_analytic(base_family, problem.laplace_weights)
     last: dict = {}
 
     def pirls_at(th, be, ex, joint):
@@ -144,8 +144,13 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             r = pirls_at(th, state["beta"], ex, True)
         except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
             return np.zeros_like(x)   # the deviance there is +inf: the line search backtracks
-        return laplace_gradient(rs, problem.X, problem.y, problem.w_prior, base_family, th, r.u,
-                                r.eta, joint=True, factor=r.factor)
+        fam, phi = fam_phi(ex)
+        g = laplace_gradient(rs, problem.X, problem.y, problem.w_prior, fam, th, r.u,
+                             r.eta, phi=phi, joint=True, factor=r.factor)
+        if nx:
+            beta_here = r.beta
+            g = np.concatenate([g, _extra_fd(lambda e: pirls_at(th, beta_here, e, True).deviance, ex)])
+        return g
 
     lb1 = np.concatenate([lb_theta, np.full(nx, -np.inf)])
     if analytic and nAGQ > 0 and SKIP_STAGE1_WITH_GRADIENT:
@@ -211,8 +216,13 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             r = pirls_at(th, be, x[nth + p:], False)
         except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
             return np.zeros_like(z)
-        gx = laplace_gradient(rs, problem.X, problem.y, problem.w_prior, base_family, th, r.u, r.eta,
-                              factor=r.factor)
+        ex = x[nth + p:]
+        fam, phi = fam_phi(ex)
+        gx = laplace_gradient(rs, problem.X, problem.y, problem.w_prior, fam, th, r.u, r.eta,
+                              phi=phi, factor=r.factor)
+        if nx:
+            # the shape / dispersion (log scale) by central differences: two warm PIRLS runs
+            gx = np.concatenate([gx, _extra_fd(lambda e: pirls_at(th, be, e, False).deviance, ex)])
         return Tm.T @ gx
 
     opt2 = minimize_bounded(dev_z, z2, lb2, verbose=verbose, label="stage 2", progress=progress,
@@ -244,6 +254,14 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,
                    deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
                    opt_stage2=opt2, family=fam, messages=messages)
+
+
+def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    """Central difference of the deviance in the log shape/dispersion parameter."""
+    try:
+        return np.array([(dev(ex + h) - dev(ex - h)) / (2 * h)])
+    except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
+        return np.zeros(1)
 
 
 def _jacobian_fd(g, z: np.ndarray, h: float) -> np.ndarray:

@@ -21,9 +21,17 @@ from ..linalg.restructure import ReStructure
 CANONICAL = {("binomial", "logit"), ("poisson", "log"), ("gaussian", "identity")}
 
 
+OBSERVED_CLOSED = {("nbinom2", "log"), ("Gamma", "log")}
+
+
 def supports_analytic(family, laplace_weights: str) -> bool:
-    """True when W in M is the exact curvature and dW/deta is simple (canonical Fisher case)."""
-    return laplace_weights == "expected" and (family.name, family.link.name) in CANONICAL
+    """True when the curvature W in M is the exact one and dW/deta has a closed form:
+    canonical links (Fisher = observed), and the log-link negative binomial and Gamma models
+    with the observed curvature (glmmTMB's convention)."""
+    key = (family.name, family.link.name)
+    if key in CANONICAL:
+        return True
+    return laplace_weights == "observed" and key in OBSERVED_CLOSED
 
 
 def _weights_and_derivative(family, mu, w_prior, phi):
@@ -43,6 +51,30 @@ def _weights_and_derivative(family, mu, w_prior, phi):
     return w_prior / phi, np.zeros_like(mu)
 
 
+def curvature(family, mu, y, w_prior, phi):
+    """(w, dw/deta, score) with w the exact -d2 log f/deta2, for the supported families.
+
+    nbinom2, log link, shape k: score = y - (y + k) mu / (mu + k), w = (y + k) mu k / (mu + k)^2,
+    dw/deta = (y + k) k mu (k - mu) / (mu + k)^3.  Gamma, log link, shape 1/phi:
+    score = (y/mu - 1)/phi, w = y/(mu phi), dw/deta = -w.  All times the prior weights.
+    """
+    key = (family.name, family.link.name)
+    if key in CANONICAL:
+        w, wp = _weights_and_derivative(family, mu, w_prior, phi)
+        return w, wp, w_prior * (y - mu) / phi
+    if key == ("nbinom2", "log"):
+        k = family.shape
+        mk = mu + k
+        s = w_prior * (y - (y + k) * mu / mk)
+        w = w_prior * (y + k) * mu * k / (mk * mk)
+        wp = w_prior * (y + k) * k * mu * (k - mu) / (mk * mk * mk)
+        return w, wp, s
+    if key == ("Gamma", "log"):
+        w = w_prior * y / (mu * phi)
+        return w, -w, w_prior * (y / mu - 1.0) / phi
+    raise ValueError(f"no closed-form curvature for {key}")
+
+
 def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.ndarray,
                      family, theta: np.ndarray, u: np.ndarray, eta: np.ndarray,
                      phi: float = 1.0, joint: bool = False,
@@ -55,8 +87,7 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     """
     zvals = rs.scaled_values(theta)
     mu = family.link.inverse(eta)
-    w, wp = _weights_and_derivative(family, mu, w_prior, phi)
-    s = w_prior * (y - mu) / phi                          # d log f / d eta (canonical link)
+    w, wp, s = curvature(family, mu, y, w_prior, phi)     # s = d log f / d eta
     # ``factor``: PIRLS's factor at this mode (joint: with X), saving a factorisation
     FJ = factor if (joint and factor is not None) else None
     if factor is not None and not joint:
