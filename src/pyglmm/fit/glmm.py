@@ -2,6 +2,10 @@
 
 Stage 1 (lme4's nAGQ = 0): optimise theta with beta updated inside PIRLS.
 Stage 2: optimise (theta, beta) together on the Laplace deviance, starting from stage 1.
+With the exact gradient (fit/gradient.py: canonical links; log-link NB and Gamma) stage 2 runs
+L-BFGS-B on it from the start values directly (stage 1 is then only needed for nAGQ = 0), and the
+Hessian for standard errors is a central difference of that gradient; otherwise stage 1 uses
+COBYQA and stage 2 L-BFGS-B with central-difference gradients.
 Families with a dispersion (Gamma, inverse Gaussian, Gaussian with a non-identity link) or a
 shape (nbinom2) carry it as an extra parameter on the log scale, as glmmTMB does.
 """
@@ -35,7 +39,7 @@ class GlmmFit:
 
 
 STAGE1_METHOD = "cobyqa"    # theta (+ dispersion) only: few dimensions, derivative-free wins
-STAGE2_METHOD = "lbfgsb"    # theta and beta: central-difference gradients on preconditioned beta
+STAGE2_METHOD = "lbfgsb"    # theta and beta (beta preconditioned): analytic or FD gradients
 STAGE1_FTOL = 1e-12
 SKIP_STAGE1_WITH_GRADIENT = True        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
 
