@@ -69,3 +69,23 @@ def test_gradient_observed_curvature_families(fam, ds, f, extra):
     ga = laplace_gradient(rs, sv.X, sv.y, sv.weights, family, th, r.u, r.eta, phi=phi, factor=r.factor)
     gf = fd_gradient(lambda x: pr.pirls(x[:nth], x[nth:], phi).deviance, x, np.full(x.size, -np.inf))
     np.testing.assert_allclose(ga, gf, rtol=1e-5, atol=1e-3)
+
+
+def test_subsample_start_reaches_the_same_optimum(monkeypatch):
+    """Large single-term fits start theta from a fit to a fifth of the groups: same estimates."""
+    import pandas as pd
+    from pyglmm.fit import glmm as G
+    rng = np.random.default_rng(8)
+    n, groups = 70_000, 700
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=n)
+    y = rng.poisson(np.exp(0.2 + 0.3 * x + rng.normal(0, 0.6, groups)[g]))
+    d = pd.DataFrame({"y": y, "x": x, "g": g})
+    a = pyglmm.glmer("y ~ x + (1 | g)", d, family="poisson")
+    monkeypatch.setattr(G, "SUBSAMPLE_ROWS", 10**12)
+    b = pyglmm.glmer("y ~ x + (1 | g)", d, family="poisson")
+    assert a.optinfo["stage2"].x0 is not None
+    np.testing.assert_allclose(a.fixef.values, b.fixef.values, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(a.theta.values, b.theta.values, rtol=1e-6)
+    assert abs(a.loglik - b.loglik) < 1e-6
+    np.testing.assert_allclose(a.se.values, b.se.values, rtol=1e-4)

@@ -41,7 +41,9 @@ class GlmmFit:
 STAGE1_METHOD = "cobyqa"    # theta (+ dispersion) only: few dimensions, derivative-free wins
 STAGE2_METHOD = "lbfgsb"    # theta and beta (beta preconditioned): analytic or FD gradients
 STAGE1_FTOL = 1e-12
-SKIP_STAGE1_WITH_GRADIENT = True        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
+SKIP_STAGE1_WITH_GRADIENT = True
+SUBSAMPLE_ROWS = 60_000    # above this, theta starts from a fit to ~20% of the groups        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
+STAGE2_FTOL = 1e-13        # relative: stops at the rounding floor of large deviances (f ~ 1e6)
 
 
 def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
@@ -80,7 +82,7 @@ def _extra_kind(family) -> str | None:
 
 def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
              start_theta: np.ndarray | None = None, compute_hessian: bool = True,
-             progress=None, maxiter: int = 2000) -> GlmmFit:
+             progress=None, maxiter: int = 2000, _subsample: bool = True) -> GlmmFit:
     """Fit by Laplace (nAGQ=1) or by the nAGQ=0 stage alone; returns the raw optimum."""
     rs = problem.rs
     base_family = problem.family
@@ -159,7 +161,14 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     lb1 = np.concatenate([lb_theta, np.full(nx, -np.inf)])
     if analytic and nAGQ > 0 and SKIP_STAGE1_WITH_GRADIENT:
         # with exact gradients stage 2 converges fast from the start itself: one joint PIRLS
-        # at theta0 gives beta and the preconditioner, instead of a whole stage-1 optimisation
+        # at theta0 gives beta and the preconditioner, instead of a whole stage-1 optimisation.
+        # On large data a start from the same model fitted to a subsample of the groups saves
+        # most of the stage-2 iterations.
+        theta_s = _subsample_start(problem, theta0, extra0, nx, verbose) \
+            if (_subsample and start_theta is None and problem.n >= SUBSAMPLE_ROWS
+                and len(problem.rs.terms) == 1) else None
+        if theta_s is not None:
+            theta0, extra0 = theta_s[:nth], list(theta_s[nth:])
         x1 = np.concatenate([theta0, extra0])
         opt1 = OptSummary(x0=x1, x=x1, fmin=dev_stage1(x1), feval=1, optimizer="none (start)",
                           success=True, message="stage 1 skipped: analytic gradient available")
@@ -232,7 +241,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     opt2 = minimize_bounded(dev_z, z2, lb2, verbose=verbose, label="stage 2", progress=progress,
                             maxiter=maxiter,
                             method=STAGE2_METHOD, grad=grad_z if analytic else None,
-                            **(dict(ftol=0.0, gtol=1e-6) if analytic else {}))
+                            **(dict(ftol=STAGE2_FTOL, gtol=1e-6) if analytic else {}))
     opt2.x = to_x(opt2.x)
     x = opt2.x
     th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]
@@ -258,6 +267,37 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,
                    deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
                    opt_stage2=opt2, family=fam, messages=messages)
+
+
+def _subsample_start(problem: GlmmProblem, theta0, extra0, nx: int, verbose: int):
+    """theta (and shape/dispersion) from the same model fitted to a random fifth of the first
+    term's groups: a start close to the full-data optimum, for a fraction of the cost."""
+    from ..linalg.restructure import ReStructure, TermStructure
+    rs = problem.rs
+    t0 = rs.terms[0]
+    rng = np.random.default_rng(12345)           # fixed: fits stay deterministic
+    keep_lev = rng.random(t0.nlevels) < max(0.2, 20_000 / problem.n)
+    rows = np.flatnonzero(keep_lev[t0.codes])
+    if rows.size < 1000 or rows.size > 0.8 * problem.n:
+        return None
+    terms = []
+    for t in rs.terms:
+        lev, codes = np.unique(t.codes[rows], return_inverse=True)
+        if lev.size < 2:
+            return None
+        terms.append(TermStructure(codes=codes.astype(np.int64), X=np.asfortranarray(t.X[rows]),
+                                   nlevels=lev.size))
+    sub = GlmmProblem(problem.y[rows], np.asfortranarray(problem.X[rows]), ReStructure(terms),
+                      problem.w_prior[rows], problem.offset[rows], problem.family,
+                      laplace_weights=problem.laplace_weights)
+    try:
+        f = fit_glmm(sub, nAGQ=1, compute_hessian=False, start_theta=theta0, verbose=verbose,
+                     _subsample=False)
+    except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError, ValueError):
+        return None
+    th = np.maximum(f.theta, rs.lower_bounds())
+    ex = [] if nx == 0 else [np.log(f.extra)]
+    return np.concatenate([th, ex])
 
 
 def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
