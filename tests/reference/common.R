@@ -16,3 +16,35 @@ load_data <- function(name) {
   }
   d
 }
+
+## JSON writing with full precision (numbers rendered with %.17g and spliced in verbatim)
+num_json <- function(x) {
+  s <- sprintf("%.17g", x)
+  s[is.na(x) | !is.finite(x)] <- "null"
+  s
+}
+prep <- function(x) {
+  if (is.null(x)) return(NULL)
+  if (is.list(x)) return(lapply(x, prep))
+  if (is.numeric(x) && !is.integer(x)) {
+    nm <- names(x)
+    x <- as.numeric(x)
+    if (!is.null(nm)) {              # named vector -> object
+      return(lapply(setNames(as.list(x), nm), function(v) structure(num_json(v), class = "json")))
+    }
+    if (length(x) == 1) return(structure(num_json(x), class = "json"))
+    return(structure(paste0("[", paste(num_json(x), collapse = ","), "]"), class = "json"))
+  }
+  if (!is.null(names(x)) && length(x) > 0) return(as.list(x))
+  x
+}
+write_fixture <- function(obj) {
+  js <- toJSON(prep(obj), auto_unbox = TRUE, null = "null", na = "null",
+               json_verbatim = TRUE, pretty = TRUE, digits = NA)
+  writeLines(js, file.path(outdir, paste0(obj$id, ".json")))
+}
+rows <- function(m) {                # matrix -> list of rows (each a numeric array)
+  m <- as.matrix(m)
+  lapply(seq_len(nrow(m)), function(i) structure(paste0("[", paste(num_json(m[i, ]), collapse = ","), "]"), class = "json"))
+}
+arr <- function(x) structure(paste0("[", paste(num_json(as.numeric(x)), collapse = ","), "]"), class = "json")

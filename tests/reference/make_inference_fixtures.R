@@ -21,13 +21,8 @@ has_car <- suppressWarnings(suppressPackageStartupMessages(requireNamespace("car
 outdir <- file.path("tests", "reference", "fixtures")
 dir.create(outdir, showWarnings = FALSE, recursive = TRUE)
 
-source(file.path("tests", "reference", "common.R"))  # load_data(), datadir
+source(file.path("tests", "reference", "common.R"))  # load_data(), datadir, JSON writers
 
-num_json <- function(x) {
-  s <- sprintf("%.17g", x)
-  s[is.na(x) | !is.finite(x)] <- "null"
-  s
-}
 arr <- function(x) structure(paste0("[", paste(num_json(as.numeric(x)), collapse = ","), "]"),
                              class = "json")
 table_json <- function(tab) {

@@ -19,14 +19,8 @@ suppressPackageStartupMessages({
 outdir <- file.path("tests", "reference", "fixtures")
 dir.create(outdir, showWarnings = FALSE, recursive = TRUE)
 
-source(file.path("tests", "reference", "common.R"))  # load_data(), datadir
+source(file.path("tests", "reference", "common.R"))  # load_data(), datadir, JSON writers
 
-num_json <- function(x) {
-  s <- sprintf("%.17g", x)
-  s[is.na(x) | !is.finite(x)] <- "null"
-  s
-}
-arr <- function(x) structure(paste0("[", paste(num_json(as.numeric(x)), collapse = ","), "]"), class = "json")
 named <- function(x) lapply(setNames(as.list(as.numeric(x)), names(x)), function(v) structure(num_json(v), class = "json"))
 frame_json <- function(nd) {         # newdata as columns: numbers, or strings for factors
   lapply(nd, function(col) if (is.numeric(col)) arr(col) else as.character(col))

@@ -1,7 +1,7 @@
 ## Profile-likelihood intervals from lme4 (confint(m), method = "profile") for pyglmm's tests.
 ## Run from the repository root: Rscript tests/reference/make_profile_fixtures.R
 suppressPackageStartupMessages({ library(lme4); library(jsonlite) })
-source(file.path("tests", "reference", "common.R"))  # load_data(), datadir
+source(file.path("tests", "reference", "common.R"))  # load_data(), datadir, JSON writers
 out <- function(id, m, ci, dataset) {
   res <- list(id = paste0("profile_", id), dataset = dataset, nobs = nobs(m),
               ngroups = as.list(ngrps(m)), fixef = as.list(fixef(m)),
