@@ -348,7 +348,10 @@ class MixedModel:
         if self.is_lmm:
             return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": stat})
         p = 2.0 * stats.norm.sf(np.abs(stat))
-        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat, "Pr(>|z|)": p})
+        # lme4 labels the statistic "t value" when a scale is estimated (Gamma, ...) but keeps
+        # the normal reference, "Pr(>|z|)"
+        lab = "t value" if self._r.dispersion is not None and not self.is_pql else "z value"
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, lab: stat, "Pr(>|z|)": p})
 
     def fixef_correlation(self) -> pd.DataFrame:
         V = self.vcov

@@ -394,7 +394,7 @@ class Summary:
         digits, dig_tst = DIGITS, max(1, min(5, DIGITS - 1))
         est = ct["Estimate"].to_numpy(float)
         se = ct["Std. Error"].to_numpy(float)
-        statcol = "t value" if m.is_lmm else "z value"
+        statcol = "t value" if "t value" in ct.columns else "z value"
         stat = ct[statcol].to_numpy(float)
         k = len(est)
         cs = np.concatenate([est, se])
