@@ -87,6 +87,10 @@ def cmd_demo(args) -> int:
             df = m.n_params - prev.n_params
             line += (f"   LRT against previous step: Chisq = {chisq:.2f}, Df = {df}, "
                      f"p = {stats.chi2.sf(chisq, df):.3g}")
+            if len(m.theta) > len(prev.theta) and list(m.fixef.index) == list(prev.fixef.index):
+                from .inference import mixture_pvalue
+                line += (f" (variance on its boundary: 50:50 chi-square mixture p = "
+                         f"{mixture_pvalue(chisq, df):.3g})")
         print(line + "\n")
         prev = m
     return 0
