@@ -43,7 +43,8 @@ STAGE2_METHOD = "lbfgsb"    # theta and beta (beta preconditioned): analytic or 
 STAGE1_FTOL = 1e-12
 SKIP_STAGE1_WITH_GRADIENT = True
 SUBSAMPLE_ROWS = 60_000    # above this, theta starts from a fit to ~20% of the groups        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
-STAGE2_FTOL = 1e-13        # relative: stops at the rounding floor of large deviances (f ~ 1e6)
+STAGE2_FTOL = 1e-13
+THETA_SCALING = True        # relative: stops at the rounding floor of large deviances (f ~ 1e6)
 
 
 def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
@@ -205,8 +206,13 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     # different scales otherwise make the problem badly conditioned for the optimiser.
     C = _beta_scaling(r1, p)
 
+    # theta is scaled so that its curvature at the start matches that of the preconditioned beta
+    # (about 2): estimated below from differences of the exact gradient when it is available
+    sc = np.ones(nth)
+
     def to_x(z):
         x = z.copy()
+        x[:nth] = sc * z[:nth]
         x[nth:nth + p] = beta1 + C @ z[nth:nth + p]
         return x
 
@@ -238,6 +244,12 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             gx = np.concatenate([gx, _extra_fd(lambda e: pirls_at(th, be, e, False).deviance, ex)])
         return Tm.T @ gx
 
+    if analytic and THETA_SCALING:
+        hdiag = _theta_curvature(grad_z, z2, nth, lb_theta)
+        if hdiag is not None:
+            sc[:] = np.sqrt(2.0 / hdiag)
+            Tm[np.arange(nth), np.arange(nth)] = sc
+            z2[:nth] = x2[:nth] / sc
     opt2 = minimize_bounded(dev_z, z2, lb2, verbose=verbose, label="stage 2", progress=progress,
                             maxiter=maxiter,
                             method=STAGE2_METHOD, grad=grad_z if analytic else None,
@@ -252,6 +264,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         # derivatives in the preconditioned coordinates z (all directions on a comparable
         # scale, so one finite-difference step suits all), mapped back: x = T z + const
         zopt = x.copy()
+        zopt[:nth] = x[:nth] / sc
         zopt[nth:nth + p] = np.linalg.solve(C, x[nth:nth + p] - beta1)
         Tinv = np.linalg.inv(Tm)
         with np.errstate(all="ignore"):
@@ -298,6 +311,22 @@ def _subsample_start(problem: GlmmProblem, theta0, extra0, nx: int, verbose: int
     th = np.maximum(f.theta, rs.lower_bounds())
     ex = [] if nx == 0 else [np.log(f.extra)]
     return np.concatenate([th, ex])
+
+
+def _theta_curvature(grad, z, nth: int, lb: np.ndarray, h: float = 1e-4):
+    """Diagonal second derivatives of the deviance in theta (from the exact gradient), or None."""
+    out = np.empty(nth)
+    for i in range(nth):
+        e = np.zeros(z.size)
+        e[i] = h
+        if z[i] - h < lb[i]:
+            d = (grad(z + 2 * e)[i] - grad(z)[i]) / (2 * h)
+        else:
+            d = (grad(z + e)[i] - grad(z - e)[i]) / (2 * h)
+        out[i] = d
+    if not np.all(np.isfinite(out)) or np.any(out <= 1e-8):
+        return None
+    return np.clip(out, 1e-6, 1e12)
 
 
 def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
