@@ -314,7 +314,7 @@ def _subsample_start(problem: GlmmProblem, theta0, extra0, nx: int, verbose: int
 
 
 def _theta_curvature(grad, z, nth: int, lb: np.ndarray, h: float = 1e-4):
-    """Diagonal second derivatives of the deviance in theta (from the exact gradient), or None."""
+    """Diagonal second derivatives of the deviance in theta (from the exact gradient)."""
     out = np.empty(nth)
     for i in range(nth):
         e = np.zeros(z.size)
@@ -324,8 +324,9 @@ def _theta_curvature(grad, z, nth: int, lb: np.ndarray, h: float = 1e-4):
         else:
             d = (grad(z + e)[i] - grad(z - e)[i]) / (2 * h)
         out[i] = d
-    if not np.all(np.isfinite(out)) or np.any(out <= 1e-8):
-        return None
+    # where the deviance is not convex in a component at the start (or the estimate failed),
+    # leave that component unscaled (curvature 2, like the preconditioned beta)
+    out = np.where(np.isfinite(out) & (out > 1e-8), out, 2.0)
     return np.clip(out, 1e-6, 1e12)
 
 
