@@ -135,15 +135,23 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     g_theta = np.empty(rs.ntheta)
     slot = 0
     for k, t in enumerate(rs.terms):
-        uk = _per_row(rs, k, u[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p))
-        ck = _per_row(rs, k, c[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p))
-        if k == 0:
-            Rk = R1
+        Uk = u[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p)
+        Ck = c[rs.q_offsets[k]:rs.q_offsets[k + 1]].reshape(t.nlevels, t.p)
+        if k == 0 and rs.sorted0:
+            # per level: sum_i X[i,r] (base_u_i U[j,c] + s_i C[j,c]) = sum_j (S1[j,r] U[j,c] + S3[j,r] C[j,c])
+            S1 = rs.sum_by_first(t.X * base_u[:, None])
+            S3 = rs.sum_by_first(t.X * s[:, None])
+            G = S1.T @ Uk + S3.T @ Ck + 2.0 * (t.X * w[:, None]).T @ R1
         else:
-            Rk = Rr[:, slot:slot + t.p]
-            slot += t.p
-        Fk = base_u[:, None] * uk + 2.0 * w[:, None] * Rk + s[:, None] * ck
-        G = t.X.T @ Fk                                    # [r, comp]
+            uk = _per_row(rs, k, Uk)
+            ck = _per_row(rs, k, Ck)
+            if k == 0:
+                Rk = R1
+            else:
+                Rk = Rr[:, slot:slot + t.p]
+                slot += t.p
+            Fk = base_u[:, None] * uk + 2.0 * w[:, None] * Rk + s[:, None] * ck
+            G = t.X.T @ Fk                                # [r, comp]
         rows, colsT = _tril(t.p)
         g_theta[rs.theta_slices[k]] = G[rows, colsT]
     return g_theta if joint else np.concatenate([g_theta, g_beta])
