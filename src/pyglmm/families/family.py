@@ -412,7 +412,24 @@ class Gaussian(Family):
         return y.copy()
 
 
-class Gamma(Family):
+class _PositiveResponse(Family):
+    """Families of strictly positive responses (Gamma, inverse Gaussian): shared checks."""
+
+    __slots__ = ()
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        if np.any(y <= 0):
+            raise ValueError(f"non-positive values not allowed for the '{self.name}' family")
+        return y.copy()
+
+    def _validate(self, y, w, what):
+        bad = y <= 0
+        if bad.any():
+            _raise_rows(what, bad, y, f"non-positive values ({self.name} responses must be > 0)")
+
+
+class Gamma(_PositiveResponse):
     name = "Gamma"
     default_link = "inverse"
     allowed_links = ("inverse", "identity", "log")
@@ -444,19 +461,9 @@ class Gamma(Family):
             ll = sp.xlogy(shape - 1.0, y) - y / scale - sp.gammaln(shape) - shape * np.log(scale)
         return _times_wt(ll, wt)
 
-    def initialize(self, y, wt=None):
-        y = _f(y)
-        if np.any(y <= 0):
-            raise ValueError("non-positive values not allowed for the 'Gamma' family")
-        return y.copy()
-
-    def _validate(self, y, w, what):
-        bad = y <= 0
-        if bad.any():
-            _raise_rows(what, bad, y, "non-positive values (Gamma responses must be > 0)")
 
 
-class InverseGaussian(Family):
+class InverseGaussian(_PositiveResponse):
     name = "inverse.gaussian"
     default_link = "1/mu^2"
     allowed_links = ("1/mu^2", "inverse", "identity", "log")
@@ -483,16 +490,6 @@ class InverseGaussian(Family):
             ll = -0.5 * (_LOG_2PI + np.log(phi) + 3.0 * np.log(y)) - r * r / (2.0 * phi * mu * mu * y)
         return _times_wt(ll, wt)
 
-    def initialize(self, y, wt=None):
-        y = _f(y)
-        if np.any(y <= 0):
-            raise ValueError("positive values only are allowed for the 'inverse.gaussian' family")
-        return y.copy()
-
-    def _validate(self, y, w, what):
-        bad = y <= 0
-        if bad.any():
-            _raise_rows(what, bad, y, "non-positive values (inverse.gaussian responses must be > 0)")
 
 
 class NegativeBinomial2(Family):
