@@ -48,3 +48,13 @@ rows <- function(m) {                # matrix -> list of rows (each a numeric ar
   lapply(seq_len(nrow(m)), function(i) structure(paste0("[", paste(num_json(m[i, ]), collapse = ","), "]"), class = "json"))
 }
 arr <- function(x) structure(paste0("[", paste(num_json(as.numeric(x)), collapse = ","), "]"), class = "json")
+named <- function(x) lapply(setNames(as.list(as.numeric(x)), names(x)),
+                            function(v) structure(num_json(v), class = "json"))
+## keys every fixture shares (tests/test_datasets.py): nobs, ngroups, fixef, se, vcov
+model_info <- function(m) {
+  V <- as.matrix(vcov(m))
+  list(nobs = nobs(m), ngroups = as.list(ngrps(m)),
+       fixef = named(fixef(m)), se = named(setNames(sqrt(diag(V)), names(fixef(m)))),
+       vcov = list(names = I(names(fixef(m))),
+                   matrix = lapply(seq_len(nrow(V)), function(i) arr(V[i, ]))))
+}

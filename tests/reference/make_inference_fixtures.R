@@ -30,17 +30,8 @@ table_json <- function(tab) {
   list(rownames = I(rownames(tab)),
        columns = lapply(as.list(tab), arr))
 }
-named <- function(x) lapply(setNames(as.list(as.numeric(x)), names(x)),
-                            function(v) structure(num_json(v), class = "json"))
 ## every fixture also describes one fitted model (for anova tables: the largest) with the keys
 ## all fixtures share (see test_datasets.py): dataset, nobs, ngroups, fixef, se, vcov
-model_info <- function(m) {
-  V <- as.matrix(vcov(m))
-  list(nobs = nobs(m), ngroups = as.list(ngrps(m)),
-       fixef = named(fixef(m)), se = named(setNames(sqrt(diag(V)), names(fixef(m)))),
-       vcov = list(names = I(names(fixef(m))),
-                   matrix = lapply(seq_len(nrow(V)), function(i) arr(V[i, ]))))
-}
 write_fixture <- function(obj, m) {
   obj$id <- paste0("inference_", obj$id)
   obj <- c(obj, model_info(m))

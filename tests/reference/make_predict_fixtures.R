@@ -21,20 +21,12 @@ dir.create(outdir, showWarnings = FALSE, recursive = TRUE)
 
 source(file.path("tests", "reference", "common.R"))  # load_data(), datadir, JSON writers
 
-named <- function(x) lapply(setNames(as.list(as.numeric(x)), names(x)), function(v) structure(num_json(v), class = "json"))
 frame_json <- function(nd) {         # newdata as columns: numbers, or strings for factors
   lapply(nd, function(col) if (is.numeric(col)) arr(col) else as.character(col))
 }
 
 ## keys all fixtures share (see tests/test_datasets.py): id = file stem, dataset, nobs, ngroups,
 ## fixef, se, vcov
-model_info <- function(m) {
-  V <- as.matrix(vcov(m))
-  list(nobs = nobs(m), ngroups = as.list(ngrps(m)),
-       fixef = named(fixef(m)), se = named(setNames(sqrt(diag(V)), names(fixef(m)))),
-       vcov = list(names = I(names(fixef(m))),
-                   matrix = lapply(seq_len(nrow(V)), function(i) arr(V[i, ]))))
-}
 
 write_fixture <- function(id, dataset, formula, call, m, newdatas, re_forms) {
   preds <- list()
