@@ -10,6 +10,7 @@ from .design import lme4_term_order, model_frame
 from .families import make_family
 from .fit.agq import check_agq, fit_agq
 from .fit.glmm import fit_glmm
+from .linalg.threads import with_fit_blas_threads
 from .fit.lmm import LmmProblem
 from .fit.optimize import fd_gradient, fd_hessian, minimize_bounded
 from .fit.pirls import GlmmProblem
@@ -204,6 +205,7 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
                         control=control)
 
 
+@with_fit_blas_threads
 def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, verbose: int = 0,
                  start: dict | None = None, laplace: str | None = None,
                  progress: bool | None = None, quiet: bool = False,
@@ -310,6 +312,7 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
                        verbose=verbose)
 
 
+@with_fit_blas_threads
 def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbose: int = 0,
                 quiet: bool = False) -> MixedModel:
     """lmer from a ready model frame."""
