@@ -86,13 +86,20 @@ class LogitLink(Link):
 
     def inverse(self, eta):
         eta = _f(eta)
-        with np.errstate(over="ignore", invalid="ignore"):
-            tmp = np.where(
-                eta < _MTHRESH,
-                DBL_EPSILON,
-                np.where(eta > _THRESH, _INVEPS, np.exp(np.minimum(eta, _THRESH))),
-            )
-            return tmp / (1.0 + tmp)
+        # exp(eta) clamped as R does, computed in place (this runs in every PIRLS step)
+        if eta.ndim == 0:
+            return self.inverse(eta.reshape(1))[0]
+        tmp = np.clip(eta, _MTHRESH, _THRESH)
+        np.exp(tmp, out=tmp)
+        lo = eta < _MTHRESH
+        if lo.any():
+            tmp[lo] = DBL_EPSILON
+        hi = eta > _THRESH
+        if hi.any():
+            tmp[hi] = _INVEPS
+        den = tmp + 1.0
+        tmp /= den
+        return tmp
 
     def mu_eta(self, eta):
         eta = _f(eta)

@@ -167,7 +167,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         # most of the stage-2 iterations.
         theta_s = _subsample_start(problem, theta0, extra0, nx, verbose) \
             if (_subsample and start_theta is None and problem.n >= SUBSAMPLE_ROWS
-                and len(problem.rs.terms) == 1) else None
+                and len(problem.rs.terms) >= 1) else None
         if theta_s is not None:
             theta0, extra0 = theta_s[:nth], list(theta_s[nth:])
         x1 = np.concatenate([theta0, extra0])

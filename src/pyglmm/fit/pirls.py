@@ -92,7 +92,7 @@ class GlmmProblem:
                 self._wy_p = wt * y
             if eta is not None and fam.link.name == "log" and eta.min() > -30 and eta.max() < 700:
                 # log mu = eta for the log link: no logarithm needed
-                return self._dconst + 2.0 * float(wt @ (mu - y * eta))
+                return self._dconst + 2.0 * float(wt @ mu - self._wy_p @ eta)
             with np.errstate(divide="ignore"):
                 return self._dconst + 2.0 * float(wt @ (mu - y * np.log(mu)))
         if fam.name == "binomial":
@@ -103,8 +103,15 @@ class GlmmProblem:
                 self._dconst = float(2.0 * (wt * (a + b)).sum())
                 self._wy, self._w1y = wt * y, wt * (1 - y)
             if eta is not None and fam.link.name == "logit" and eta.min() > -30 and eta.max() < 30:
-                # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta) for the logit link
-                return self._dconst + 2.0 * float(wt @ (np.logaddexp(0.0, eta) - y * eta))
+                # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta) for the logit link;
+                # log(1 + e^eta) = max(eta, 0) + log(1 + e^-|eta|) (np.logaddexp is 10x slower)
+                t = np.abs(eta)
+                np.negative(t, out=t)
+                np.exp(t, out=t)
+                t += 1.0
+                np.log(t, out=t)
+                t += np.maximum(eta, 0.0)
+                return self._dconst + 2.0 * float(wt @ t - self._wy @ eta)
             with np.errstate(divide="ignore"):
                 return self._dconst - 2.0 * float(self._wy @ np.log(mu) + self._w1y @ np.log1p(-mu))
         return float(fam.dev_resids(y, mu, wt).sum())
