@@ -12,13 +12,14 @@ from .fit.agq import check_agq, fit_agq
 from .fit.glmm import fit_glmm
 from .linalg.threads import with_fit_blas_threads
 from .fit.lmm import LmmProblem
-from .fit.optimize import fd_gradient, fd_hessian, minimize_bounded
+from .fit.optimize import fd_jacobian, minimize_bounded
 from .fit.pirls import GlmmProblem
 from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor
 from .linalg.restructure import ReStructure, TermStructure
 from .results.model import FitRecord, MixedModel
 from .results.varcorr import TermInfo
+from ._warn import user_stacklevel
 
 SINGULAR_TOL = 1e-4      # lme4's isSingular tolerance on theta
 GRAD_TOL = 2e-3          # lme4's check.conv.grad tolerance on the scaled gradient
@@ -122,12 +123,12 @@ def _note_frame(frame) -> None:
                 warnings.warn("Some predictor variables are on very different scales (largest "
                               f"spread: '{worst}'): consider rescaling, e.g. scale({worst}); "
                               "estimates on the original scale follow by back-transforming",
-                              UserWarning, stacklevel=3)
+                              UserWarning, stacklevel=user_stacklevel())
     if frame.dropped_fixef:
         k = len(frame.dropped_fixef)
         warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
                       f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: "
-                      + ", ".join(frame.dropped_fixef), UserWarning, stacklevel=3)
+                      + ", ".join(frame.dropped_fixef), UserWarning, stacklevel=user_stacklevel())
 
 
 def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
@@ -194,7 +195,7 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     fam = make_family(family)
     if fam.name == "gaussian" and fam.link.name == "identity":
         warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
-                      "fitting it by lmer(REML=False)", UserWarning, stacklevel=2)
+                      "fitting it by lmer(REML=False)", UserWarning, stacklevel=user_stacklevel())
         return lmer(formula, data, REML=False, weights=weights, offset=offset, verbose=verbose)
     if not isinstance(nAGQ, (int, np.integer)) or nAGQ < 0:
         raise ValueError(f"nAGQ must be a non-negative integer (got {nAGQ!r}): 0 (PIRLS for beta), "
@@ -325,13 +326,14 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta",
-                           method="lbfgsb", fd="forward")  # exact, cheap evaluations
+                           grad=prob.gradient)       # exact profiled-deviance gradient
     th = opt.x
-    st = prob.evaluate(th)
     singular = _singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
-    grad = fd_gradient(prob.deviance, th, lb)
-    hess = fd_hessian(prob.deviance, th)
+    grad = prob.gradient(th)
+    with np.errstate(all="ignore"):
+        hess = fd_jacobian(prob.gradient, th, 1e-4)   # central differences of the exact gradient
+    st = prob.evaluate(th)
     converged, msgs = _conv_messages(grad, hess, free, singular)
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..results.varcorr import term_labels
+from .._warn import user_stacklevel
 
 STAT_COLS = ["Estimate", "Est.Error", "l-95% CI", "u-95% CI", "Rhat", "Bulk_ESS", "Tail_ESS"]
 
@@ -121,7 +122,7 @@ class BayesMixedModel:
             warnings.warn(f"{self.divergences} divergent transition(s) after warmup (of "
                           f"{self.n_chains * self.n_draws} draws): the posterior summaries may be "
                           "biased; increase target_accept (e.g. 0.95), tighten the priors or "
-                          "simplify the random-effects structure", DivergenceWarning, stacklevel=3)
+                          "simplify the random-effects structure", DivergenceWarning, stacklevel=user_stacklevel())
 
     def refit(self, newresp, seed=None) -> "BayesMixedModel":
         """Re-run the (already compiled) sampler on a new response vector with the same design and

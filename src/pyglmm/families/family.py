@@ -38,6 +38,7 @@ import numpy as np
 from scipy import special as sp
 
 from .links import LINKS, Link, make_link
+from .._warn import user_stacklevel
 
 __all__ = [
     "Family",
@@ -224,7 +225,7 @@ def _raise_rows(what, mask, values, problem):
 
 
 def _warn_rows(what, mask, values, problem):
-    warnings.warn(f"{what} has {problem}: {_rows_msg(mask, values)}", UserWarning, stacklevel=3)
+    warnings.warn(f"{what} has {problem}: {_rows_msg(mask, values)}", UserWarning, stacklevel=user_stacklevel())
 
 
 def _check_counts(y, what, family_label):

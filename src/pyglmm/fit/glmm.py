@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .gradient import laplace_gradient, supports_analytic
-from .optimize import OptSummary, fd_gradient, fd_hessian, minimize_bounded
+from .optimize import OptSummary, fd_gradient, fd_hessian, fd_jacobian, minimize_bounded
 from .pirls import GlmmProblem, PirlsFailure, PirlsResult
 
 
@@ -270,7 +270,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         with np.errstate(all="ignore"):
             if analytic:
                 # central differences of the exact gradient: 2k PIRLS runs instead of ~2k^2
-                hz = _jacobian_fd(grad_z, zopt, 1e-4)
+                hz = fd_jacobian(grad_z, zopt, 1e-4)
                 hess = Tinv.T @ hz @ Tinv
                 grad = Tinv.T @ grad_z(zopt)
             else:
@@ -336,18 +336,6 @@ def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
         return np.array([(dev(ex + h) - dev(ex - h)) / (2 * h)])
     except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
         return np.zeros(1)
-
-
-def _jacobian_fd(g, z: np.ndarray, h: float) -> np.ndarray:
-    """Symmetrised central-difference Jacobian of a gradient function (a Hessian)."""
-    k = z.size
-    H = np.empty((k, k))
-    for i in range(k):
-        hi = h * max(1.0, abs(z[i]))
-        e = np.zeros(k)
-        e[i] = hi
-        H[:, i] = (g(z + e) - g(z - e)) / (2 * hi)
-    return 0.5 * (H + H.T)
 
 
 def _beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:

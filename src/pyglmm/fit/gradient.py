@@ -96,26 +96,14 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
         F = FJ          # the leading block is all the selected inverse needs
     else:
         F = BlockedFactor(rs, zvals, w, None)
-    G11, Q, Sinv = F.selected_inverse()
-    t0 = rs.terms[0]
-    j = t0.codes
-    z1 = zvals[0]                                         # n x p1
-    # R_i = (M^{-1} z_i) restricted to the blocks observation i touches; h_i = z_i . R_i
-    p1 = t0.p
-    R1 = np.zeros((y.shape[0], p1), order="F")
-    for a in range(p1):
-        for b in range(p1):
-            R1[:, a] += rs.expand_first(np.ascontiguousarray(G11[:, a, b])) * z1[:, b]
-    if Q is not None:
-        cols = rs._block_pattern.rest_cols               # n x m_r rest columns
+    z1 = zvals[0]
+    R1, Rr = pattern_rows(rs, zvals, F)
+    if Rr is not None:
         v = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
-        Qg = Q[j[:, None], :, cols]                       # n x m_r x p1
-        R1 += np.einsum("nsa,ns->na", Qg, v)
-        Rr = np.einsum("nsa,na->ns", Qg, z1) + np.einsum("nst,nt->ns", Sinv[cols[:, :, None], cols[:, None, :]], v)
         h = (z1 * R1).sum(axis=1) + np.einsum("ns,ns->n", v, Rr)
     else:
         h = z1[:, 0] * R1[:, 0]
-        for a in range(1, p1):
+        for a in range(1, z1.shape[1]):
             h += z1[:, a] * R1[:, a]
     hw = h * wp
     a = rs.Ztr(zvals, hw)
@@ -155,6 +143,32 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
         rows, colsT = _tril(t.p)
         g_theta[rs.theta_slices[k]] = G[rows, colsT]
     return g_theta if joint else np.concatenate([g_theta, g_beta])
+
+
+def pattern_rows(rs: ReStructure, zvals: list[np.ndarray], F: BlockedFactor):
+    """Rows of Z Lambda M^{-1} on the columns each observation touches (M = F's matrix, no X).
+
+    Returns (R1, Rr): R1 (n x p1) at the first term's columns of each row's level, Rr
+    (n x m_rest, or None) at the row's columns of the other terms, in the order of the
+    block pattern's rest slots. From the selected inverse of M: never a dense n x q matrix.
+    """
+    G11, Q, Sinv = F.selected_inverse()
+    t0 = rs.terms[0]
+    z1 = zvals[0]                                         # n x p1
+    p1 = t0.p
+    R1 = np.zeros((rs.n, p1), order="F")
+    for a in range(p1):
+        for b in range(p1):
+            R1[:, a] += rs.expand_first(np.ascontiguousarray(G11[:, a, b])) * z1[:, b]
+    if Q is None:
+        return R1, None
+    j = t0.codes
+    cols = rs._block_pattern.rest_cols                   # n x m_r rest columns
+    v = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
+    Qg = Q[j[:, None], :, cols]                           # n x m_r x p1
+    R1 += np.einsum("nsa,ns->na", Qg, v)
+    Rr = np.einsum("nsa,na->ns", Qg, z1) + np.einsum("nst,nt->ns", Sinv[cols[:, :, None], cols[:, None, :]], v)
+    return R1, Rr
 
 
 def _per_row(rs: ReStructure, k: int, V: np.ndarray) -> np.ndarray:

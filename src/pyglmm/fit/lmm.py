@@ -1,12 +1,30 @@
-"""Linear mixed models: lme4's profiled ML / REML deviance as a function of theta."""
+"""Linear mixed models: lme4's profiled ML / REML deviance as a function of theta, and its gradient.
+
+With P = Z Lambda, M = P'WP + I (blocked factor, no X), K = P'WX and B = M^{-1}K, the fixed
+effects come from the Schur complement S = X'WX - K'B = R_X R_X' (lme4's R_X'R_X):
+beta = S^{-1}(X'Wy - B'P'Wy), u = M^{-1}P'W(y - X beta). The deviance is
+
+  ML:   log|M| + n (1 + log(2 pi pwrss / n))
+  REML: log|M| + log|S| + (n - p)(1 + log(2 pi pwrss / (n - p))),
+
+and its exact gradient (envelope theorem for u and beta) needs, per row, the entries of
+P M^{-1} on the columns the row touches (the selected inverse, as for the Laplace gradient):
+
+  d/dP_ic:  2 w_i (P M^{-1})_ic - (2 n'/pwrss) w_i r_i u_c  [+ 2 w_i (E S^{-1} B')_ic for REML]
+
+with r the residual, n' = n or n - p, E = P B - X. One evaluation with gradient costs one
+factorisation and p + 2 solves instead of the 1 + k evaluations of finite differences.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.linalg as sla
 
 from ..linalg.blocked import BlockedFactor
 from ..linalg.restructure import ReStructure
+from .gradient import pattern_rows
 
 
 @dataclass
@@ -19,7 +37,11 @@ class LmmState:
     sigma: float
     pwrss: float
     deviance: float
-    factor: BlockedFactor
+    factor: BlockedFactor          # of M (random effects only)
+    RX: np.ndarray                 # lower Cholesky factor of S (lme4's R_X')
+    B: np.ndarray                  # M^{-1} K (q x p)
+    resid: np.ndarray
+    zvals: list
 
 
 class LmmProblem:
@@ -36,30 +58,52 @@ class LmmProblem:
         pos = weights > 0
         self.sum_log_w = float(np.log(weights[pos]).sum())
         self.n_eff = int(pos.sum())
+        self._wX = X * weights[:, None]
+        self._XtWX = X.T @ self._wX
+        self._wy = weights * self.y
+        self._XtWy = X.T @ self._wy
+        self._last: LmmState | None = None
 
     def evaluate(self, theta: np.ndarray) -> LmmState:
         """Solve the penalized least-squares problem at theta and return the profiled deviance."""
-        rs = self.rs
+        theta = np.asarray(theta, float)
+        last = self._last
+        if last is not None and np.array_equal(last.theta, theta):
+            return last
+        rs, X, p = self.rs, self.X, self.p
         zvals = rs.scaled_values(theta)
-        F = BlockedFactor(rs, zvals, self.w, self.X)
-        wy = self.w * self.y
-        rhs = np.concatenate([rs.Ztr(zvals, wy), self.X.T @ wy])
-        sol = F.solve(rhs)
-        u, beta = sol[:rs.q], sol[rs.q:]
-        resid = self.y - self.X @ beta - rs.Zu(zvals, u)
+        F = BlockedFactor(rs, zvals, self.w, None)
+        cu = F.solve(rs.Ztr(zvals, self._wy))                        # M^{-1} P'Wy
+        if p:
+            K = np.column_stack([rs.Ztr(zvals, self._wX[:, a]) for a in range(p)])
+            B = np.column_stack([F.solve(K[:, a]) for a in range(p)])
+            S = self._XtWX - K.T @ B
+            try:
+                RX = sla.cholesky(S, lower=True, check_finite=False)
+            except (np.linalg.LinAlgError, ValueError) as e:
+                raise np.linalg.LinAlgError("fixed-effects system not positive definite") from e
+            beta = sla.cho_solve((RX, True), self._XtWy - K.T @ cu, check_finite=False)
+            u = cu - B @ beta
+            resid = self.y - X @ beta - rs.Zu(zvals, u)
+        else:
+            B, RX, beta, u = np.zeros((rs.q, 0)), np.zeros((0, 0)), np.zeros(0), cu
+            resid = self.y - rs.Zu(zvals, u)
         pwrss = float(self.w @ resid**2 + u @ u)
         n = self.n_eff
         ld = F.logdet_Z()
         if self.REML:
-            nmp = n - self.p
-            dev = ld + F.logdet_X() + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
+            nmp = n - p
+            ldx = 2.0 * np.log(np.diag(RX)).sum() if p else 0.0
+            dev = ld + ldx + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp))
             sigma = np.sqrt(pwrss / nmp)
         else:
             dev = ld + n * (1.0 + np.log(2.0 * np.pi * pwrss / n))
             sigma = np.sqrt(pwrss / n)
         dev -= self.sum_log_w
-        return LmmState(theta=np.asarray(theta, float).copy(), beta=beta, u=u, sigma=float(sigma),
-                        pwrss=pwrss, deviance=float(dev), factor=F)
+        st = LmmState(theta=theta.copy(), beta=beta, u=u, sigma=float(sigma), pwrss=pwrss,
+                      deviance=float(dev), factor=F, RX=RX, B=B, resid=resid, zvals=zvals)
+        self._last = st
+        return st
 
     def deviance(self, theta: np.ndarray) -> float:
         """The objective minimised over theta; +inf where the system is not positive definite."""
@@ -68,10 +112,42 @@ class LmmProblem:
         except np.linalg.LinAlgError:
             return np.inf
 
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """Exact gradient of `deviance` in theta (see the module docstring)."""
+        try:
+            st = self.evaluate(theta)
+        except np.linalg.LinAlgError:
+            return np.zeros(np.size(theta))
+        rs, w, p = self.rs, self.w, self.p
+        R1, Rr = pattern_rows(rs, st.zvals, st.factor)
+        nn = self.n_eff - p if self.REML else self.n_eff
+        wr = (2.0 * nn / st.pwrss) * w * st.resid
+        ES = None
+        if self.REML and p:
+            E = np.column_stack([rs.Zu(st.zvals, st.B[:, a]) for a in range(p)]) - self.X
+            ES = sla.cho_solve((st.RX, True), E.T, check_finite=False).T * (2.0 * w)[:, None]
+        g = np.empty(rs.ntheta)
+        slot = 0
+        for k, t in enumerate(rs.terms):
+            sl = slice(rs.q_offsets[k], rs.q_offsets[k + 1])
+            Uk = st.u[sl].reshape(t.nlevels, t.p)
+            if k == 0:
+                Rk = R1
+            else:
+                Rk = Rr[:, slot:slot + t.p]
+                slot += t.p
+            coef = 2.0 * w[:, None] * Rk - wr[:, None] * Uk[t.codes]
+            if ES is not None:
+                Bk = st.B[sl].reshape(t.nlevels, t.p, p)
+                coef += np.einsum("nb,nab->na", ES, Bk[t.codes])
+            G = t.X.T @ coef                                  # [r, comp]
+            rows, cols = rs._tril[k]
+            g[rs.theta_slices[k]] = G[rows, cols]
+        return g
+
     def vcov_beta(self, state: LmmState) -> np.ndarray:
         """sigma^2 (R_X'R_X)^{-1}."""
-        RX = state.factor.RX()
-        Rinv = np.linalg.inv(RX)
+        Rinv = np.linalg.inv(state.RX)
         return state.sigma**2 * (Rinv.T @ Rinv)
 
     def ml_loglik(self, state: LmmState) -> float:

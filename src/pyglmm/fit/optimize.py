@@ -99,6 +99,18 @@ def fd_hessian(f: Callable, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
     return H
 
 
+def fd_jacobian(g, z: np.ndarray, h: float) -> np.ndarray:
+    """Symmetrised central-difference Jacobian of a gradient function (a Hessian)."""
+    k = z.size
+    H = np.empty((k, k))
+    for i in range(k):
+        hi = h * max(1.0, abs(z[i]))
+        e = np.zeros(k)
+        e[i] = hi
+        H[:, i] = (g(z + e) - g(z - e)) / (2 * hi)
+    return 0.5 * (H + H.T)
+
+
 def _edge_restart_point(f: Callable, x: np.ndarray, lb: np.ndarray) -> np.ndarray | None:
     """A better interior point next to components sitting on their bounds, if there is one."""
     at = np.flatnonzero(np.isfinite(lb) & (x - lb < 1e-3))

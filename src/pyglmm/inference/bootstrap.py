@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .confint import _select, percent_labels, register_method, variance_parameter_names
+from .._warn import user_stacklevel
 
 
 def sd_cor_values(model) -> np.ndarray:
@@ -95,7 +96,7 @@ def boot(model, nsim: int = 500, seed=None, workers: int = 1, progress: bool | N
     res = BootResult(t0, t, seed, time.perf_counter() - start)
     if res.n_failed:
         warnings.warn(f"{res.n_failed} of {nsim} bootstrap refits failed; intervals use the others",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=user_stacklevel())
     return res
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from .rformat import print_anova
+from .._warn import user_stacklevel
 
 LOGLIK_TOL = 1e-3      # a larger model may fall short of a smaller one by this much (optimizer noise)
 MIX_COL = "Pr(>Chisq) mix"
@@ -174,12 +175,12 @@ def anova(*models, names=None, refit: bool = True, boundary: bool = False,
             print(REFIT_MESSAGE, file=sys.stderr)
         models = [_refit_ml(m) if r else m for m, r in zip(models, reml)]
     elif any(reml) and not all(reml):
-        warnings.warn("some models fit with REML = TRUE, some not", UserWarning, stacklevel=2)
+        warnings.warn("some models fit with REML = TRUE, some not", UserWarning, stacklevel=user_stacklevel())
     methods = {m.method for m in models if not m.is_lmm}
     if len(methods) > 1:
         warnings.warn(f"models use different likelihood approximations ({', '.join(sorted(methods))}); "
                       "their log-likelihoods differ by the approximation error too",
-                      UserWarning, stacklevel=2)
+                      UserWarning, stacklevel=user_stacklevel())
 
     npar = np.array([m.n_params for m in models], float)
     order = np.argsort(npar, kind="stable")
@@ -204,18 +205,18 @@ def anova(*models, names=None, refit: bool = True, boundary: bool = False,
             if abs(ll[i] - ll[i - 1]) > LOGLIK_TOL:
                 warnings.warn(f"models {a} and {b} have the same number of parameters but different "
                               "log-likelihoods: they are not nested and no likelihood-ratio test is "
-                              "possible (compare AIC/BIC instead)", NotNestedWarning, stacklevel=2)
+                              "possible (compare AIC/BIC instead)", NotNestedWarning, stacklevel=user_stacklevel())
             continue
         if ll[i] < ll[i - 1] - LOGLIK_TOL:
             warnings.warn(f"model {b} has more parameters than {a} but a lower log-likelihood "
                           f"({ll[i]:.4f} < {ll[i - 1]:.4f}): the models may not be nested or the fit "
                           "did not converge; the test (Chisq set to 0) is not meaningful",
-                          NotNestedWarning, stacklevel=2)
+                          NotNestedWarning, stacklevel=user_stacklevel())
         elif not (set(small.frame.fixef_names) <= set(large.frame.fixef_names)
                   and _vc_set(small) <= _vc_set(large)):
             warnings.warn(f"model {a} does not look nested in {b} (its fixed effects or random-effect "
                           "terms are not all in the larger model); the likelihood-ratio test "
-                          "assumes nested models", NotNestedWarning, stacklevel=2)
+                          "assumes nested models", NotNestedWarning, stacklevel=user_stacklevel())
 
     if boundary:
         mix = np.full(len(models), np.nan)
@@ -226,11 +227,11 @@ def anova(*models, names=None, refit: bool = True, boundary: bool = False,
                 if k > 1:
                     warnings.warn(f"{names[i]} adds {k} random-effect variances to {names[i - 1]}: the "
                                   "50:50 chi-square(Df-1):chi-square(Df) mixture is exact for one added "
-                                  "variance; with more it is an approximation", UserWarning, stacklevel=2)
+                                  "variance; with more it is an approximation", UserWarning, stacklevel=user_stacklevel())
         if not np.isfinite(mix).any():
             warnings.warn("boundary=True: no model adds only random-effect variance parameters to the "
                           "previous one, so no boundary-corrected p-value applies", UserWarning,
-                          stacklevel=2)
+                          stacklevel=user_stacklevel())
         table[MIX_COL] = mix
 
     heading = [f"Data: {models[0].data_name}", "Models:"] + [f"{n}: {m.formula}" for n, m in zip(names, models)]

@@ -22,6 +22,7 @@ from scipy import optimize as so
 from scipy import stats
 
 from .confint import _select, percent_labels, register_method, variance_parameter_names
+from .._warn import user_stacklevel
 
 
 class _Profiler:
@@ -375,7 +376,7 @@ def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
     if notes:
         res.attrs["not_profiled"] = notes
         warnings.warn("profile intervals are not computed for " + ", ".join(notes) +
-                      "; use method='boot' for those", UserWarning, stacklevel=3)
+                      "; use method='boot' for those", UserWarning, stacklevel=user_stacklevel())
     return res
 
 

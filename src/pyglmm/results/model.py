@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from .varcorr import TermInfo, covariance_blocks, term_labels, theta_names, varcorr_frame
+from .._warn import user_stacklevel
 
 
 @dataclass
@@ -53,7 +54,7 @@ class MixedModel:
         self._refit_spec: dict = {}
         if not quiet:
             for msg in record.messages:
-                warnings.warn(msg, ConvergenceWarning, stacklevel=3)
+                warnings.warn(msg, ConvergenceWarning, stacklevel=user_stacklevel())
 
     def simulate(self, nsim: int = 1, seed=None, re_form="~0") -> np.ndarray:
         """Simulated responses (n x nsim): new random effects (re_form "~0", lme4's default) or
