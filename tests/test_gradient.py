@@ -89,3 +89,24 @@ def test_subsample_start_reaches_the_same_optimum(monkeypatch):
     np.testing.assert_allclose(a.theta.values, b.theta.values, rtol=1e-6)
     assert abs(a.loglik - b.loglik) < 1e-6
     np.testing.assert_allclose(a.se.values, b.se.values, rtol=1e-4)
+
+
+LMM_CASES = [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)"),
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+    ("pastes", "strength ~ 1 + (1 | batch/cask)"),
+    ("sleepstudy", "Reaction ~ 0 + (Days || Subject)"),
+]
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("ds,f", LMM_CASES)
+def test_lmm_profiled_gradient(ds, f, reml):
+    """The exact gradient of lmer's profiled deviance (ML and REML) against central differences."""
+    from pyglmm.fit.lmm import LmmProblem
+    fr = model_frame(f, pyglmm.datasets.load_dataset(ds), binomial=False)
+    rs, _, sv = _structure(fr)
+    pr = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=reml)
+    th = rs.theta_start() * 0.8 + 0.1
+    gf = fd_gradient(pr.deviance, th, np.full(th.size, -np.inf), rel=1e-6)
+    np.testing.assert_allclose(pr.gradient(th), gf, rtol=1e-6, atol=1e-5)

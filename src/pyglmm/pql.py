@@ -83,12 +83,12 @@ def _fit_working_lmm(prob: LmmProblem, theta0: np.ndarray, lb: np.ndarray, start
     when the minimum is interior.  When the result has a variance at zero, restart from a few
     interior points and keep the lowest deviance.
     """
-    opt = minimize_bounded(prob.deviance, theta0, lb, label="theta", method="lbfgsb")
+    opt = minimize_bounded(prob.deviance, theta0, lb, label="theta", grad=prob.gradient)
     at_bound = np.isfinite(lb) & (opt.x < SINGULAR_TOL)
     if at_bound.any():
         for scale in (0.5, 0.2, 0.05, 2.0):
             x0 = np.where(at_bound, scale * np.maximum(start, 1.0), opt.x)
-            alt = minimize_bounded(prob.deviance, x0, lb, label="theta", method="lbfgsb")
+            alt = minimize_bounded(prob.deviance, x0, lb, label="theta", grad=prob.gradient)
             if alt.fmin < opt.fmin - 1e-10 * max(1.0, abs(opt.fmin)):
                 opt = alt
     return opt
