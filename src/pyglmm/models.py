@@ -10,6 +10,7 @@ from .design import lme4_term_order, model_frame
 from .families import make_family
 from .fit.agq import check_agq, fit_agq
 from .fit.glmm import fit_glmm
+from .linalg.restructure import stable_group_order
 from .linalg.threads import with_fit_blas_threads
 from .fit.lmm import LmmProblem
 from .fit.optimize import fd_jacobian, minimize_bounded
@@ -51,7 +52,8 @@ def _structure(frame) -> tuple[ReStructure, list[TermInfo], _Sorted]:
         raise ValueError("the formula has no random-effects terms such as (1 | group); "
                          "use a GLM (e.g. statsmodels) for a model without random effects")
     order = lme4_term_order(frame.reterms)
-    perm = np.argsort(np.asarray(frame.reterms[order[0]].codes), kind="stable")
+    first = frame.reterms[order[0]]
+    perm = stable_group_order(np.asarray(first.codes), len(first.levels))
     back = np.empty_like(perm)
     back[perm] = np.arange(perm.size)
     terms, infos = [], []

@@ -22,9 +22,25 @@ def interaction_codes(factors: list[Variable]) -> tuple[np.ndarray, list[str]]:
     combos = np.arange(len(factors[0].levels))[:, None]
     for f in factors[1:]:
         key = codes * len(f.levels) + f.codes
-        uk, codes = np.unique(key, return_inverse=True)
+        uk, codes = _dense_unique(key)
         combos = np.column_stack([combos[uk // len(f.levels)], uk % len(f.levels)])
-    uk, codes = np.unique(codes, return_inverse=True)
+    uk, codes = _dense_unique(codes)
     combos = combos[uk]
-    labels = [":".join(f.levels[c] for f, c in zip(factors, row)) for row in combos]
+    if len(factors) == 1:
+        lev = factors[0].levels
+        labels = list(lev) if uk.size == len(lev) else [lev[c] for c in combos[:, 0]]
+    else:
+        labels = [":".join(f.levels[c] for f, c in zip(factors, row)) for row in combos]
     return codes.astype(np.int64).reshape(-1), labels
+
+
+def _dense_unique(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(key, return_inverse=True) for non-negative integer keys; by counting when the
+    key range is small (the usual case: O(n) instead of a sort of a million rows)."""
+    if key.size and key.min() >= 0 and key.max() < 4 * key.size + 1024:
+        used = np.bincount(key) > 0
+        uk = np.flatnonzero(used)
+        remap = np.cumsum(used) - 1
+        return uk, remap[key]
+    uk, inv = np.unique(key, return_inverse=True)
+    return uk, inv.reshape(-1)

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..formula import FormulaError, parse_expression
 from ..formula.nodes import BinOp, Call, Name, Node, Num, Paren, Str, Unary
-from ..formula.numfmt import format_r_number
+from ..formula.numfmt import format_r_number, format_r_numbers
 from .errors import DataError
 
 
@@ -53,8 +53,10 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
     """Make a factor like R's ``factor()``: categories kept in order, others sorted; bool -> FALSE/TRUE."""
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if isinstance(s.dtype, pd.CategoricalDtype):
-        cats = list(s.cat.categories)
+        cats = s.cat.categories
         codes = s.cat.codes.to_numpy(dtype=np.int64)
+        if pd.api.types.is_numeric_dtype(cats.dtype) and not pd.api.types.is_bool_dtype(cats.dtype):
+            return Variable(name, codes=codes, levels=format_r_numbers(cats.to_numpy()))
         return Variable(name, codes=codes, levels=[_label(c) for c in cats])
     if s.dtype == bool or str(s.dtype) == "boolean":
         na = s.isna().to_numpy()
@@ -67,7 +69,7 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
         uniq = np.unique(arr[~na])
         codes = np.full(len(arr), -1, dtype=np.int64)
         codes[~na] = np.searchsorted(uniq, arr[~na])
-        return Variable(name, codes=codes, levels=[format_r_number(float(u)) for u in uniq])
+        return Variable(name, codes=codes, levels=format_r_numbers(uniq))
     obj = s.to_numpy(dtype=object)
     present = obj[~na]
     try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg as sla
 
 from .gradient import laplace_gradient, supports_analytic
 from .optimize import OptSummary, fd_gradient, fd_hessian, fd_jacobian, minimize_bounded
@@ -59,11 +60,10 @@ def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.nda
         var = fam.variance(mu)
         w = w0 * d * d / var
         z = eta - off + (y - mu) / d
-        sw = np.sqrt(w)
-        beta_new, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
+        beta_new = _wls(X, w, z)
         eta_new = off + X @ beta_new
         mu_new = fam.link.inverse(eta_new)
-        dev = float(fam.dev_resids(y, mu_new, w0).sum())
+        dev = problem._devsum(mu_new, eta_new)   # sum of deviance residuals (cheap forms)
         if not np.isfinite(dev):
             break
         beta, eta, mu = beta_new, eta_new, mu_new
@@ -71,6 +71,22 @@ def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.nda
             break
         dev_old = dev
     return beta
+
+def _wls(X: np.ndarray, w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Weighted least squares by the normal equations (Cholesky of X'WX, a p x p matrix), with
+    an SVD least-squares fallback when X'WX is ill-conditioned: this only makes starting values."""
+    WX = X * w[:, None]
+    A = X.T @ WX
+    try:
+        L = np.linalg.cholesky(A)
+        d = np.diag(L)
+        if d.size and d.min() > 1e-7 * d.max():
+            return sla.cho_solve((L, True), WX.T @ z, check_finite=False)
+    except np.linalg.LinAlgError:
+        pass
+    sw = np.sqrt(w)
+    return np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
+
 
 
 def _extra_kind(family) -> str | None:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 
 def format_r_number(value: float) -> str:
     """Format a double as R's ``as.character``/``deparse`` would, e.g. 2 -> "2", 1e5 -> "1e+05"."""
@@ -25,3 +27,16 @@ def format_r_number(value: float) -> str:
     if "." in fixed:
         fixed = fixed.rstrip("0").rstrip(".")
     return fixed if len(fixed) <= len(sci_text) else sci_text
+
+
+def format_r_numbers(values) -> list[str]:
+    """format_r_number for many values; integral values (the usual group ids) in one numpy pass."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) \
+            and np.max(np.abs(arr)) < 1e15:
+        out = arr.astype(np.int64).astype(str).tolist()
+        # R prints integers with five or more trailing zeros in scientific notation (1e+05)
+        for i in np.flatnonzero((arr % 100_000 == 0) & (arr != 0)):
+            out[i] = format_r_number(float(arr[i]))
+        return out
+    return [format_r_number(float(v)) for v in arr]
