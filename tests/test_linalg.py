@@ -69,6 +69,7 @@ def test_vector_terms_in_every_block_nested_and_crossed(path, monkeypatch):
         monkeypatch.setattr(blocked, "PAIRMAP_EXTRA", -10**9)
     if path == "sparse":
         monkeypatch.setattr(blocked, "DENSE_L21_LIMIT", -1)
+        monkeypatch.setattr(blocked, "PAIR_CHUNK", 50)    # the selected inverse in many chunks
     rng = np.random.default_rng(7)
     n = 400
     x = rng.normal(size=n)
@@ -108,7 +109,9 @@ def test_selected_inverse_blocks():
     Minv = np.linalg.inv(A)
     G11, Q, Sinv = BlockedFactor(rs, zv, w, None).selected_inverse()
     np.testing.assert_allclose(G11[7], Minv[14:16, 14:16], atol=1e-12)
-    np.testing.assert_allclose(Q.reshape(80, -1), Minv[:80, 80:], atol=1e-12)
+    pat = rs._block_pattern
+    for a in range(2):     # Q holds M^{-1}[(level, a), rest column] at the blocks of the pattern
+        np.testing.assert_allclose(Q[:, a], Minv[pat.blk_level * 2 + a, 80 + pat.blk_row], atol=1e-12)
     np.testing.assert_allclose(Sinv, Minv[80:, 80:], atol=1e-12)
 
 

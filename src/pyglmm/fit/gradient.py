@@ -162,10 +162,10 @@ def pattern_rows(rs: ReStructure, zvals: list[np.ndarray], F: BlockedFactor):
             R1[:, a] += rs.expand_first(np.ascontiguousarray(G11[:, a, b])) * z1[:, b]
     if Q is None:
         return R1, None
-    j = t0.codes
-    cols = rs._block_pattern.rest_cols                   # n x m_r rest columns
+    pat = rs._block_pattern
+    cols = pat.rest_cols                                  # n x m_r rest columns
     v = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
-    Qg = Q[j[:, None], :, cols]                           # n x m_r x p1
+    Qg = Q[pat.blk_inv]                                   # n x m_r x p1: the block of each (row, slot)
     R1 += np.einsum("nsa,ns->na", Qg, v)
     Rr = np.einsum("nsa,na->ns", Qg, z1) + np.einsum("nst,nt->ns", Sinv[cols[:, :, None], cols[:, None, :]], v)
     return R1, Rr

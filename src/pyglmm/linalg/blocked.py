@@ -21,6 +21,9 @@ PAIRMAP_FACTOR = 4
 PAIRMAP_EXTRA = 10_000
 # else a dense L21 (q_rest x q_1) and a BLAS product when it has at most this many entries
 DENSE_L21_LIMIT = 4_000_000
+# block pairs generated per chunk when they are too many to keep (large crossed designs)
+PAIR_CHUNK = 2_000_000
+PAIR_CACHE_BYTES = 256 * 2**20
 
 
 class NotPositiveDefinite(np.linalg.LinAlgError):
@@ -57,6 +60,7 @@ class BlockPattern:
         starts = np.searchsorted(lev_sorted, np.arange(self.l1))
         ends = np.searchsorted(lev_sorted, np.arange(self.l1), side="right")
         deg = ends - starts
+        self._order, self._starts, self._deg = order, starts, deg
         npairs = int((deg.astype(np.int64) ** 2).sum())
         counts = np.bincount(self.blk_row, minlength=self.qr)
         p1 = self.p1
@@ -65,18 +69,49 @@ class BlockPattern:
         # L21 L21' by accumulation over block pairs when that is cheap (nested designs), else
         # by a sparse product (crossed designs, where each level meets many columns)
         if npairs <= PAIRMAP_FACTOR * self.nblk + PAIRMAP_EXTRA:
-            # for level j with blocks b_1..b_d: all (b_s, b_t)
-            rep = np.repeat(np.arange(self.l1), deg * deg)
-            first = np.repeat(starts, deg * deg)
-            within = np.arange(npairs) - np.repeat(np.cumsum(deg * deg) - deg * deg, deg * deg)
-            dr = np.repeat(deg, deg * deg)
-            ka = order[first + within // np.maximum(dr, 1)]
-            kb = order[first + within % np.maximum(dr, 1)]
-            del rep
+            ka, kb = self._pairs_of(np.arange(self.l1))
             self.pair_a, self.pair_b = ka, kb
             self.pair_flat = self.blk_row[ka] * self.qr + self.blk_row[kb]
         else:
             self.pair_a = None
+
+    def _pairs_of(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """All pairs (b_s, b_t) of blocks that share a first-term level, for the given levels."""
+        d = self._deg[levels]
+        dd = d * d
+        tot = int(dd.sum())
+        first = np.repeat(self._starts[levels], dd)
+        within = np.arange(tot) - np.repeat(np.cumsum(dd) - dd, dd)
+        dr = np.repeat(d, dd)
+        return self._order[first + within // dr], self._order[first + within % dr]
+
+    def iter_pairs(self, chunk: int | None = None):
+        """The block pairs, precomputed when few, else generated in chunks of about ``chunk``."""
+        chunk = PAIR_CHUNK if chunk is None else chunk
+        if self.pair_a is not None:
+            yield self.pair_a, self.pair_b
+            return
+        cached = getattr(self, "_pair_chunks", None)
+        if cached is not None:
+            yield from cached
+            return
+        cum = np.cumsum(self._deg.astype(np.int64) ** 2)
+        # keep the chunks (as int32) when they fit in PAIR_CACHE_BYTES: generating them costs
+        # more than using them
+        keep = 8 * int(cum[-1]) <= PAIR_CACHE_BYTES and self.nblk < 2**31
+        chunks = []
+        lo = 0
+        while lo < self.l1:
+            hi = int(np.searchsorted(cum, (cum[lo - 1] if lo else 0) + chunk, side="right"))
+            hi = max(hi, lo + 1)
+            ka, kb = self._pairs_of(np.arange(lo, min(hi, self.l1)))
+            if keep:
+                ka, kb = ka.astype(np.int32), kb.astype(np.int32)
+                chunks.append((ka, kb))
+            yield ka, kb
+            lo = hi
+        if keep:
+            self._pair_chunks = chunks
 
 
 class BlockedFactor:
@@ -239,14 +274,6 @@ class BlockedFactor:
             out += self.L21x.T @ x2[self.qr:]
         return out
 
-    def L21_dense(self) -> np.ndarray:
-        parts = []
-        if self.qr:
-            parts.append(self._L21z_sparse().toarray())
-        if self.p:
-            parts.append(self.L21x)
-        return np.vstack(parts)
-
     # --- solves -----------------------------------------------------------
     def solve(self, r: np.ndarray) -> np.ndarray:
         """Solve (L L') x = r for a vector over [u; beta]."""
@@ -272,45 +299,51 @@ class BlockedFactor:
 
     def diag_inverse_blocks(self) -> list[np.ndarray]:
         """Diagonal p_k x p_k blocks of (L L')^{-1} for the random effects (conditional variances)."""
-        if self.m == 0:
-            return [np.einsum("lba,lbc->lac", self.L11inv, self.L11inv)]
-        # with W = L22^{-1} L21: inv11 = L11^{-T}(I + W'W)L11^{-1}, blockwise per level
-        Wm = sla.solve_triangular(self.L22, self.L21_dense(), lower=True, check_finite=False)
-        Wm = Wm.reshape(self.m, self.l1, self.p1)
-        G = np.einsum("kla,klb->lab", Wm, Wm)
-        G[:, np.arange(self.p1), np.arange(self.p1)] += 1.0
-        out = [np.einsum("lca,lcd,ldb->lab", self.L11inv, G, self.L11inv)]
-        L22inv = sla.solve_triangular(self.L22, np.eye(self.m), lower=True, check_finite=False)
-        full = L22inv.T @ L22inv
+        G11, _, Sinv = self.selected_inverse()
+        out = [G11]
         off = 0
         for t in self.rs.terms[1:]:
             idx = off + np.arange(t.nlevels)[:, None] * t.p + np.arange(t.p)
-            out.append(full[idx[:, :, None], idx[:, None, :]])
+            out.append(Sinv[idx[:, :, None], idx[:, None, :]])
             off += t.q
+        return out
+
+    def _pattern_products(self, Sinv: np.ndarray) -> np.ndarray:
+        """(L21' S^{-1}) at the blocks of the pattern: (nblk, p1), row k for block (c, j) holding
+        sum over the blocks k' of level j of L21[k'] S^{-1}[c', c]. Never a dense q1 x q_rest."""
+        pat = self.pat
+        if self._L21z_dense is not None:
+            P = (self._L21z_dense.T @ Sinv).reshape(self.l1, self.p1, self.qr)
+            return P[pat.blk_level, :, pat.blk_row]
+        out = np.zeros((pat.nblk, self.p1))
+        for ka, kb in pat.iter_pairs():
+            sv = Sinv[pat.blk_row[ka], pat.blk_row[kb]]
+            for a in range(self.p1):
+                out[:, a] += np.bincount(kb, weights=self.blk[ka, a] * sv, minlength=pat.nblk)
         return out
 
     def selected_inverse(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         """Blocks of M^{-1} on the pattern of Z'Z (factor built without X).
 
         Returns (G11, Q, Sinv): G11 the diagonal p1 x p1 blocks of the leading term (l1, p1, p1);
-        Q = (M^{-1})[leading, rest] as a dense (l1, p1, q_rest) array; Sinv = (M^{-1})[rest, rest].
-        Cost O(q_rest^3 + nnz(L21) q_rest); this is what the analytic gradient needs.
+        Q (nblk, p1) the entries of M^{-1} between the leading term's level j and rest column c
+        for each block (c, j) of the pattern (``pat.blk_row``, ``pat.blk_level``); Sinv =
+        (M^{-1})[rest, rest]. Cost O(q_rest^3 + sum over levels of (blocks per level)^2): what
+        the analytic gradient and the conditional variances need, in memory linear in the data.
         """
         if self.p and self.qr:
             raise ValueError("selected_inverse needs the factor of the random effects only")
         if self.qr == 0:
             return np.einsum("lba,lbc->lac", self.L11inv, self.L11inv), None, None
         Sinv = sla.cho_solve((self.L22, True), np.eye(self.qr), check_finite=False)
-        Lz = self._L21z_sparse()                                  # qr x q1
-        P = np.asarray((Lz.T @ Sinv)).reshape(self.l1, self.p1, self.qr)   # L21' S^{-1}
-        Q = -np.einsum("jba,jbc->jac", self.L11inv, P)
-        # diagonal blocks: Linv_j' (I + [L21' S^{-1} L21]_jj) Linv_j
         pat = self.pat
+        Pb = self._pattern_products(Sinv)                        # (nblk, p1)
+        # diagonal blocks: Linv_j' (I + [L21' S^{-1} L21]_jj) Linv_j
         K = np.zeros((self.l1, self.p1, self.p1))
-        Pb = P[pat.blk_level, :, pat.blk_row]                     # (nblk, p1): P[(j, a), c] per block
         for a in range(self.p1):
             for b in range(self.p1):
                 K[:, a, b] = np.bincount(pat.blk_level, weights=Pb[:, a] * self.blk[:, b], minlength=self.l1)
         K[:, np.arange(self.p1), np.arange(self.p1)] += 1.0
         G11 = np.einsum("lca,lcd,ldb->lab", self.L11inv, K, self.L11inv)
+        Q = -np.einsum("kba,kb->ka", self.L11inv[pat.blk_level], Pb)
         return G11, Q, Sinv
