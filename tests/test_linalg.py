@@ -112,7 +112,46 @@ def test_selected_inverse_blocks():
     pat = rs._block_pattern
     for a in range(2):     # Q holds M^{-1}[(level, a), rest column] at the blocks of the pattern
         np.testing.assert_allclose(Q[:, a], Minv[pat.blk_level * 2 + a, 80 + pat.blk_row], atol=1e-12)
-    np.testing.assert_allclose(Sinv, Minv[80:, 80:], atol=1e-12)
+    np.testing.assert_allclose(Sinv.dense, Minv[80:, 80:], atol=1e-12)
+
+
+@pytest.mark.parametrize("p2", [1, 2])
+def test_block_schur_for_nested_designs(p2, monkeypatch):
+    """Nested terms: S_zz is block diagonal and factored blockwise; same numbers as dense algebra."""
+    from pyglmm.linalg import schur
+    monkeypatch.setattr(schur, "BLOCK_MIN_Q", 1)
+    rng = np.random.default_rng(3)
+    n = 500
+    x = rng.normal(size=n)
+    inner = rng.integers(0, 90, n)
+    outer = inner // 6                                   # 15 outer levels, each with its inner ones
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    w = rng.uniform(0.3, 3, n)
+    Xo = np.column_stack([np.ones(n), x])[:, :p2]
+    rs = ReStructure([TermStructure(inner, np.ones((n, 1)), 90), TermStructure(outer, Xo, 15)])
+    theta = np.array([0.7, 1.1, -0.3, 0.6][:1 + p2 * (p2 + 1) // 2])
+    zv, Z, A = _dense_system(rs, theta, X, w)
+    F = BlockedFactor(rs, zv, w, X)
+    assert F.schur.__class__.__name__ == "BlockSchur"
+    r = rng.normal(size=A.shape[0])
+    np.testing.assert_allclose(F.solve(r), np.linalg.solve(A, r), rtol=1e-9, atol=1e-11)
+    q = Z.shape[1]
+    np.testing.assert_allclose(F.logdet_Z(), np.linalg.slogdet(A[:q, :q])[1], rtol=1e-12)
+    S = A[q:, q:] - A[q:, :q] @ np.linalg.solve(A[:q, :q], A[:q, q:])
+    np.testing.assert_allclose(F.logdet_X(), np.linalg.slogdet(S)[1], rtol=1e-12)
+    np.testing.assert_allclose(F.RX() @ F.RX().T, S, rtol=1e-9, atol=1e-9)
+    F0 = BlockedFactor(rs, zv, w, None)
+    Minv = np.linalg.inv(A[:q, :q])
+    G11, Q, Sinv = F0.selected_inverse()
+    np.testing.assert_allclose(G11[:, 0, 0], np.diag(Minv)[:90], atol=1e-12)
+    pat = rs._block_pattern
+    np.testing.assert_allclose(Q[:, 0], Minv[pat.blk_level, 90 + pat.blk_row], atol=1e-12)
+    c = np.arange(15 * p2)
+    same = (c[:, None] // p2) == (c[None, :] // p2)
+    ca, cb = np.nonzero(same)
+    np.testing.assert_allclose(Sinv.at(ca, cb), Minv[90 + ca, 90 + cb], atol=1e-12)
+    blks = F0.diag_inverse_blocks()
+    np.testing.assert_allclose(blks[1][4], Minv[90 + 4 * p2:90 + 5 * p2, 90 + 4 * p2:90 + 5 * p2], atol=1e-12)
 
 
 def test_optimizer_restarts_from_a_spurious_boundary_stop():

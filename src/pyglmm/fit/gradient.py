@@ -167,7 +167,7 @@ def pattern_rows(rs: ReStructure, zvals: list[np.ndarray], F: BlockedFactor):
     v = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
     Qg = Q[pat.blk_inv]                                   # n x m_r x p1: the block of each (row, slot)
     R1 += np.einsum("nsa,ns->na", Qg, v)
-    Rr = np.einsum("nsa,na->ns", Qg, z1) + np.einsum("nst,nt->ns", Sinv[cols[:, :, None], cols[:, None, :]], v)
+    Rr = np.einsum("nsa,na->ns", Qg, z1) + np.einsum("nst,nt->ns", Sinv.at(cols[:, :, None], cols[:, None, :]), v)
     return R1, Rr
 
 

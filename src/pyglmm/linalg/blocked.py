@@ -14,6 +14,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .restructure import ReStructure
+from . import schur as _schur
+from .schur import BlockSchur, DenseSchur, NotPositiveDefinite, SchurPattern
 
 
 # L21 L21' by pair accumulation when it has at most this many block pairs, else sparse product
@@ -26,8 +28,6 @@ PAIR_CHUNK = 2_000_000
 PAIR_CACHE_BYTES = 256 * 2**20
 
 
-class NotPositiveDefinite(np.linalg.LinAlgError):
-    """Raised when the penalized system is not positive definite (e.g. a collinear X)."""
 
 
 class BlockPattern:
@@ -74,6 +74,16 @@ class BlockPattern:
             self.pair_flat = self.blk_row[ka] * self.qr + self.blk_row[kb]
         else:
             self.pair_a = None
+        # nested designs: S_zz block diagonal -> factor it blockwise (the pattern needs the pairs)
+        self.schur = None
+        if self.pair_a is not None and self.qr >= _schur.BLOCK_MIN_Q:
+            keys = np.concatenate([self.pair22.ravel(), self.pair_flat])
+            spat = SchurPattern(self.qr, keys // self.qr, keys % self.qr)
+            if spat.usable:
+                self.schur = spat
+                flat22 = self.pair22.ravel()
+                self.pair22 = spat.flat(flat22 // self.qr, flat22 % self.qr).reshape(self.pair22.shape)
+                self.pair_flat = spat.flat(self.blk_row[self.pair_a], self.blk_row[self.pair_b])
 
     def _pairs_of(self, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """All pairs (b_s, b_t) of blocks that share a first-term level, for the given levels."""
@@ -157,16 +167,18 @@ class BlockedFactor:
         self.L21x = None
         self._L21z_dense = None
         if m == 0:
-            self.L22 = np.zeros((0, 0))
+            self.schur = None
             return
-        S = np.empty((m, m))
+        spat = pat.schur if qr else None          # block-diagonal S_zz (nested designs)
+        size_zz = spat.total if spat is not None else qr * qr
+        Szz = Szx = Sxx = None
         if qr:
             vals = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]  # n x m_r
             wv = vals * w[:, None]
-            # Zr'WZr (dense) + I
+            # Zr'WZr + I (dense, or the flat storage of its diagonal blocks)
             prod = (wv[:, :, None] * vals[:, None, :]).reshape(vals.shape[0], -1)
-            M22 = np.bincount(pat.pair22.ravel(), weights=prod.ravel(), minlength=qr * qr).reshape(qr, qr)
-            M22[np.arange(qr), np.arange(qr)] += 1.0
+            Szz = np.bincount(pat.pair22.ravel(), weights=prod.ravel(), minlength=size_zz)
+            Szz[spat.diag if spat is not None else np.arange(qr) * (qr + 1)] += 1.0
             # Zr'WZ1 in blocks, then times blockdiag(L11^{-T})
             if p1 == 1:
                 blk = np.bincount(pat.blk_inv.ravel(), weights=(wv * z0).ravel(), minlength=pat.nblk)
@@ -182,17 +194,16 @@ class BlockedFactor:
             if pat.pair_a is not None:
                 prodb = np.einsum("ka,ka->k", blk[pat.pair_a], blk[pat.pair_b]) if p1 > 1 \
                     else blk[pat.pair_a, 0] * blk[pat.pair_b, 0]
-                LLt = np.bincount(pat.pair_flat, weights=prodb, minlength=qr * qr).reshape(qr, qr)
+                Szz -= np.bincount(pat.pair_flat, weights=prodb, minlength=size_zz)
             elif qr * l1 * p1 <= DENSE_L21_LIMIT:
                 # crossed designs: L21 is fairly dense; a BLAS product beats a sparse one
                 Ld = np.zeros((qr, l1 * p1))
                 Ld[np.repeat(pat.blk_row, p1), pat.L21_indices] = blk.ravel()
-                LLt = Ld @ Ld.T
+                Szz -= (Ld @ Ld.T).ravel()
                 self._L21z_dense = Ld
             else:
                 Lz = self._L21z_sparse()
-                LLt = (Lz @ Lz.T).toarray()
-            S[:qr, :qr] = M22 - LLt
+                Szz -= (Lz @ Lz.T).toarray().ravel()
         if self.p:
             WX = X * w[:, None]
             XtWZ1 = np.empty((self.p, l1, p1))
@@ -202,7 +213,7 @@ class BlockedFactor:
                     XtWZ1[c, :, b] = rs.sum_by_first(wxc * z0[:, b])
             L21x = np.einsum("klb,lab->kla", XtWZ1, Linv).reshape(self.p, l1 * p1)
             self.L21x = L21x
-            S[qr:, qr:] = X.T @ WX - L21x @ L21x.T
+            Sxx = X.T @ WX - L21x @ L21x.T
             if qr:
                 cols = pat.rest_cols.ravel()
                 ZrtWX = np.empty((qr, self.p))
@@ -217,32 +228,36 @@ class BlockedFactor:
                     LzLx = np.empty((qr, self.p))
                     for c in range(self.p):
                         LzLx[:, c] = np.bincount(pat.blk_row, weights=contrib[:, c], minlength=qr)
-                Sxz = ZrtWX - LzLx
-                S[:qr, qr:] = Sxz
-                S[qr:, :qr] = Sxz.T
-        try:
-            self.L22 = sla.cholesky(S, lower=True, check_finite=False)
-        except (np.linalg.LinAlgError, ValueError) as e:
-            raise NotPositiveDefinite("penalized system not positive definite") from e
-        if not np.all(np.isfinite(np.diag(self.L22))):
-            raise NotPositiveDefinite("penalized system not positive definite")
+                Szx = ZrtWX - LzLx
+        if spat is not None:
+            self.schur = BlockSchur(spat, Szz, Szx, Sxx)
+            return
+        S = np.empty((m, m))
+        if qr:
+            S[:qr, :qr] = Szz.reshape(qr, qr)
+        if self.p:
+            S[qr:, qr:] = Sxx
+            if qr:
+                S[:qr, qr:] = Szx
+                S[qr:, :qr] = Szx.T
+        self.schur = DenseSchur(S, qr)
 
     # --- log determinants -------------------------------------------------
     def logdet_Z(self) -> float:
         """log det(Lambda'Z'WZLambda + I): twice the log of L's diagonal over the q random effects."""
         d1 = np.log(np.diagonal(self.L11, axis1=1, axis2=2)).sum()
-        d2 = np.log(np.diag(self.L22)[:self.qr]).sum() if self.qr else 0.0
-        return 2.0 * (d1 + d2)
+        d2 = self.schur.logdet_z() if self.qr else 0.0
+        return 2.0 * d1 + d2
 
     def logdet_X(self) -> float:
         """log det(R_X'R_X), the REML term."""
         if self.p == 0:
             return 0.0
-        return 2.0 * np.log(np.diag(self.L22)[self.qr:]).sum()
+        return self.schur.logdet_x()
 
     def RX(self) -> np.ndarray:
         """Lower Cholesky factor of the Schur complement for the fixed effects (lme4's R_X')."""
-        return self.L22[self.qr:, self.qr:]
+        return self.schur.RX()
 
     # --- products with L21 ------------------------------------------------
     def _L21z_sparse(self) -> sp.csr_matrix:
@@ -286,8 +301,7 @@ class BlockedFactor:
         if self.m == 0:
             x1 = y1.reshape(self.l1, self.p1)
         else:
-            y2 = sla.solve_triangular(self.L22, r[q1:] - self._L21_mul(y1), lower=True, check_finite=False)
-            x2 = sla.solve_triangular(self.L22, y2, lower=True, trans="T", check_finite=False)
+            x2 = self.schur.backward(self.schur.forward(r[q1:] - self._L21_mul(y1)))
             x1 = (y1 - self._L21T_mul(x2)).reshape(self.l1, self.p1)
         if self.p1 == 1:
             z1 = x1 * self.L11inv[:, :, 0]
@@ -304,20 +318,20 @@ class BlockedFactor:
         off = 0
         for t in self.rs.terms[1:]:
             idx = off + np.arange(t.nlevels)[:, None] * t.p + np.arange(t.p)
-            out.append(Sinv[idx[:, :, None], idx[:, None, :]])
+            out.append(Sinv.at(idx[:, :, None], idx[:, None, :]))
             off += t.q
         return out
 
-    def _pattern_products(self, Sinv: np.ndarray) -> np.ndarray:
+    def _pattern_products(self, Sinv) -> np.ndarray:
         """(L21' S^{-1}) at the blocks of the pattern: (nblk, p1), row k for block (c, j) holding
         sum over the blocks k' of level j of L21[k'] S^{-1}[c', c]. Never a dense q1 x q_rest."""
         pat = self.pat
         if self._L21z_dense is not None:
-            P = (self._L21z_dense.T @ Sinv).reshape(self.l1, self.p1, self.qr)
+            P = (self._L21z_dense.T @ Sinv.dense).reshape(self.l1, self.p1, self.qr)
             return P[pat.blk_level, :, pat.blk_row]
         out = np.zeros((pat.nblk, self.p1))
         for ka, kb in pat.iter_pairs():
-            sv = Sinv[pat.blk_row[ka], pat.blk_row[kb]]
+            sv = Sinv.at(pat.blk_row[ka], pat.blk_row[kb])
             for a in range(self.p1):
                 out[:, a] += np.bincount(kb, weights=self.blk[ka, a] * sv, minlength=pat.nblk)
         return out
@@ -328,14 +342,15 @@ class BlockedFactor:
         Returns (G11, Q, Sinv): G11 the diagonal p1 x p1 blocks of the leading term (l1, p1, p1);
         Q (nblk, p1) the entries of M^{-1} between the leading term's level j and rest column c
         for each block (c, j) of the pattern (``pat.blk_row``, ``pat.blk_level``); Sinv =
-        (M^{-1})[rest, rest]. Cost O(q_rest^3 + sum over levels of (blocks per level)^2): what
+        (M^{-1})[rest, rest] as an object whose ``at(rows, cols)`` gives entries on the pattern
+        (``.dense`` is the matrix itself unless S_zz is factored blockwise). Cost O(q_rest^3 + sum over levels of (blocks per level)^2): what
         the analytic gradient and the conditional variances need, in memory linear in the data.
         """
         if self.p and self.qr:
             raise ValueError("selected_inverse needs the factor of the random effects only")
         if self.qr == 0:
             return np.einsum("lba,lbc->lac", self.L11inv, self.L11inv), None, None
-        Sinv = sla.cho_solve((self.L22, True), np.eye(self.qr), check_finite=False)
+        Sinv = self.schur.inverse_z()
         pat = self.pat
         Pb = self._pattern_products(Sinv)                        # (nblk, p1)
         # diagonal blocks: Linv_j' (I + [L21' S^{-1} L21]_jj) Linv_j
