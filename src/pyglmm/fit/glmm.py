@@ -272,6 +272,17 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             sc[:] = np.sqrt(2.0 / hdiag)
             Tm[np.arange(nth), np.arange(nth)] = sc
             z2[:nth] = x2[:nth] / sc
+    if analytic and p:
+        # beta from stage 1 (joint PIRLS) can be many standard errors from the Laplace optimum on
+        # large data; in z the beta Hessian is about 2I, so one Newton step in beta at fixed theta
+        # is -g/2. Keep it if the deviance drops: L-BFGS-B then starts near the optimum instead
+        # of spending evaluations on growing line searches.
+        step = -0.5 * grad_z(z2)[nth:nth + p]
+        if np.max(np.abs(step)) > 1.0:          # more than about one standard error away
+            zb = z2.copy()
+            zb[nth:nth + p] += step
+            if dev_z(zb) < dev_z(z2):
+                z2 = zb
     opt2 = minimize_bounded(dev_z, z2, lb2, verbose=verbose, label="stage 2", progress=progress,
                             maxiter=maxiter,
                             method=STAGE2_METHOD, grad=grad_z if analytic else None,
