@@ -72,6 +72,12 @@ LARGE_CASES = [
     ("sim binomial crossed", ("sim", "binomial_crossed", {}), "y ~ x + (1 | g) + (1 | h)", "binomial"),
     ("sim poisson (1|g) 1M", ("sim", "poisson_intercept", {}), "y ~ x + (1 | g)", "poisson"),
 ]
+# growth in the number of levels of the second factor (dense vs block-diagonal Schur complement)
+SCALE_CASES = [
+    ("sim poisson nested (1|a/b) 1M", ("sim", "poisson_nested", {}), "y ~ x + (1 | a/b)", "poisson"),
+    ("sim binomial crossed 1M", ("sim", "binomial_crossed", {"n": 1_000_000, "g1": 100_000, "g2": 500}),
+     "y ~ x + (1 | g) + (1 | h)", "binomial"),
+]
 SMOKE = ["cbpp binomial"]
 TOOLS = ["pyglmm", "lme4", "glmmTMB", "glmm"]
 R_TOOLS = {"lme4", "glmmTMB"}
@@ -93,10 +99,12 @@ def n_groups(df: pd.DataFrame, formula: str) -> str:
     """Levels of each grouping factor named after a '|' in the formula, e.g. '2000x100'."""
     out = []
     for bar in re.findall(r"\|\s*([^)]+)\)", formula):
-        for g in re.split(r"[/:]", bar):
-            g = g.strip()
-            if g in df.columns:
-                out.append(str(df[g].nunique()))
+        names = [g.strip() for g in re.split(r"[/:]", bar) if g.strip() in df.columns]
+        if "/" in bar:       # a/b: levels of a, a:b, ...
+            for k in range(1, len(names) + 1):
+                out.append(str(len(df[names[:k]].drop_duplicates())))
+        else:
+            out.extend(str(df[g].nunique()) for g in names)
     return "x".join(out)
 
 
@@ -371,6 +379,8 @@ def main(argv=None):
     ap.add_argument("--smoke", action="store_true", help="cbpp only, one rep, pyglmm only (CI)")
     ap.add_argument("--large", action="store_true", help="run the simulated large cases instead")
     ap.add_argument("--all", action="store_true", help="run lme4's data sets and the large cases")
+    ap.add_argument("--scale", action="store_true",
+                    help="run the 1,000,000-row nested and crossed cases (lme4 takes many minutes)")
     ap.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ",".join(TOOLS))
     ap.add_argument("--no-r", action="store_true", help="exclude the R tools (lme4, glmmTMB)")
     ap.add_argument("--reps", type=int, default=None, help="fits per tool and case (default 3; 1 for large)")
@@ -403,6 +413,8 @@ def main(argv=None):
         cases = [(c, False) for c in CASES] + [(c, True) for c in LARGE_CASES]
     elif a.large:
         cases = [(c, True) for c in LARGE_CASES]
+    elif a.scale:
+        cases = [(c, True) for c in SCALE_CASES]
     else:
         cases = [(c, False) for c in CASES]
 

@@ -35,3 +35,15 @@ def poisson_intercept(n: int = 1_000_000, groups: int = 100_000, seed: int = 3) 
     x = rng.normal(size=n)
     eta = 0.2 + 0.3 * x + rng.normal(0, 0.6, groups)[g]
     return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "g": pd.Categorical(g)})
+
+
+def poisson_nested(n: int = 1_000_000, outer: int = 1_000, inner: int = 100, seed: int = 4) -> pd.DataFrame:
+    """y ~ Poisson(exp(-0.3 + 0.2 x + a_a + b_ab)), sd(a)=0.5, sd(b)=0.3: b nested in a, 100,000 a:b levels."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, outer, n)
+    b = rng.integers(0, inner, n)
+    x = rng.normal(size=n)
+    eta = (-0.3 + 0.2 * x + rng.normal(0, 0.5, outer)[a]
+           + rng.normal(0, 0.3, outer * inner)[a * inner + b])
+    return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "a": pd.Categorical(a),
+                         "b": pd.Categorical(b)})
