@@ -161,3 +161,27 @@ def test_optimizer_restarts_from_a_spurious_boundary_stop():
     for method in ("lbfgsb", "cobyqa"):
         r = minimize_bounded(f, np.array([1.0]), np.array([0.0]), method=method)
         assert abs(r.x[0] - 0.4) < 1e-4, (method, r.x)
+
+
+def test_block_and_dense_schur_give_the_same_fits(monkeypatch):
+    """lmer and glmer on a nested design: the block-diagonal Schur path reproduces the dense one."""
+    import pandas as pd
+
+    import pyglmm
+    from pyglmm.linalg import schur
+    rng = np.random.default_rng(8)
+    n, A, B = 3000, 80, 5
+    a, b, x = rng.integers(0, A, n), rng.integers(0, B, n), rng.normal(size=n)
+    ua, uab = rng.normal(0, 0.6, A)[a], rng.normal(0, 0.4, A * B)[a * B + b]
+    df = pd.DataFrame({"y": 1 + 0.5 * x + ua + uab + rng.normal(size=n), "x": x,
+                       "c": rng.poisson(np.exp(0.2 + 0.3 * x + ua)),
+                       "a": pd.Categorical(a), "b": pd.Categorical(b)})
+    out = {}
+    for mode, lim in [("block", 1), ("dense", 10**9)]:
+        monkeypatch.setattr(schur, "BLOCK_MIN_Q", lim)
+        m1 = pyglmm.lmer("y ~ x + (1 + x | a) + (1 | a:b)", df)
+        m2 = pyglmm.glmer("c ~ x + (1 | a/b)", df, family="poisson")
+        kinds = {type(m._rs._block_pattern.schur).__name__ for m in (m1, m2)}
+        assert kinds == ({"SchurPattern"} if mode == "block" else {"NoneType"})
+        out[mode] = np.r_[m1.loglik, m2.loglik, m1.se, m2.se, m1.theta, m2.theta]
+    np.testing.assert_allclose(out["block"], out["dense"], rtol=1e-7)
