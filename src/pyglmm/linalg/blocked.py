@@ -30,6 +30,25 @@ PAIR_CACHE_BYTES = 256 * 2**20
 
 
 
+def _chol_inv_2x2(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cholesky factors of a batch of 2 x 2 SPD blocks and their inverses in closed form
+    (random intercept and slope: 5x faster than the batched LAPACK calls)."""
+    a2 = B[:, 0, 0]
+    if not np.all(a2 > 0):
+        raise NotPositiveDefinite("penalized system not positive definite")
+    a = np.sqrt(a2)
+    b = B[:, 1, 0] / a
+    c2 = B[:, 1, 1] - b * b
+    if not np.all(c2 > 0):
+        raise NotPositiveDefinite("penalized system not positive definite")
+    c = np.sqrt(c2)
+    L = np.zeros_like(B)
+    L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = a, b, c
+    Li = np.zeros_like(B)
+    Li[:, 0, 0], Li[:, 1, 0], Li[:, 1, 1] = 1.0 / a, -b / (a * c), 1.0 / c
+    return L, Li
+
+
 class BlockPattern:
     """Index maps for accumulating Z'WZ blocks of one ReStructure (computed once per model)."""
 
@@ -154,11 +173,14 @@ class BlockedFactor:
                     B[:, a, b] = v
                     B[:, b, a] = v
             B[:, np.arange(p1), np.arange(p1)] += 1.0
-            try:
-                self.L11 = np.linalg.cholesky(B)
-            except np.linalg.LinAlgError as e:
-                raise NotPositiveDefinite("penalized system not positive definite") from e
-            self.L11inv = np.linalg.inv(self.L11)
+            if p1 == 2:
+                self.L11, self.L11inv = _chol_inv_2x2(B)
+            else:
+                try:
+                    self.L11 = np.linalg.cholesky(B)
+                except np.linalg.LinAlgError as e:
+                    raise NotPositiveDefinite("penalized system not positive definite") from e
+                self.L11inv = np.linalg.inv(self.L11)
         Linv = self.L11inv
         self.l1, self.p1 = l1, p1
         self.qr = qr = rs.qr
