@@ -197,7 +197,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
                                 ftol=STAGE1_FTOL if nAGQ > 0 else 1e-13)
     th1, ex1 = opt1.x[:nth], opt1.x[nth:]
     fam1, phi1 = fam_phi(ex1)
-    r1 = problem.pirls(th1, state["beta"], phi1, family=fam1, joint=True)
+    r1 = pirls_at(th1, state["beta"], ex1, True)      # cached when stage 1 ended there
     beta1 = r1.beta
     messages: list[str] = []
 
@@ -291,7 +291,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     x = opt2.x
     th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]
     fam, phi = fam_phi(ex)
-    r = problem.pirls(th, be, phi, family=fam)
+    r = pirls_at(th, be, ex, False)                   # cached when the optimiser ended there
     grad = hess = None
     if compute_hessian:
         # derivatives in the preconditioned coordinates z (all directions on a comparable
@@ -310,7 +310,6 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             else:
                 hess = Tinv.T @ fd_hessian(dev_z, zopt, rel=1e-3) @ Tinv
                 grad = Tinv.T @ fd_gradient(dev_z, zopt, lb2)
-        r = problem.pirls(th, be, phi, family=fam)
     return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,
                    deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
                    opt_stage2=opt2, family=fam, messages=messages)
