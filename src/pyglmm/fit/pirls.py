@@ -45,6 +45,7 @@ class GlmmProblem:
         self.max_iter = max_iter
         self.n, self.p = X.shape
         self._u_warm = np.zeros(rs.q)
+        self._theta_warm = None       # theta of the last mode (the warm start)
         if laplace_weights not in ("expected", "observed"):
             raise ValueError("laplace_weights must be 'expected' (lme4) or 'observed' (glmmTMB)")
         self.laplace_weights = laplace_weights
@@ -132,7 +133,11 @@ class GlmmProblem:
         eta = base + rs.Zu(zvals, u)
         mu, d, var, w = self._moments(eta, phi)
         pdev = self._pdev(mu, u, phi, eta)
-        if u0 is None and np.any(u):
+        theta = np.asarray(theta, float)
+        tw = self._theta_warm
+        near = tw is not None and tw.shape == theta.shape and \
+            float(np.max(np.abs(theta - tw), initial=0.0)) < 0.05 * max(1.0, float(np.max(np.abs(tw), initial=0.0)))
+        if u0 is None and not near and np.any(u):
             # the previous mode is a poor start after a long step in theta: start from u = 0
             # when that is better (it is the mode of the penalty alone)
             eta0 = base
@@ -201,6 +206,7 @@ class GlmmProblem:
             except (NotPositiveDefinite, np.linalg.LinAlgError, FloatingPointError) as e:
                 raise PirlsFailure(str(e)) from e
         self._u_warm = u.copy()
+        self._theta_warm = theta.copy()
         sqr_u = float(u @ u)
         if self.family.name in ("binomial", "poisson"):
             # -2 log f(y|u) = sum(dev_resids) - 2 log f_saturated(y): reuse the penalized
