@@ -115,10 +115,11 @@ class BlockPattern:
         return self._order[first + within // dr], self._order[first + within % dr]
 
     def iter_pairs(self, chunk: int | None = None):
-        """The block pairs, precomputed when few, else generated in chunks of about ``chunk``."""
+        """The block pairs (ka, kb, flat index of (row(ka), row(kb)) in S_zz's storage),
+        precomputed when few, else generated in chunks of about ``chunk`` pairs."""
         chunk = PAIR_CHUNK if chunk is None else chunk
         if self.pair_a is not None:
-            yield self.pair_a, self.pair_b
+            yield self.pair_a, self.pair_b, self.pair_flat
             return
         cached = getattr(self, "_pair_chunks", None)
         if cached is not None:
@@ -127,17 +128,18 @@ class BlockPattern:
         cum = np.cumsum(self._deg.astype(np.int64) ** 2)
         # keep the chunks (as int32) when they fit in PAIR_CACHE_BYTES: generating them costs
         # more than using them
-        keep = 8 * int(cum[-1]) <= PAIR_CACHE_BYTES and self.nblk < 2**31
+        keep = 12 * int(cum[-1]) <= PAIR_CACHE_BYTES and max(self.nblk, self.qr * self.qr) < 2**31
         chunks = []
         lo = 0
         while lo < self.l1:
             hi = int(np.searchsorted(cum, (cum[lo - 1] if lo else 0) + chunk, side="right"))
             hi = max(hi, lo + 1)
             ka, kb = self._pairs_of(np.arange(lo, min(hi, self.l1)))
+            flat = self.blk_row[ka] * self.qr + self.blk_row[kb]
             if keep:
-                ka, kb = ka.astype(np.int32), kb.astype(np.int32)
-                chunks.append((ka, kb))
-            yield ka, kb
+                ka, kb, flat = ka.astype(np.int32), kb.astype(np.int32), flat.astype(np.int32)
+                chunks.append((ka, kb, flat))
+            yield ka, kb, flat
             lo = hi
         if keep:
             self._pair_chunks = chunks
@@ -352,8 +354,8 @@ class BlockedFactor:
             P = (self._L21z_dense.T @ Sinv.dense).reshape(self.l1, self.p1, self.qr)
             return P[pat.blk_level, :, pat.blk_row]
         out = np.zeros((pat.nblk, self.p1))
-        for ka, kb in pat.iter_pairs():
-            sv = Sinv.at(pat.blk_row[ka], pat.blk_row[kb])
+        for ka, kb, flat in pat.iter_pairs():
+            sv = Sinv.at_flat(flat)
             for a in range(self.p1):
                 out[:, a] += np.bincount(kb, weights=self.blk[ka, a] * sv, minlength=pat.nblk)
         return out

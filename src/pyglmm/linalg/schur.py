@@ -80,6 +80,10 @@ class DenseInverse:
     def at(self, ca, cb) -> np.ndarray:
         return self.dense[ca, cb]
 
+    def at_flat(self, flat: np.ndarray) -> np.ndarray:
+        """Entries by flat (row-major) index ca * q_rest + cb."""
+        return self.dense.ravel()[flat]
+
 
 class BlockInverse:
     """(S_zz)^{-1} for a block-diagonal S_zz: entries on the pattern only."""
@@ -91,6 +95,10 @@ class BlockInverse:
 
     def at(self, ca, cb) -> np.ndarray:
         return self.flat_values[self.spat.flat(ca, cb)]
+
+    def at_flat(self, flat: np.ndarray) -> np.ndarray:
+        """Entries by index into the block storage (`SchurPattern.flat`)."""
+        return self.flat_values[flat]
 
 
 class DenseSchur:
