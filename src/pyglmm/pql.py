@@ -23,7 +23,6 @@ when that matters.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 

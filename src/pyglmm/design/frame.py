@@ -84,7 +84,7 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
 
     # evaluate every variable on the full data (as R's model.frame), then na.omit
     used: dict[str, Variable] = {}
-    resp = used[pf.response] = ev.variable(pf.response)
+    used[pf.response] = ev.variable(pf.response)
     fixed_vars = {t: ev.variable(t) for t in pf.fixed.variables}
     offset_vars = [ev.variable(t) for t in pf.fixed.offsets]
     re_vars: dict[str, Variable] = {}

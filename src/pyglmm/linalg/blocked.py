@@ -2,15 +2,15 @@
 
 As in MixedModels.jl, the first random-effects term gives a block-diagonal leading block
 (one small p x p block per level), factored in one batched call; the remaining terms and X
-form a dense Schur complement. The sparsity pattern of every cross-product is computed once
-per model (`BlockPattern`) and each new (theta, weights) only accumulates numbers into it with
-`np.bincount`, so a factorisation costs a few vectorised passes over the rows plus one dense
-Cholesky of size q_rest + p. Never a dense n x q matrix.
+form the Schur complement S (`schur.py`: dense for crossed designs, block-diagonal batches for
+nested ones). The sparsity pattern of every cross-product is computed once per model
+(`BlockPattern`) and each new (theta, weights) only accumulates numbers into it with
+`np.bincount`, so a factorisation costs a few vectorised passes over the rows plus the
+factorisation of S. Never a dense n x q matrix, nor a dense q1 x q_rest one.
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg as sla
 import scipy.sparse as sp
 
 from .restructure import ReStructure
@@ -156,7 +156,6 @@ class BlockedFactor:
         self.rs = rs
         self.p = 0 if X is None else X.shape[1]
         l1, p1 = pat.l1, pat.p1
-        codes0 = pat.codes0
         z0 = zvals[0]
         # leading block-diagonal part
         if p1 == 1:

@@ -65,7 +65,6 @@ def _is_population(re_form: Any) -> bool:
 def select_terms(model, re_form: Any) -> list[_Sel]:
     """Random terms (and columns) included by ``re_form``, matched by grouping factor and column names."""
     frame = model.frame
-    pf = parse_formula(model.formula)
     order = lme4_term_order(frame.reterms)
     fit_index = {j: k for k, j in enumerate(order)}
     if re_form is None:
