@@ -170,3 +170,26 @@ def test_polars_and_arrow_inputs_match_pandas(epil):
         np.testing.assert_array_equal(m.reterms[0].codes, ref.reterms[0].codes)
         assert m.reterms[0].levels == ref.reterms[0].levels
         np.testing.assert_array_equal(m.reterms[0].X, ref.reterms[0].X)
+
+
+def test_large_integer_groups_labels_and_codes():
+    """Integer group ids take the vectorised paths (labels as R prints them, counting-sort codes)."""
+    from pyglmm.design.grouping import _dense_unique
+    from pyglmm.formula.numfmt import format_r_number, format_r_numbers
+    from pyglmm.linalg.restructure import stable_group_order
+    vals = np.array([0, 7, -3, 100000, 120000, 2e6, -100000, 1e14, 123456789, 5e5])
+    assert format_r_numbers(vals) == [format_r_number(float(v)) for v in vals]
+    assert format_r_numbers(vals)[3] == "1e+05" and format_r_numbers(vals)[4] == "120000"
+    assert format_r_numbers([0.5, 2.25]) == ["0.5", "2.25"]
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 50, 2000)
+    np.testing.assert_array_equal(stable_group_order(codes, 50), np.argsort(codes, kind="stable"))
+    key = rng.integers(0, 10**12, 500)          # sparse keys: falls back to np.unique
+    for k in (codes, key):
+        uk, inv = _dense_unique(k)
+        uk0, inv0 = np.unique(k, return_inverse=True)
+        np.testing.assert_array_equal(uk, uk0)
+        np.testing.assert_array_equal(inv, inv0.reshape(-1))
+    df = pd.DataFrame({"y": rng.normal(size=2000), "g": pd.Categorical(codes * 100000)})
+    fr = model_frame("y ~ 1 + (1 | g)", df, binomial=False)
+    assert fr.reterms[0].levels[:3] == ["0", "1e+05", "2e+05"]

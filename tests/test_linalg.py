@@ -185,3 +185,16 @@ def test_block_and_dense_schur_give_the_same_fits(monkeypatch):
         assert kinds == ({"SchurPattern"} if mode == "block" else {"NoneType"})
         out[mode] = np.r_[m1.loglik, m2.loglik, m1.se, m2.se, m1.theta, m2.theta]
     np.testing.assert_allclose(out["block"], out["dense"], rtol=1e-7)
+
+
+def test_closed_form_2x2_cholesky_and_inverse():
+    from pyglmm.linalg.blocked import NotPositiveDefinite, _chol_inv_2x2
+    rng = np.random.default_rng(5)
+    A = rng.normal(size=(50, 2, 2))
+    B = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(2)
+    L, Li = _chol_inv_2x2(B)
+    np.testing.assert_allclose(L, np.linalg.cholesky(B), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(Li, np.linalg.inv(np.linalg.cholesky(B)), rtol=1e-10, atol=1e-12)
+    B[3] = [[1.0, 2.0], [2.0, 1.0]]                  # indefinite
+    with pytest.raises(NotPositiveDefinite):
+        _chol_inv_2x2(B)
