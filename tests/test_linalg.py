@@ -181,9 +181,12 @@ def test_block_and_dense_schur_give_the_same_fits(monkeypatch):
         monkeypatch.setattr(schur, "BLOCK_MIN_Q", lim)
         m1 = pyglmm.lmer("y ~ x + (1 + x | a) + (1 | a:b)", df)
         m2 = pyglmm.glmer("c ~ x + (1 | a/b)", df, family="poisson")
-        kinds = {type(m._rs._block_pattern.schur).__name__ for m in (m1, m2)}
+        m3 = pyglmm.glmer("c ~ 0 + (1 | a/b)", df, family="poisson")       # no fixed effects
+        m4 = pyglmm.glmer("c ~ x + (1 | a/b)", df, family="poisson", nAGQ=0)   # X in the factor
+        kinds = {type(m._rs._block_pattern.schur).__name__ for m in (m1, m2, m3, m4)}
         assert kinds == ({"SchurPattern"} if mode == "block" else {"NoneType"})
-        out[mode] = np.r_[m1.loglik, m2.loglik, m1.se, m2.se, m1.theta, m2.theta]
+        out[mode] = np.r_[m1.loglik, m2.loglik, m3.loglik, m4.loglik, m1.se, m2.se, m4.se,
+                          m1.theta, m2.theta, m3.theta, m4.theta]
     np.testing.assert_allclose(out["block"], out["dense"], rtol=1e-7)
 
 

@@ -188,7 +188,7 @@ class BlockSchur:
         return 2.0 * float(np.log(np.diag(self.Lxx)).sum()) if self.p else 0.0
 
     def RX(self) -> np.ndarray:
-        return self.Lxx
+        return self.Lxx if self.p else np.zeros((0, 0))
 
     def forward(self, r: np.ndarray) -> np.ndarray:
         yz = self._fz(r[:self.qr])
