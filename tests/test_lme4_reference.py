@@ -56,6 +56,8 @@ GLMER_CASES = {
         "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", d, family="poisson")),
     "verbagg_binom": ("verbagg", lambda d: pyglmm.glmer(
         "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", d, family="binomial")),
+    "verbagg_nested": ("verbagg", lambda d: pyglmm.glmer(
+        "r2 ~ Anger + Gender + btype + situ + (1 | id/btype)", d, family="binomial")),
     "epil_pois": ("epil", lambda d: pyglmm.glmer("y ~ lbase*trt + lage + V4 + (1 | subject)", d,
                                                  family="poisson")),
     **{k: ("rehab", (lambda f: lambda d: pyglmm.glmer(f, d, family="poisson"))(f)) for k, f in REHAB.items()},

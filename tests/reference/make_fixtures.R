@@ -240,6 +240,11 @@ add("verbagg_binom", "verbagg", "r2 ~ Anger + Gender + btype + situ + (1 | id) +
     "glmer(f, VerbAgg, family = binomial)", "glmer",
     function() glmer(r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item),
                      getdata("verbagg"), family = binomial), nAGQ = 1)
+## nested (1 | id/btype): 948 id:btype levels, each in one id -> pyglmm's block-diagonal Schur path
+add("verbagg_nested", "verbagg", "r2 ~ Anger + Gender + btype + situ + (1 | id/btype)",
+    "glmer(f, VerbAgg, family = binomial)", "glmer",
+    function() glmer(r2 ~ Anger + Gender + btype + situ + (1 | id/btype),
+                     getdata("verbagg"), family = binomial), nAGQ = 1)
 add("epil_pois", "epil", "y ~ lbase*trt + lage + V4 + (1 | subject)",
     "glmer(f, MASS::epil, family = poisson)", "glmer",
     function() glmer(y ~ lbase * trt + lage + V4 + (1 | subject), getdata("epil"), family = poisson), nAGQ = 1)
