@@ -69,7 +69,7 @@ def test_vector_terms_in_every_block_nested_and_crossed(path, monkeypatch):
         monkeypatch.setattr(blocked, "PAIRMAP_EXTRA", -10**9)
     if path == "sparse":
         monkeypatch.setattr(blocked, "DENSE_L21_LIMIT", -1)
-        monkeypatch.setattr(blocked, "PAIR_CHUNK", 50)    # the selected inverse in many chunks
+        monkeypatch.setattr(blocked, "DEGREE_CHUNK", 20)  # the selected inverse in many batches
     rng = np.random.default_rng(7)
     n = 400
     x = rng.normal(size=n)

@@ -23,9 +23,8 @@ PAIRMAP_FACTOR = 4
 PAIRMAP_EXTRA = 10_000
 # else a dense L21 (q_rest x q_1) and a BLAS product when it has at most this many entries
 DENSE_L21_LIMIT = 4_000_000
-# block pairs generated per chunk when they are too many to keep (large crossed designs)
-PAIR_CHUNK = 2_000_000
-PAIR_CACHE_BYTES = 256 * 2**20
+# levels per batch in the selected inverse of large crossed designs: about this many entries
+DEGREE_CHUNK = 4_000_000
 
 
 
@@ -114,35 +113,17 @@ class BlockPattern:
         dr = np.repeat(d, dd)
         return self._order[first + within // dr], self._order[first + within % dr]
 
-    def iter_pairs(self, chunk: int | None = None):
-        """The block pairs (ka, kb, flat index of (row(ka), row(kb)) in S_zz's storage),
-        precomputed when few, else generated in chunks of about ``chunk`` pairs."""
-        chunk = PAIR_CHUNK if chunk is None else chunk
-        if self.pair_a is not None:
-            yield self.pair_a, self.pair_b, self.pair_flat
-            return
-        cached = getattr(self, "_pair_chunks", None)
-        if cached is not None:
-            yield from cached
-            return
-        cum = np.cumsum(self._deg.astype(np.int64) ** 2)
-        # keep the chunks (as int32) when they fit in PAIR_CACHE_BYTES: generating them costs
-        # more than using them
-        keep = 12 * int(cum[-1]) <= PAIR_CACHE_BYTES and max(self.nblk, self.qr * self.qr) < 2**31
-        chunks = []
-        lo = 0
-        while lo < self.l1:
-            hi = int(np.searchsorted(cum, (cum[lo - 1] if lo else 0) + chunk, side="right"))
-            hi = max(hi, lo + 1)
-            ka, kb = self._pairs_of(np.arange(lo, min(hi, self.l1)))
-            flat = self.blk_row[ka] * self.qr + self.blk_row[kb]
-            if keep:
-                ka, kb, flat = ka.astype(np.int32), kb.astype(np.int32), flat.astype(np.int32)
-                chunks.append((ka, kb, flat))
-            yield ka, kb, flat
-            lo = hi
-        if keep:
-            self._pair_chunks = chunks
+    def degree_groups(self) -> list[tuple[int, np.ndarray]]:
+        """First-term levels grouped by their number d of blocks: for each d an (m, d) array of
+        the block indices of each such level (computed once; O(nblk) memory)."""
+        groups = getattr(self, "_degree_groups", None)
+        if groups is None:
+            groups = []
+            for d in np.unique(self._deg[self._deg > 0]):
+                lev = np.flatnonzero(self._deg == d)
+                groups.append((int(d), self._order[self._starts[lev][:, None] + np.arange(d)]))
+            self._degree_groups = groups
+        return groups
 
 
 class BlockedFactor:
@@ -353,10 +334,22 @@ class BlockedFactor:
             P = (self._L21z_dense.T @ Sinv.dense).reshape(self.l1, self.p1, self.qr)
             return P[pat.blk_level, :, pat.blk_row]
         out = np.zeros((pat.nblk, self.p1))
-        for ka, kb, flat in pat.iter_pairs():
-            sv = Sinv.at_flat(flat)
+        if pat.pair_a is not None:
+            ka, kb = pat.pair_a, pat.pair_b
+            sv = Sinv.at_flat(pat.pair_flat)
             for a in range(self.p1):
-                out[:, a] += np.bincount(kb, weights=self.blk[ka, a] * sv, minlength=pat.nblk)
+                out[:, a] = np.bincount(kb, weights=self.blk[ka, a] * sv, minlength=pat.nblk)
+            return out
+        # large crossed designs: per level j with blocks k_1..k_d in rest columns r_1..r_d,
+        # P[k_i] = sum_t S^{-1}[r_i, r_t] L21[k_t]; levels with the same d in batches (a gather
+        # and a batched product, no scatter)
+        S = Sinv.dense
+        for d, blocks in pat.degree_groups():
+            step = max(1, DEGREE_CHUNK // (d * d))
+            for lo in range(0, blocks.shape[0], step):
+                Bk = blocks[lo:lo + step]
+                R = pat.blk_row[Bk]
+                out[Bk] = np.einsum("mij,mja->mia", S[R[:, :, None], R[:, None, :]], self.blk[Bk])
         return out
 
     def selected_inverse(self) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
