@@ -248,8 +248,25 @@ def _link_for_family(fam_name, allowed, link) -> Link:
 
 
 # ---------------------------------------------------------------------------
-class Poisson(Family):
+class _CountResponse(Family):
+    """Families of non-negative counts (Poisson, negative binomial): shared checks and start."""
+
+    _family_label = ""      # how the initialize error names the family
+    __slots__ = ()
+
+    def initialize(self, y, wt=None):
+        y = _f(y)
+        if np.any(y < 0):
+            raise ValueError(f"negative values not allowed for {self._family_label}")
+        return y + 0.1
+
+    def _validate(self, y, w, what):
+        _check_counts(y, what, self.name)
+
+
+class Poisson(_CountResponse):
     name = "poisson"
+    _family_label = "the 'Poisson' family"
     default_link = "log"
     allowed_links = ("log", "identity", "sqrt")
     has_dispersion = False
@@ -276,14 +293,6 @@ class Poisson(Family):
         ll = sp.xlogy(y, mu) - mu - sp.gammaln(y + 1.0)
         return _times_wt(ll, wt)
 
-    def initialize(self, y, wt=None):
-        y = _f(y)
-        if np.any(y < 0):
-            raise ValueError("negative values not allowed for the 'Poisson' family")
-        return y + 0.1
-
-    def _validate(self, y, w, what):
-        _check_counts(y, what, "poisson")
 
 
 def _stirl_corr(z):
@@ -493,7 +502,7 @@ class InverseGaussian(_PositiveResponse):
 
 
 
-class NegativeBinomial2(Family):
+class NegativeBinomial2(_CountResponse):
     """NB2 (glmmTMB ``nbinom2``, MASS/lme4 ``negative.binomial``): Var = mu + mu^2/theta.
 
     The shape ``theta`` lives on the (immutable) instance; use
@@ -502,6 +511,7 @@ class NegativeBinomial2(Family):
     """
 
     name = "nbinom2"
+    _family_label = "the negative binomial family"
     default_link = "log"
     allowed_links = ("log", "identity", "sqrt")
     has_dispersion = False
@@ -576,14 +586,6 @@ class NegativeBinomial2(Family):
             )
         return _times_wt(ll, wt)
 
-    def initialize(self, y, wt=None):
-        y = _f(y)
-        if np.any(y < 0):
-            raise ValueError("negative values not allowed for the negative binomial family")
-        return y + 0.1
-
-    def _validate(self, y, w, what):
-        _check_counts(y, what, "nbinom2")
 
 
 # ---------------------------------------------------------------------------
