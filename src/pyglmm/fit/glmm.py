@@ -43,9 +43,9 @@ STAGE1_METHOD = "cobyqa"    # theta (+ dispersion) only: few dimensions, derivat
 STAGE2_METHOD = "lbfgsb"    # theta and beta (beta preconditioned): analytic or FD gradients
 STAGE1_FTOL = 1e-12
 SKIP_STAGE1_WITH_GRADIENT = True
-SUBSAMPLE_ROWS = 60_000    # above this, theta starts from a fit to ~20% of the groups        # stage 1 only gives stage 2 its start (unless nAGQ = 0)
-STAGE2_FTOL = 1e-13
-THETA_SCALING = True        # relative: stops at the rounding floor of large deviances (f ~ 1e6)
+SUBSAMPLE_ROWS = 60_000    # above this, theta starts from a fit to ~20% of the first term's groups
+STAGE2_FTOL = 1e-13         # relative: stops at the rounding floor of large deviances (f ~ 1e6)
+THETA_SCALING = True        # scale theta by its curvature at the start (exact-gradient fits)
 
 
 def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
@@ -182,8 +182,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         # On large data a start from the same model fitted to a subsample of the groups saves
         # most of the stage-2 iterations.
         theta_s = _subsample_start(problem, theta0, extra0, nx, verbose) \
-            if (_subsample and start_theta is None and problem.n >= SUBSAMPLE_ROWS
-                and len(problem.rs.terms) >= 1) else None
+            if (_subsample and start_theta is None and problem.n >= SUBSAMPLE_ROWS) else None
         if theta_s is not None:
             theta0, extra0 = theta_s[:nth], list(theta_s[nth:])
         x1 = np.concatenate([theta0, extra0])
@@ -267,7 +266,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         return Tm.T @ gx
 
     if analytic and THETA_SCALING:
-        hdiag = _theta_curvature(grad_z, z2, nth, lb_theta)
+        hdiag = _theta_curvature(grad_z, z2, nth)
         if hdiag is not None:
             sc[:] = np.sqrt(2.0 / hdiag)
             Tm[np.arange(nth), np.arange(nth)] = sc
@@ -346,7 +345,7 @@ def _subsample_start(problem: GlmmProblem, theta0, extra0, nx: int, verbose: int
     return np.concatenate([th, ex])
 
 
-def _theta_curvature(grad, z, nth: int, lb: np.ndarray, h: float = 1e-4):
+def _theta_curvature(grad, z, nth: int, h: float = 1e-4):
     """Diagonal second derivatives of the deviance in theta (forward differences of the exact
     gradient, away from the bounds: only a scaling is needed, not an accurate value)."""
     out = np.empty(nth)

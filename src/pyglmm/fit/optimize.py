@@ -69,16 +69,6 @@ def fd_gradient(f: Callable, x: np.ndarray, lb: np.ndarray, fx: float | None = N
     return g
 
 
-def fd_gradient_forward(f: Callable, x: np.ndarray, fx: float, rel: float = 1e-7) -> np.ndarray:
-    """Forward differences: k evaluations, for objectives computed exactly (no inner iteration)."""
-    g = np.empty_like(x)
-    for i in range(x.size):
-        h = rel * max(1.0, abs(x[i]))
-        xp = x.copy(); xp[i] += h
-        g[i] = (f(xp) - fx) / h
-    return g
-
-
 def fd_hessian(f: Callable, x: np.ndarray, rel: float = 1e-4) -> np.ndarray:
     """Central-difference Hessian (as lme4's deriv12 with delta = 1e-4)."""
     k = x.size
@@ -163,7 +153,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
                      gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
                      radius_final: float = 1e-7, grad: Callable | None = None,
-                     progress=None, fd: str = "central") -> OptSummary:
+                     progress=None) -> OptSummary:
     """Minimise f over x >= lb.
 
     method "cobyqa": scipy's derivative-free trust-region method (Powell's BOBYQA successor;
@@ -181,18 +171,16 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         v = cf(x)
         return v if np.isfinite(v) else 1e300
 
-    def jac(x):
-        if fd == "forward":
-            return fd_gradient_forward(fun, x, fun(x) if cf.last[0] is None or
-                                       not np.array_equal(cf.last[0], x) else cf.last[1])
-        return fd_gradient(fun, x, lb)
-
-    x = x0
-    res = None
     if grad is not None:
         method = "lbfgsb"
         jac = grad
         summ.optimizer = "L-BFGS-B (analytic gradient)"
+    else:
+        def jac(x):
+            return fd_gradient(fun, x, lb)
+
+    x = x0
+    res = None
     if method == "cobyqa":
         sb = so.Bounds(np.where(np.isfinite(lb), lb, -np.inf), np.full(lb.size, np.inf))
         res = so.minimize(fun, x, method="COBYQA", bounds=sb,

@@ -135,8 +135,9 @@ class GlmmProblem:
         pdev = self._pdev(mu, u, phi, eta)
         theta = np.asarray(theta, float)
         tw = self._theta_warm
-        near = tw is not None and tw.shape == theta.shape and \
-            float(np.max(np.abs(theta - tw), initial=0.0)) < 0.05 * max(1.0, float(np.max(np.abs(tw), initial=0.0)))
+        # a short step in theta (finite differences, late optimiser steps): the warm mode is good
+        near = (tw is not None and tw.shape == theta.shape and
+                np.max(np.abs(theta - tw), initial=0.0) < 0.05 * max(1.0, np.max(np.abs(tw), initial=0.0)))
         if u0 is None and not near and np.any(u):
             # the previous mode is a poor start after a long step in theta: start from u = 0
             # when that is better (it is the mode of the penalty alone)

@@ -27,8 +27,6 @@ DENSE_L21_LIMIT = 4_000_000
 DEGREE_CHUNK = 4_000_000
 
 
-
-
 def _chol_inv_2x2(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cholesky factors of a batch of 2 x 2 SPD blocks and their inverses in closed form
     (random intercept and slope: 5x faster than the batched LAPACK calls)."""
