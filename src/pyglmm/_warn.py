@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -17,7 +16,3 @@ def user_stacklevel() -> int:
         level += 1
     return level
 
-
-def warn(message: str, category: type[Warning] = UserWarning) -> None:
-    """warnings.warn with the location of the user's call into pyglmm."""
-    warnings.warn(message, category, stacklevel=user_stacklevel())
