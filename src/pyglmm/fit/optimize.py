@@ -149,6 +149,13 @@ def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-
     return x
 
 
+def _gradient_floor(f: float) -> float:
+    """Projected-gradient size below which a restart cannot help: 1e-4, or the rounding noise of
+    an exact gradient of a large deviance (sums of n terms cancel to about 1e-9 of |f|; at a
+    million rows that is 1e-3, and restarts there only repeat failed line searches)."""
+    return max(1e-4, 1e-9 * abs(f)) if np.isfinite(f) else 1e-4
+
+
 def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
                      gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
@@ -212,7 +219,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
             g = jac(x)
             at_lb = (x <= lb + 1e-12) & (g > 0)
             pg = np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0)
-            if pg < 1e-4 or moved < 1e-12:
+            if pg < _gradient_floor(res.fun) or moved < 1e-12:
                 break
     best_f, best_x = cf.best
     if best_x is not None and best_f < res.fun:
