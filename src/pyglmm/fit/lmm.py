@@ -25,6 +25,7 @@ import scipy.linalg as sla
 from ..linalg.blocked import BlockedFactor
 from ..linalg.restructure import ReStructure
 from .gradient import pattern_rows
+from .lmm_blocks import BlockDiagonalFactor, SingleTermCrossprods
 
 
 @dataclass
@@ -37,15 +38,21 @@ class LmmState:
     sigma: float
     pwrss: float
     deviance: float
-    factor: BlockedFactor          # of M (random effects only)
+    factor: BlockedFactor | BlockDiagonalFactor   # of M (random effects only): logdet_Z()
     RX: np.ndarray                 # lower Cholesky factor of S (lme4's R_X')
-    B: np.ndarray                  # M^{-1} K (q x p)
-    resid: np.ndarray
-    zvals: list
+    B: np.ndarray | None           # M^{-1} K (q x p); the row path's gradient needs B, resid, zvals
+    resid: np.ndarray | None       # (None from the cross-products path, which never forms rows)
+    zvals: list | None
 
 
 class LmmProblem:
-    """Profiled deviance of a linear mixed model (Bates et al. 2015, section 3)."""
+    """Profiled deviance of a linear mixed model (Bates et al. 2015, section 3).
+
+    One-term models are evaluated from per-level cross-products (`lmm_blocks`, cost independent
+    of n); the others from the rows through the blocked factor.
+    """
+
+    use_crossprods = True        # False: the row-based path for every model (tests compare them)
 
     def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, weights: np.ndarray,
                  offset: np.ndarray, REML: bool):
@@ -63,6 +70,8 @@ class LmmProblem:
         self._wy = weights * self.y
         self._XtWy = X.T @ self._wy
         self._last: LmmState | None = None
+        self._cp = SingleTermCrossprods(self.y, X, rs, weights) \
+            if self.use_crossprods and len(rs.terms) == 1 else None
 
     def evaluate(self, theta: np.ndarray) -> LmmState:
         """Solve the penalized least-squares problem at theta and return the profiled deviance."""
@@ -70,6 +79,8 @@ class LmmProblem:
         last = self._last
         if last is not None and np.array_equal(last.theta, theta):
             return last
+        if self._cp is not None:
+            return self._evaluate_crossprods(theta)
         rs, X, p = self.rs, self.X, self.p
         zvals = rs.scaled_values(theta)
         F = BlockedFactor(rs, zvals, self.w, None)
@@ -89,6 +100,22 @@ class LmmProblem:
             B, RX, beta, u = np.zeros((rs.q, 0)), np.zeros((0, 0)), np.zeros(0), cu
             resid = self.y - rs.Zu(zvals, u)
         pwrss = float(self.w @ resid**2 + u @ u)
+        st = self._state(theta, beta, u, pwrss, F, RX, B, resid, zvals)
+        self._last = st
+        return st
+
+    def _evaluate_crossprods(self, theta: np.ndarray) -> LmmState:
+        T, logdet, Minv, B, RX, beta, u, pwrss = self._cp.solve(theta)
+        if not pwrss > 0:
+            raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
+        st = self._state(theta, beta + self._cp.b0, u.T.ravel(), pwrss, BlockDiagonalFactor(logdet),
+                         RX, None, None, None)
+        self._last = st
+        return st
+
+    def _state(self, theta, beta, u, pwrss, F, RX, B, resid, zvals) -> LmmState:
+        """The profiled deviance and sigma from the solved system."""
+        p = self.p
         n = self.n_eff
         ld = F.logdet_Z()
         if self.REML:
@@ -100,10 +127,8 @@ class LmmProblem:
             dev = ld + n * (1.0 + np.log(2.0 * np.pi * pwrss / n))
             sigma = np.sqrt(pwrss / n)
         dev -= self.sum_log_w
-        st = LmmState(theta=theta.copy(), beta=beta, u=u, sigma=float(sigma), pwrss=pwrss,
-                      deviance=float(dev), factor=F, RX=RX, B=B, resid=resid, zvals=zvals)
-        self._last = st
-        return st
+        return LmmState(theta=theta.copy(), beta=beta, u=u, sigma=float(sigma), pwrss=pwrss,
+                        deviance=float(dev), factor=F, RX=RX, B=B, resid=resid, zvals=zvals)
 
     def deviance(self, theta: np.ndarray) -> float:
         """The objective minimised over theta; +inf where the system is not positive definite."""
@@ -118,6 +143,8 @@ class LmmProblem:
             st = self.evaluate(theta)
         except np.linalg.LinAlgError:
             return np.zeros(np.size(theta))
+        if self._cp is not None:
+            return self._cp.gradient(np.asarray(theta, float), self.REML, self.n_eff)
         rs, w, p = self.rs, self.w, self.p
         R1, Rr = pattern_rows(rs, st.zvals, st.factor)
         nn = self.n_eff - p if self.REML else self.n_eff
