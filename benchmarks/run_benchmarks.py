@@ -77,6 +77,7 @@ SCALE_CASES = [
     ("sim poisson nested (1|a/b) 1M", ("sim", "poisson_nested", {}), "y ~ x + (1 | a/b)", "poisson"),
     ("sim binomial crossed 1M", ("sim", "binomial_crossed", {"n": 1_000_000, "g1": 100_000, "g2": 500}),
      "y ~ x + (1 | g) + (1 | h)", "binomial"),
+    ("sim lmer (1+x|g) 1M", ("sim", "gaussian_slopes", {}), "y ~ x + (1 + x | g)", None),
 ]
 SMOKE = ["cbpp binomial"]
 TOOLS = ["pyglmm", "lme4", "glmmTMB", "glmm"]
@@ -381,6 +382,7 @@ def main(argv=None):
     ap.add_argument("--all", action="store_true", help="run lme4's data sets and the large cases")
     ap.add_argument("--scale", action="store_true",
                     help="run the 1,000,000-row nested and crossed cases (lme4 takes many minutes)")
+    ap.add_argument("--only", help="run only the cases whose name contains this text")
     ap.add_argument("--tools", default=",".join(TOOLS), help="comma-separated subset of " + ",".join(TOOLS))
     ap.add_argument("--no-r", action="store_true", help="exclude the R tools (lme4, glmmTMB)")
     ap.add_argument("--reps", type=int, default=None, help="fits per tool and case (default 3; 1 for large)")
@@ -417,6 +419,10 @@ def main(argv=None):
         cases = [(c, True) for c in SCALE_CASES]
     else:
         cases = [(c, False) for c in CASES]
+    if a.only:
+        cases = [c for c in cases if a.only in c[0][0]]
+        if not cases:
+            ap.error(f"no case of this selection contains {a.only!r}")
 
     machine = machine_line(versions)
     print("machine: " + machine)

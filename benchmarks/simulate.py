@@ -47,3 +47,15 @@ def poisson_nested(n: int = 1_000_000, outer: int = 1_000, inner: int = 100, see
            + rng.normal(0, 0.3, outer * inner)[a * inner + b])
     return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "a": pd.Categorical(a),
                          "b": pd.Categorical(b)})
+
+
+def gaussian_slopes(n: int = 1_000_000, groups: int = 100_000, seed: int = 5) -> pd.DataFrame:
+    """y = 1 + 0.5 x + u0 + u1 x + e, sd(u0)=0.8, sd(u1)=0.3, corr 0.3, sd(e)=1: a large lmer."""
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=n)
+    sd = np.array([0.8, 0.3])
+    C = np.array([[1, 0.3], [0.3, 1]]) * np.outer(sd, sd)
+    u = rng.multivariate_normal([0, 0], C, size=groups)
+    y = 1.0 + 0.5 * x + u[g, 0] + u[g, 1] * x + rng.normal(size=n)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
