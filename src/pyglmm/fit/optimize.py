@@ -151,9 +151,64 @@ def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-
 
 def _gradient_floor(f: float) -> float:
     """Projected-gradient size below which a restart cannot help: 1e-4, or the rounding noise of
-    an exact gradient of a large deviance (sums of n terms cancel to about 1e-9 of |f|; at a
-    million rows that is 1e-3, and restarts there only repeat failed line searches)."""
-    return max(1e-4, 1e-9 * abs(f)) if np.isfinite(f) else 1e-4
+    an exact gradient of a large deviance. Measured on lmer fits: gradients stall at 2e-3 at
+    |f| = 9e5 (300k rows) and 1e-3 at 3e6 (1M rows), where f no longer changes in its 16th digit;
+    restarts there only repeat failed line searches. 1e-8 |f| is above that noise."""
+    return max(1e-4, 1e-8 * abs(f)) if np.isfinite(f) else 1e-4
+
+
+class _Stalled(Exception):
+    """Raised inside L-BFGS-B's line search once it only evaluates rounding noise."""
+
+
+class _StallGuard:
+    """Stops L-BFGS-B when the best point's projected gradient is at its rounding floor and the
+    evaluations since then no longer lower the deviance: on large data the line search can
+    otherwise spend tens of evaluations on differences of 1e-16 relative (measured: 28 of 54
+    evaluations of a million-row lmer)."""
+
+    def __init__(self, lb: np.ndarray, patience: int = 3):
+        self.lb, self.patience = lb, patience
+        self.best_f, self.best_key, self.best_pg, self.stall = np.inf, None, None, 0
+
+    def on_f(self, x: np.ndarray, v: float) -> None:
+        meaningful = v < self.best_f - 1e-12 * abs(self.best_f)
+        if v < self.best_f:
+            self.best_f, self.best_key, self.best_pg = v, x.tobytes(), None
+        if meaningful:
+            self.stall = 0
+            return
+        if self.best_pg is not None and self.best_pg < _gradient_floor(self.best_f):
+            self.stall += 1
+            if self.stall >= self.patience:
+                raise _Stalled
+
+    def on_g(self, x: np.ndarray, g: np.ndarray) -> None:
+        if x.tobytes() == self.best_key:
+            at_lb = (x <= self.lb + 1e-12) & (g > 0)
+            self.best_pg = float(np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0))
+
+
+def _lbfgsb(fun, jac, x, lb, bounds, options):
+    """scipy's L-BFGS-B with the stall guard; the best point so far when the guard stops it."""
+    guard = _StallGuard(lb)
+
+    def f(z):
+        v = fun(z)
+        guard.on_f(np.asarray(z, float), v)
+        return v
+
+    def g(z):
+        out = jac(z)
+        guard.on_g(np.asarray(z, float), np.asarray(out, float))
+        return out
+
+    try:
+        return so.minimize(f, x, jac=g, method="L-BFGS-B", bounds=bounds, options=options)
+    except _Stalled:
+        xb = np.frombuffer(guard.best_key, dtype=float).copy()
+        return so.OptimizeResult(x=xb, fun=guard.best_f, success=True, nit=0,
+                                 message="CONVERGENCE: projected gradient at its rounding floor")
 
 
 def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
@@ -210,8 +265,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
             summ.optimizer += " + L-BFGS-B polish"
     if polish:
         for attempt in range(attempts):
-            res = so.minimize(fun, x, jac=jac, method="L-BFGS-B", bounds=bounds,
-                              options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
+            res = _lbfgsb(fun, jac, x, lb, bounds,
+                          {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
             moved = np.max(np.abs(res.x - x))
             x = res.x
             # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
@@ -232,8 +287,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         xr = _edge_restart_point(fun, x, lb)
         if xr is None:
             break
-        res = so.minimize(fun, xr, jac=jac, method="L-BFGS-B", bounds=bounds,
-                          options={"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
+        res = _lbfgsb(fun, jac, xr, lb, bounds,
+                      {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
         if res.fun < fun(x):
             x = np.asarray(res.x, float)
             summ.optimizer += " + edge restart"
