@@ -140,3 +140,5 @@ def test_lmm_crossproducts_match_the_row_path(ds, f, weighted, reml, monkeypatch
         np.testing.assert_allclose(sa.u, sb.u, rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(sa.factor.logdet_Z(), sb.factor.logdet_Z(), rtol=1e-12)
         np.testing.assert_allclose(a.gradient(th), b.gradient(th), rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(a.conditional_u_variances(th)[0], b.conditional_u_variances(th)[0],
+                                   rtol=1e-10, atol=1e-12)

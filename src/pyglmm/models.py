@@ -46,26 +46,36 @@ class _Sorted:
     back: np.ndarray
 
 
-def _structure(frame) -> tuple[ReStructure, list[TermInfo], _Sorted]:
-    """Order terms by decreasing number of levels (as lme4), sort rows, build the numerics' view."""
+def _structure(frame, sort: bool = True) -> tuple[ReStructure, list[TermInfo], _Sorted]:
+    """Order terms by decreasing number of levels (as lme4), sort rows, build the numerics' view.
+
+    ``sort=False`` keeps the user's row order (numerics that reduce the rows once, such as the
+    one-term lmer cross-products, gain nothing from sorting a million rows)."""
     if not frame.reterms:
         raise ValueError("the formula has no random-effects terms such as (1 | group); "
                          "use a GLM (e.g. statsmodels) for a model without random effects")
     order = lme4_term_order(frame.reterms)
     first = frame.reterms[order[0]]
-    perm = stable_group_order(np.asarray(first.codes), len(first.levels))
-    back = np.empty_like(perm)
-    back[perm] = np.arange(perm.size)
+    if not sort:
+        perm = back = np.arange(frame.y.shape[0])
+        take = np.asarray
+    else:
+        perm = stable_group_order(np.asarray(first.codes), len(first.levels))
+        back = np.empty_like(perm)
+        back[perm] = np.arange(perm.size)
+
+        def take(a):
+            return np.asarray(a)[perm]
     terms, infos = [], []
     for k in order:
         rt = frame.reterms[k]
-        terms.append(TermStructure(codes=np.ascontiguousarray(np.asarray(rt.codes, np.int64)[perm]),
-                                   X=np.asfortranarray(np.asarray(rt.X, float)[perm]),
+        terms.append(TermStructure(codes=np.ascontiguousarray(take(np.asarray(rt.codes, np.int64))),
+                                   X=np.asfortranarray(take(np.asarray(rt.X, float))),
                                    nlevels=len(rt.levels)))
         infos.append(TermInfo(group=rt.group_name, colnames=list(rt.colnames),
                               levels=[str(v) for v in rt.levels], correlated=rt.correlated))
-    view = _Sorted(y=frame.y[perm], X=np.asfortranarray(frame.X[perm]), weights=frame.weights[perm],
-                   offset=frame.offset[perm], perm=perm, back=back)
+    view = _Sorted(y=take(frame.y), X=np.asfortranarray(take(frame.X)), weights=take(frame.weights),
+                   offset=take(frame.offset), perm=perm, back=back)
     return ReStructure(terms), infos, view
 
 
@@ -324,7 +334,7 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     if not quiet:
         _note_frame(frame)
     _check_identifiable(frame)
-    rs, infos, sv = _structure(frame)
+    rs, infos, sv = _structure(frame, sort=len(frame.reterms) > 1 or not LmmProblem.use_crossprods)
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta",
@@ -341,8 +351,7 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
     zvals = rs.scaled_values(th)
-    F0 = BlockedFactor(rs, zvals, sv.weights, None)
-    cv_u = F0.diag_inverse_blocks()
+    cv_u = prob.conditional_u_variances(th)
     T = rs.T_blocks(th)
     condvar = [st.sigma**2 * np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(T, cv_u)]
     eta = (sv.offset + sv.X @ st.beta + rs.Zu(zvals, st.u))[sv.back]

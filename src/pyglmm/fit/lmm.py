@@ -172,6 +172,15 @@ class LmmProblem:
             g[rs.theta_slices[k]] = G[rows, cols]
         return g
 
+    def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Diagonal blocks of M^{-1} per term, (levels, p_k, p_k): the conditional variances of the
+        spherical random effects up to sigma^2."""
+        theta = np.asarray(theta, float)
+        if self._cp is not None:
+            return [np.moveaxis(self._cp.solve(theta)[2], 2, 0)]
+        F = BlockedFactor(self.rs, self.rs.scaled_values(theta), self.w, None)
+        return F.diag_inverse_blocks()
+
     def vcov_beta(self, state: LmmState) -> np.ndarray:
         """sigma^2 (R_X'R_X)^{-1}."""
         Rinv = np.linalg.inv(state.RX)
