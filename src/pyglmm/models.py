@@ -59,7 +59,9 @@ def _structure(frame, sort: bool = True) -> tuple[ReStructure, list[TermInfo], _
     if not sort:
         perm = back = np.arange(frame.y.shape[0])
         take = np.asarray
+        order_f = np.asarray               # row-order numerics take columns themselves
     else:
+        order_f = np.asfortranarray
         perm = stable_group_order(np.asarray(first.codes), len(first.levels))
         back = np.empty_like(perm)
         back[perm] = np.arange(perm.size)
@@ -70,11 +72,11 @@ def _structure(frame, sort: bool = True) -> tuple[ReStructure, list[TermInfo], _
     for k in order:
         rt = frame.reterms[k]
         terms.append(TermStructure(codes=np.ascontiguousarray(take(np.asarray(rt.codes, np.int64))),
-                                   X=np.asfortranarray(take(np.asarray(rt.X, float))),
+                                   X=order_f(take(np.asarray(rt.X, float))),
                                    nlevels=len(rt.levels)))
         infos.append(TermInfo(group=rt.group_name, colnames=list(rt.colnames),
                               levels=[str(v) for v in rt.levels], correlated=rt.correlated))
-    view = _Sorted(y=take(frame.y), X=np.asfortranarray(take(frame.X)), weights=take(frame.weights),
+    view = _Sorted(y=take(frame.y), X=order_f(take(frame.X)), weights=take(frame.weights),
                    offset=take(frame.offset), perm=perm, back=back)
     return ReStructure(terms), infos, view
 

@@ -121,7 +121,8 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
         raise DataError("no rows left after removing missing values" + (f"; NAs in: {detail}" if detail else
                                                                         " (the data has no rows)"))
     n = len(rows)
-    sub = {k: v.subset(rows) for k, v in used.items()}
+    keep = None if n == n_all else rows             # no gathers when no row is dropped
+    sub = {k: v.subset(keep) for k, v in used.items()}
 
     for name, v in sub.items():
         if not v.is_factor:

@@ -18,7 +18,10 @@ def as_factor(var: Variable) -> Variable:
 
 def interaction_codes(factors: list[Variable]) -> tuple[np.ndarray, list[str]]:
     """Codes and labels of the interaction of factors (rows already NA-free); only combinations present."""
-    codes = factors[0].codes.astype(np.int64)
+    codes = factors[0].codes.astype(np.int64, copy=False)
+    if len(factors) == 1 and codes.size and codes.min() >= 0 and \
+            np.bincount(codes, minlength=len(factors[0].levels)).all():
+        return codes, list(factors[0].levels)        # already dense: every level is used
     combos = np.arange(len(factors[0].levels))[:, None]
     for f in factors[1:]:
         key = codes * len(f.levels) + f.codes
@@ -31,7 +34,7 @@ def interaction_codes(factors: list[Variable]) -> tuple[np.ndarray, list[str]]:
         labels = list(lev) if uk.size == len(lev) else [lev[c] for c in combos[:, 0]]
     else:
         labels = [":".join(f.levels[c] for f, c in zip(factors, row)) for row in combos]
-    return codes.astype(np.int64).reshape(-1), labels
+    return codes.astype(np.int64, copy=False).reshape(-1), labels
 
 
 def _dense_unique(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

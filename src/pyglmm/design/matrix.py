@@ -54,13 +54,13 @@ def build_model_matrix(spec: FixedSpec, variables: dict[str, Variable], n: int) 
         cols.append(np.ones(n))
         names.append("(Intercept)")
     for term, coding in zip(spec.terms, _coding(spec, variables)):
-        tcols: list[np.ndarray] = [np.ones(n)]
+        tcols: list[np.ndarray | None] = [None]          # None: the empty product (ones)
         tnames: list[str] = [""]
         for f in term.factors:
             bcols, bnames = _blocks(variables[f], coding.get(f))
-            tcols = [c * b for b in bcols for c in tcols]
+            tcols = [b if c is None else c * b for b in bcols for c in tcols]
             tnames = [f"{a}:{b}" if a else b for b in bnames for a in tnames]
-        cols.extend(tcols)
+        cols.extend(np.ones(n) if c is None else c for c in tcols)
         names.extend(tnames)
     X = np.column_stack(cols) if cols else np.zeros((n, 0))
     return np.ascontiguousarray(X, dtype=np.float64), names
@@ -69,6 +69,13 @@ def build_model_matrix(spec: FixedSpec, variables: dict[str, Variable], n: int) 
 def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     """Indices of columns that are (near) linear combinations of earlier ones, like R's qr(X, tol=1e-7)."""
     n, p = X.shape
+    if n > p:
+        # R's diagonal of an unpivoted QR is the norm of each column's part orthogonal to the
+        # earlier ones; a dependent column adds nothing to their span, so the later diagonal
+        # entries are those of the QR without it (one LAPACK call instead of a loop)
+        R = np.linalg.qr(np.asarray(X, np.float64), mode="r")
+        norms = np.linalg.norm(X, axis=0)
+        return [j for j in range(p) if norms[j] == 0 or abs(R[j, j]) < tol * norms[j]]
     basis = np.zeros((n, 0))
     dropped: list[int] = []
     for j in range(p):

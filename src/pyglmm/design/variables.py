@@ -35,13 +35,21 @@ class Variable:
         v = self.values
         return np.isnan(v) if v.ndim == 1 else np.isnan(v).any(axis=1)
 
-    def subset(self, rows: np.ndarray) -> "Variable":
-        """Keep ``rows`` and, for factors, drop unused levels (keeping the reference level if still used)."""
+    def subset(self, rows: np.ndarray | None) -> "Variable":
+        """Keep ``rows`` (None: all) and, for factors, drop unused levels (keeping the reference
+        level if still used)."""
         if self.codes is None:
+            if rows is None:
+                # no copy: a read-only view, since the values may be the user's own column
+                vals = self.values.view()
+                vals.flags.writeable = False
+                return Variable(self.name, values=vals, colnames=self.colnames)
             return Variable(self.name, values=self.values[rows], colnames=self.colnames)
-        codes = self.codes[rows]
+        codes = self.codes if rows is None else self.codes[rows]
         used = np.zeros(len(self.levels), dtype=bool)
         used[codes[codes >= 0]] = True
+        if rows is None and used.all():
+            return self
         remap = np.cumsum(used) - 1
         new_codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64)
         levels = [lv for lv, u in zip(self.levels, used) if u]

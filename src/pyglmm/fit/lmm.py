@@ -62,16 +62,20 @@ class LmmProblem:
         self.w = weights
         self.REML = REML
         self.n, self.p = X.shape
-        pos = weights > 0
-        self.sum_log_w = float(np.log(weights[pos]).sum())
-        self.n_eff = int(pos.sum())
-        self._wX = X * weights[:, None]
-        self._XtWX = X.T @ self._wX
-        self._wy = weights * self.y
-        self._XtWy = X.T @ self._wy
+        if np.all(weights == 1.0):
+            self.sum_log_w, self.n_eff = 0.0, int(weights.shape[0])
+        else:
+            pos = weights > 0
+            self.sum_log_w = float(np.log(weights[pos]).sum())
+            self.n_eff = int(pos.sum())
         self._last: LmmState | None = None
         self._cp = SingleTermCrossprods(self.y, X, rs, weights) \
             if self.use_crossprods and len(rs.terms) == 1 else None
+        if self._cp is None:                      # the row path's weighted data
+            self._wX = X * weights[:, None]
+            self._XtWX = X.T @ self._wX
+            self._wy = weights * self.y
+            self._XtWy = X.T @ self._wy
 
     def evaluate(self, theta: np.ndarray) -> LmmState:
         """Solve the penalized least-squares problem at theta and return the profiled deviance."""

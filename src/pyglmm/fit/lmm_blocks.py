@@ -83,27 +83,35 @@ class SingleTermCrossprods:
         t = rs.terms[0]
         self.rs, self.p1, self.p = rs, t.p, X.shape[1]
         p1, p = self.p1, self.p
+        unit = bool(np.all(w == 1.0))              # the usual case: no weight multiplications
+        wX = X if unit else X * w[:, None]
+        self.XtWX = X.T @ wX
         # y minus its weighted least-squares fit on X: same pwrss, no cancellation in y'Wy
         if p:
-            wX = X * w[:, None]
-            XtWX = X.T @ wX
-            self.b0 = np.linalg.lstsq(XtWX, wX.T @ y, rcond=None)[0]
+            self.b0 = np.linalg.lstsq(self.XtWX, wX.T @ y, rcond=None)[0]
             y = y - X @ self.b0
         else:
             self.b0 = np.zeros(0)
-        wx = t.X * w[:, None]
+        xt = [np.ascontiguousarray(t.X[:, a]) for a in range(p1)]
+        ones = [bool(np.all(c == 1.0)) for c in xt]   # the intercept column: no products
+
+        def wsum(a, v):
+            """Per-level sums of w x_a v."""
+            prod = v if ones[a] else xt[a] * v
+            return rs.sum_by_first(prod if unit else prod * w)
+
         self.A = np.empty((p1, p1, t.nlevels))
         for a in range(p1):
             for b in range(a + 1):
-                self.A[a, b] = self.A[b, a] = rs.sum_by_first(wx[:, a] * t.X[:, b])
+                self.A[a, b] = self.A[b, a] = wsum(a, xt[b])
         self.C = np.empty((p1, p, t.nlevels))
-        for a in range(p1):
-            for c in range(p):
-                self.C[a, c] = rs.sum_by_first(wx[:, a] * X[:, c])
-        self.d = np.stack([rs.sum_by_first(wx[:, a] * y) for a in range(p1)])
-        self.XtWX = X.T @ (X * w[:, None])
-        self.XtWy = X.T @ (w * y)
-        self.yWy = float(w @ (y * y))
+        for c in range(p):
+            col = np.ascontiguousarray(X[:, c])
+            for a in range(p1):
+                self.C[a, c] = wsum(a, col)
+        self.d = np.stack([wsum(a, y) for a in range(p1)])
+        self.XtWy = wX.T @ y
+        self.yWy = float(y @ y) if unit else float(w @ (y * y))
         self.rows, self.cols = rs._tril[0]
         self._last = None
 

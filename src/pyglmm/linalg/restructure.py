@@ -103,8 +103,6 @@ class ReStructure:
             self.seg0 = np.searchsorted(c0, np.arange(t0.nlevels))
             self.count0 = np.diff(np.append(self.seg0, self.n))
             self.sorted0 = bool(np.all(self.count0 > 0))
-        self._t0_indices = (t0.codes.astype(np.int64)[:, None] * t0.p + np.arange(t0.p)).ravel()
-        self._t0_indptr = np.arange(0, self.n * t0.p + 1, t0.p, dtype=np.int64)
 
     def sum_by_first(self, A: np.ndarray) -> np.ndarray:
         """Column sums of A (n x k, or n) within each level of the first term: (l1 x k)."""
@@ -159,7 +157,10 @@ class ReStructure:
 
     def first_matrix(self, zvals: list[np.ndarray]) -> sp.csr_matrix:
         """Sparse n x q_1 matrix of Z Lambda for the first term."""
-        return sp.csr_matrix((zvals[0].ravel(), self._t0_indices, self._t0_indptr),
+        t0 = self.terms[0]
+        indices = (t0.codes.astype(np.int64)[:, None] * t0.p + np.arange(t0.p)).ravel()
+        indptr = np.arange(0, self.n * t0.p + 1, t0.p, dtype=np.int64)
+        return sp.csr_matrix((zvals[0].ravel(), indices, indptr),
                              shape=(self.n, self.q1))
 
     def Zu(self, zvals: list[np.ndarray], u: np.ndarray) -> np.ndarray:
