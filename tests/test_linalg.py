@@ -201,3 +201,41 @@ def test_closed_form_2x2_cholesky_and_inverse():
     B[3] = [[1.0, 2.0], [2.0, 1.0]]                  # indefinite
     with pytest.raises(NotPositiveDefinite):
         _chol_inv_2x2(B)
+
+
+def test_block_schur_pads_components_of_different_sizes(monkeypatch):
+    """Broods nested in locations with 1 to 7 broods each (grouseticks' shape): the components of
+    S_zz have sizes 2 to 8 and share one padded batch; solves, log-determinants and the selected
+    inverse must equal dense algebra."""
+    from pyglmm.linalg import schur
+    monkeypatch.setattr(schur, "BLOCK_MIN_Q", 1)
+    rng = np.random.default_rng(11)
+    nb_per_loc = np.array([1, 2, 3, 4, 5, 6, 7, 2, 3, 1])
+    loc_of_brood = np.repeat(np.arange(nb_per_loc.size), nb_per_loc)
+    nbrood = loc_of_brood.size
+    n = 400
+    brood = rng.integers(0, nbrood, n)
+    loc = loc_of_brood[brood]
+    X = np.column_stack([np.ones(n), rng.normal(size=n)])
+    w = rng.uniform(0.3, 3, n)
+    rs = ReStructure([TermStructure(np.arange(n), np.ones((n, 1)), n),
+                      TermStructure(brood, np.ones((n, 1)), nbrood),
+                      TermStructure(loc, np.ones((n, 1)), nb_per_loc.size)])
+    theta = np.array([0.7, 1.1, 0.6])
+    zv, Z, A = _dense_system(rs, theta, X, w)
+    F = BlockedFactor(rs, zv, w, X)
+    spat = rs._block_pattern.schur
+    assert F.schur.__class__.__name__ == "BlockSchur"
+    assert any(not g.full for g in spat.groups)          # padded blocks in use
+    assert sorted(set(spat.size.tolist())) == [g.s for g in spat.groups]
+    r = rng.normal(size=A.shape[0])
+    np.testing.assert_allclose(F.solve(r), np.linalg.solve(A, r), rtol=1e-9, atol=1e-11)
+    q = Z.shape[1]
+    np.testing.assert_allclose(F.logdet_Z(), np.linalg.slogdet(A[:q, :q])[1], rtol=1e-12)
+    S = A[q:, q:] - A[q:, :q] @ np.linalg.solve(A[:q, :q], A[:q, q:])
+    np.testing.assert_allclose(F.logdet_X(), np.linalg.slogdet(S)[1], rtol=1e-12)
+    F0 = BlockedFactor(rs, zv, w, None)
+    Minv = np.linalg.inv(A[:q, :q])
+    blks = F0.diag_inverse_blocks()
+    np.testing.assert_allclose(blks[1][:, 0, 0], np.diag(Minv)[n:n + nbrood], atol=1e-12)
+    np.testing.assert_allclose(blks[2][:, 0, 0], np.diag(Minv)[n + nbrood:], atol=1e-12)

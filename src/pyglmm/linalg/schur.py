@@ -25,12 +25,19 @@ class NotPositiveDefinite(np.linalg.LinAlgError):
     """Raised when the penalized system is not positive definite (e.g. a collinear X)."""
 
 
-class _Group:
-    """Components of one size s: nc blocks of s x s, stored from ``off`` in the flat array."""
+# components of different sizes share one batch, padded with identity rows and columns to the
+# largest size, while the padded work (sum of s^3) is at most twice the real work plus this
+PAD_SLACK = 50_000
 
-    def __init__(self, s: int, cols: np.ndarray, off: int):
-        self.s, self.cols, self.off = s, cols, off
-        self.nc = cols.size // s
+
+class _Group:
+    """Components padded to one size s: nc blocks of s x s, stored from ``off`` in the flat array.
+    Column cols[i] sits at row li[i] of block ci[i]; ``full`` when no block needs padding."""
+
+    def __init__(self, s: int, cols: np.ndarray, ci: np.ndarray, li: np.ndarray, off: int):
+        self.s, self.cols, self.ci, self.li, self.off = s, cols, ci, li, off
+        self.nc = int(ci[-1]) + 1 if ci.size else 0
+        self.full = cols.size == self.nc * s
         self.end = off + self.nc * s * s
 
 
@@ -52,19 +59,37 @@ class SchurPattern:
         self.groups: list[_Group] = []
         self.start = np.empty(qr, dtype=np.int64)               # flat offset of the column's block
         self.local = np.empty(qr, dtype=np.int64)               # position inside its block
-        self.size = size.astype(np.int64)
+        self.size = np.empty(qr, dtype=np.int64)                # padded size of the column's block
         off = 0
         sz_sorted = size[order]
-        for s in np.unique(sz_sorted):
-            cols_s = order[sz_sorted == s]
-            g = _Group(int(s), cols_s, off)
-            ci = np.arange(cols_s.size) // g.s
-            self.start[cols_s] = off + ci * g.s * g.s
-            self.local[cols_s] = np.arange(cols_s.size) % g.s
+        sizes, counts = np.unique(size_of, return_counts=True)   # component sizes, how many
+        classes: list[list[int]] = []
+        for s, c in zip(sizes.tolist(), counts.tolist()):
+            if classes:
+                cur = classes[-1] + [(s, c)]
+                real = sum(t ** 3 * k for t, k in cur)
+                if sum(k for _, k in cur) * s ** 3 <= 2 * real + PAD_SLACK:
+                    classes[-1] = cur
+                    continue
+            classes.append([(s, c)])
+        diags = []
+        for cls in classes:
+            S = cls[-1][0]
+            in_cls = np.isin(sz_sorted, [t for t, _ in cls])
+            cols = order[in_cls]                                 # by size, component, column
+            lab = label[cols]
+            first = np.r_[True, lab[1:] != lab[:-1]]
+            ci = np.cumsum(first) - 1                            # block of each column
+            li = np.arange(cols.size) - np.flatnonzero(first)[ci]   # row inside its block
+            g = _Group(int(S), cols, ci, li, off)
+            self.start[cols] = off + ci * S * S
+            self.local[cols] = li
+            self.size[cols] = S
+            diags.append((off + np.arange(g.nc)[:, None] * S * S + np.arange(S) * (S + 1)).ravel())
             self.groups.append(g)
             off = g.end
         self.total = off
-        self.diag = self.flat(np.arange(qr), np.arange(qr))
+        self.diag = np.concatenate(diags)          # every block's diagonal, padding included
 
     def flat(self, ca: np.ndarray, cb: np.ndarray) -> np.ndarray:
         """Flat storage index of S_zz[ca, cb] (the two columns must lie in the same component)."""
@@ -133,11 +158,12 @@ class DenseSchur:
         return DenseInverse(sla.cho_solve((self.L, True), np.eye(self.qr), check_finite=False))
 
 
-def _tri(Lg: np.ndarray, B: np.ndarray, trans: bool = False) -> np.ndarray:
-    """Batched triangular solves L_g x = B_g (or L_g' x = B_g); B (nc, s, k)."""
-    if Lg.shape[1] == 1:
-        return B / Lg
-    return np.linalg.solve(np.swapaxes(Lg, 1, 2) if trans else Lg, B)
+def _tri(Li: np.ndarray, B: np.ndarray, trans: bool = False) -> np.ndarray:
+    """Batched triangular solves L_g x = B_g (or L_g' x = B_g) with the blocks' inverses Li;
+    B (nc, s, k). A product with the stored inverse: np.linalg.solve would redo an LU each time."""
+    if Li.shape[1] == 1:
+        return B * Li
+    return np.matmul(np.swapaxes(Li, 1, 2) if trans else Li, B)
 
 
 class BlockSchur:
@@ -156,6 +182,9 @@ class BlockSchur:
             if not np.all(np.isfinite(Lg)):
                 raise NotPositiveDefinite("penalized system not positive definite")
             self.Lg.append(Lg)
+        # inverses of the (small) triangular blocks, once per factorisation: every solve after
+        # that is a batched product
+        self.Li = [1.0 / Lg if Lg.shape[1] == 1 else np.linalg.inv(Lg) for Lg in self.Lg]
         self.p = 0 if Sxx is None else Sxx.shape[0]
         if self.p:
             self.W = self._fz(Szx)                              # L_zz^{-1} S_zx  (qr x p)
@@ -170,9 +199,14 @@ class BlockSchur:
         out = np.empty_like(B, dtype=float)
         B2 = B.reshape(self.qr, -1)
         o2 = out.reshape(self.qr, -1)
-        for g, Lg in zip(self.spat.groups, self.Lg):
-            Bg = B2[g.cols].reshape(g.nc, g.s, -1)
-            o2[g.cols] = _tri(Lg, Bg, trans).reshape(g.cols.size, -1)
+        for g, Li in zip(self.spat.groups, self.Li):
+            if g.full:
+                Bg = B2[g.cols].reshape(g.nc, g.s, -1)
+                o2[g.cols] = _tri(Li, Bg, trans).reshape(g.cols.size, -1)
+            else:
+                Bg = np.zeros((g.nc, g.s, B2.shape[1]))
+                Bg[g.ci, g.li] = B2[g.cols]
+                o2[g.cols] = _tri(Li, Bg, trans)[g.ci, g.li]
         return out
 
     def _fz(self, B):
@@ -206,7 +240,6 @@ class BlockSchur:
 
     def inverse_z(self) -> BlockInverse:
         flat = np.empty(self.spat.total)
-        for g, Lg in zip(self.spat.groups, self.Lg):
-            Li = np.linalg.inv(Lg) if g.s > 1 else 1.0 / Lg
+        for g, Li in zip(self.spat.groups, self.Li):
             flat[g.off:g.end] = np.einsum("kca,kcb->kab", Li, Li).ravel()
         return BlockInverse(self.spat, flat)
