@@ -123,3 +123,26 @@ def test_nan_predictor_rows_are_dropped_and_counted(d):
     dd = d.assign(x=np.where(d.index < 7, np.nan, d.x))
     m = pyglmm.glmer("y ~ x + (1|g)", dd, family="poisson")
     assert m.nobs == 193 and m.frame.n_dropped_na == 7
+
+
+def _crossed(n=3000, g=300, h=250, seed=4):
+    rng = np.random.default_rng(seed)
+    a, b, x = rng.integers(0, g, n), rng.integers(0, h, n), rng.normal(size=n)
+    y = rng.poisson(np.exp(0.3 + 0.2 * x + rng.normal(0, 0.5, g)[a] + rng.normal(0, 0.4, h)[b]))
+    return pd.DataFrame({"y": y, "x": x, "user": a.astype(str), "item": b.astype(str)})
+
+
+def test_crossed_design_too_large_for_memory_is_refused(monkeypatch):
+    """A second crossed factor whose dense Schur complement cannot fit in RAM: a clear
+    MemoryError naming the term and its levels, before any allocation (not numpy's)."""
+    from pyglmm import models
+    monkeypatch.setattr(models, "physical_memory", lambda: 2 * 3 * 8 * 200 ** 2)   # tiny machine
+    with pytest.raises(MemoryError, match=r"\(\.\.\. \| item\) with 250 levels.*'user'"):
+        pyglmm.glmer("y ~ x + (1 | user) + (1 | item)", _crossed(), family="poisson")
+
+
+def test_crossed_design_with_many_levels_warns_it_will_be_slow(monkeypatch):
+    from pyglmm import models
+    monkeypatch.setattr(models, "DENSE_SLOW_Q", 100)
+    with pytest.warns(UserWarning, match="dense 250 x 250 system"):
+        pyglmm.lmer("y ~ x + (1 | user) + (1 | item)", _crossed())

@@ -16,7 +16,7 @@ from .fit.lmm import LmmProblem
 from .fit.optimize import fd_jacobian, minimize_bounded
 from .fit.pirls import GlmmProblem
 from .fit.progress import Progress
-from .linalg.blocked import BlockedFactor
+from .linalg.blocked import BlockedFactor, BlockPattern, physical_memory
 from .linalg.restructure import ReStructure, TermStructure
 from .results.model import FitRecord, MixedModel
 from .results.varcorr import TermInfo
@@ -76,9 +76,39 @@ def _structure(frame, sort: bool = True) -> tuple[ReStructure, list[TermInfo], _
                                    nlevels=len(rt.levels)))
         infos.append(TermInfo(group=rt.group_name, colnames=list(rt.colnames),
                               levels=[str(v) for v in rt.levels], correlated=rt.correlated))
+    rs = ReStructure(terms)
+    _check_dense_size(rs, infos)
     view = _Sorted(y=take(frame.y), X=order_f(take(frame.X)), weights=take(frame.weights),
                    offset=take(frame.offset), perm=perm, back=back)
-    return ReStructure(terms), infos, view
+    return rs, infos, view
+
+
+DENSE_SLOW_Q = 8_000     # above this many columns the dense Schur factorisation takes minutes
+
+
+def _check_dense_size(rs: ReStructure, infos: list[TermInfo]) -> None:
+    """Refuse a crossed design whose dense Schur complement cannot fit in memory, and warn when
+    it will be slow, naming the terms (instead of a MemoryError deep inside numpy)."""
+    if len(rs.terms) < 2:
+        return
+    pat = rs._block_pattern = BlockPattern(rs)
+    need = pat.dense_schur_bytes()
+    if not need:
+        return
+    rest = ", ".join(f"(... | {i.group}) with {len(i.levels):,} levels" for i in infos[1:])
+    mem = physical_memory()
+    if mem and need > mem // 2:
+        raise MemoryError(
+            f"the crossed random effects {rest} need a dense {pat.qr:,} x {pat.qr:,} matrix "
+            f"({need / 1e9:.1f} GB, more than half of this machine's {mem / 1e9:.0f} GB): pyglmm "
+            f"factors every term after the one with most levels ('{infos[0].group}') densely. "
+            "Merge rare levels, fit a random subset of the levels, or model the factor with the "
+            "fewer levels as fixed effects")
+    if pat.qr > DENSE_SLOW_Q:
+        warnings.warn(
+            f"the crossed random effects {rest} give a dense {pat.qr:,} x {pat.qr:,} system "
+            f"({need / 1e9:.1f} GB); each deviance evaluation factors it (O(q^3)), so this fit "
+            "may take many minutes", UserWarning, stacklevel=user_stacklevel())
 
 
 def _separation_messages(fam, mu, beta, names) -> list[str]:

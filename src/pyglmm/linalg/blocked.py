@@ -46,8 +46,25 @@ def _chol_inv_2x2(B: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return L, Li
 
 
+def physical_memory() -> int:
+    """Bytes of RAM of this machine (0 when the OS does not say)."""
+    import os
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 class BlockPattern:
     """Index maps for accumulating Z'WZ blocks of one ReStructure (computed once per model)."""
+
+    def dense_schur_bytes(self) -> int:
+        """Memory of the dense Schur complement (S, its factor and the accumulation array), 0 when
+        the block-diagonal path applies: a crossed design whose second factor has tens of
+        thousands of levels needs gigabytes, and O(q^3) work per evaluation."""
+        if self.qr == 0 or getattr(self, "schur", None) is not None:
+            return 0
+        return 3 * 8 * self.qr * self.qr
 
     def __init__(self, rs: ReStructure):
         t0 = rs.terms[0]
