@@ -37,7 +37,9 @@ def test_round_trip_prints_and_compares_the_same(fits, tmp_path):
 def test_loaded_model_refits(fits, tmp_path):
     m = fits[0]
     m2 = pyglmm.load(m.save(tmp_path / "m.npz"))
-    np.testing.assert_allclose(m2.refit(m.frame.y).fixef.values, m.fixef.values, rtol=1e-8)
+    # refit starts from the fitted parameters (as lme4's refit), so it lands on the same optimum
+    # to the optimiser's tolerance rather than bit for bit
+    np.testing.assert_allclose(m2.refit(m.frame.y).fixef.values, m.fixef.values, rtol=1e-6)
 
 
 def test_tampered_file_is_refused(fits, tmp_path):

@@ -87,3 +87,28 @@ def test_large_lmer_does_not_spin_in_line_searches():
     assert m.converged
     grad = m.optinfo["gradient"]
     assert np.max(np.abs(grad)) < 0.05                  # at the optimum, up to rounding
+
+
+def test_lmer_does_not_stop_on_a_spurious_corner_of_the_bounds():
+    """Seven sleepstudy responses (bootstrap replicates) on which L-BFGS-B from lme4's start
+    stopped at theta_1 = theta_3 = 0 (a random slope alone, 1-5 REML units worse); lme4 finds
+    the interior optimum (fixture from tests/reference/make_boundary_fixtures.R), and so must
+    lmer, from the default start and in a refit."""
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+    import pyglmm
+    ref = Path(__file__).parent / "reference" / "fixtures"
+    d = pd.read_csv(ref / "sleepstudy_boundary_reps.csv")
+    d["Subject"] = d["Subject"].astype(str)
+    fx = json.loads((ref / "sleepstudy_boundary_reps.json").read_text())
+    first = None
+    for col, r in fx.items():
+        m = pyglmm.lmer(f"{col} ~ Days + (Days | Subject)", d)
+        assert not m.singular and not r["singular"]
+        assert m.loglik > r["REML"] - 1e-6, col
+        np.testing.assert_allclose(m.theta.values, r["theta"], atol=2e-4)
+        first = first or m
+        re = first.refit(d[col])              # warm start from another replicate's estimates
+        assert re.loglik > r["REML"] - 1e-6, col

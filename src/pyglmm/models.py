@@ -13,7 +13,7 @@ from .fit.glmm import fit_glmm
 from .linalg.restructure import stable_group_order
 from .linalg.threads import with_fit_blas_threads
 from .fit.lmm import LmmProblem
-from .fit.optimize import fd_jacobian, minimize_bounded
+from .fit.optimize import fd_jacobian, minimize_bounded, recheck_boundary
 from .fit.pirls import GlmmProblem
 from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor, BlockPattern, physical_memory
@@ -254,15 +254,16 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
 def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, verbose: int = 0,
                  start: dict | None = None, laplace: str | None = None,
                  progress: bool | None = None, quiet: bool = False,
-                 control: dict | None = None) -> MixedModel:
-    """glmer from a ready model frame (used by refits: bootstrap, profiles, simulation studies)."""
+                 control: dict | None = None, structure=None) -> MixedModel:
+    """glmer from a ready model frame (used by refits: bootstrap, profiles, simulation studies).
+    ``structure``: the (rs, infos, sorted view) of an earlier fit of the same design (refits)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
     _check_response_varies(frame, fam)
     if not quiet:
         _note_frame(frame)
     if fam.has_dispersion:
         _check_identifiable(frame)
-    rs, infos, sv = _structure(frame)
+    rs, infos, sv = _structure(frame) if structure is None else structure
     if laplace is None:
         laplace = "expected" if fam.name in ("binomial", "poisson") else "observed"
     problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, fam,
@@ -284,6 +285,8 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
                 fit = fit_agq(problem, lap, nAGQ, verbose=verbose, progress=prog)
             else:
                 fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta,
+                               start_beta=None if not start or "beta" not in start
+                               else np.asarray(start["beta"], float),
                                progress=prog, maxiter=maxiter)
         finally:
             prog.close()
@@ -359,18 +362,22 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
 
 @with_fit_blas_threads
 def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbose: int = 0,
-                quiet: bool = False) -> MixedModel:
-    """lmer from a ready model frame."""
+                quiet: bool = False, structure=None, start_theta=None) -> MixedModel:
+    """lmer from a ready model frame (``structure`` and ``start_theta``: from an earlier fit of the
+    same design, for refits)."""
     fam = make_family("gaussian")
     fam.validate(frame.y, frame.weights, frame.response_name)
     if not quiet:
         _note_frame(frame)
     _check_identifiable(frame)
-    rs, infos, sv = _structure(frame, sort=len(frame.reterms) > 1 or not LmmProblem.use_crossprods)
+    rs, infos, sv = structure if structure is not None else \
+        _structure(frame, sort=len(frame.reterms) > 1 or not LmmProblem.use_crossprods)
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
-    opt = minimize_bounded(prob.deviance, rs.theta_start(), lb, verbose=verbose, label="theta",
+    th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)
+    opt = minimize_bounded(prob.deviance, th0, lb, verbose=verbose, label="theta",
                            grad=prob.gradient)       # exact profiled-deviance gradient
+    opt = recheck_boundary(prob.deviance, prob.gradient, rs.theta_start(), lb, opt, verbose=verbose)
     th = opt.x
     singular = _singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
@@ -418,11 +425,22 @@ def refit(model: MixedModel, newresp=None, *, quiet: bool = True) -> MixedModel:
                              f"{frame.y.shape[0]} rows")
         frame = dataclasses.replace(frame, y=y)
     spec = model._refit_spec
+    # the design is unchanged: reuse its sorted structure (and block pattern), with the new
+    # response in the same row order; start from the fitted parameters, as lme4's refit does,
+    # unless the fit was on the boundary (a zero variance is a stationary point to start from)
+    sv = getattr(model, "_sorted", None)           # None for a model loaded from a file
+    structure = None if sv is None else \
+        (model._rs, model.terms, dataclasses.replace(sv, y=frame.y[sv.perm]))
+    r = model._r
+    warm = not r.singular
     if spec["kind"] == "lmm":
         return _lmer_frame(frame, formula=model.formula, data_name=model.data_name,
-                           REML=spec["REML"], quiet=quiet)
+                           REML=spec["REML"], quiet=quiet, structure=structure,
+                           start_theta=r.theta if warm else None)
+    start = {"theta": r.theta, "beta": r.beta} if warm else None
     return _glmer_frame(frame, spec["family"], formula=model.formula, data_name=model.data_name,
-                        nAGQ=spec["nAGQ"], laplace=spec["laplace"], quiet=quiet)
+                        nAGQ=spec["nAGQ"], laplace=spec["laplace"], quiet=quiet,
+                        structure=structure, start=start)
 
 
 def _formula_text(formula) -> str:

@@ -99,8 +99,10 @@ def _extra_kind(family) -> str | None:
 
 def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
              start_theta: np.ndarray | None = None, compute_hessian: bool = True,
-             progress=None, maxiter: int = 2000, _subsample: bool = True) -> GlmmFit:
-    """Fit by Laplace (nAGQ=1) or by the nAGQ=0 stage alone; returns the raw optimum."""
+             progress=None, maxiter: int = 2000, _subsample: bool = True,
+             start_beta: np.ndarray | None = None) -> GlmmFit:
+    """Fit by Laplace (nAGQ=1) or by the nAGQ=0 stage alone; returns the raw optimum.
+    ``start_beta`` replaces the GLM start of beta (refits start from the earlier estimates)."""
     rs = problem.rs
     base_family = problem.family
     kind = _extra_kind(base_family)
@@ -120,7 +122,8 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         shape0 = m * m / (v - m) if v > m * 1.05 else 10.0
         extra0 = [np.log(np.clip(shape0, 0.05, 1e3))]
     else:
-        beta0 = glm_start(problem)
+        beta0 = glm_start(problem) if start_beta is None or start_beta.size != p \
+            else start_beta.copy()
         if kind == "dispersion":
             mu0 = base_family.link.inverse(problem.offset + problem.X @ beta0)
             pear = float((problem.w_prior * (problem.y - mu0) ** 2 / base_family.variance(mu0)).sum())
