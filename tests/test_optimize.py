@@ -99,7 +99,7 @@ def test_lmer_does_not_stop_on_a_spurious_corner_of_the_bounds():
 
     import pandas as pd
     import pyglmm
-    ref = Path(__file__).parent / "reference" / "fixtures"
+    ref = Path(__file__).parent / "reference" / "boundary"
     d = pd.read_csv(ref / "sleepstudy_boundary_reps.csv")
     d["Subject"] = d["Subject"].astype(str)
     fx = json.loads((ref / "sleepstudy_boundary_reps.json").read_text())

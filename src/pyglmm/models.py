@@ -377,7 +377,9 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)
     opt = minimize_bounded(prob.deviance, th0, lb, verbose=verbose, label="theta",
                            grad=prob.gradient)       # exact profiled-deviance gradient
-    opt = recheck_boundary(prob.deviance, prob.gradient, rs.theta_start(), lb, opt, verbose=verbose)
+    vector_diag = np.concatenate([(r == c) & (t.p > 1) for t, (r, c) in zip(rs.terms, rs._tril)])
+    opt = recheck_boundary(prob.deviance, prob.gradient, rs.theta_start(), lb, opt,
+                           candidates=vector_diag, verbose=verbose)
     th = opt.x
     singular = _singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))

@@ -4,7 +4,7 @@
 ## optimum. Run from the repository root:
 ##     Rscript tests/reference/make_boundary_fixtures.R
 suppressPackageStartupMessages({ library(lme4); library(jsonlite) })
-d <- read.csv("tests/reference/fixtures/sleepstudy_boundary_reps.csv")
+d <- read.csv("tests/reference/boundary/sleepstudy_boundary_reps.csv")
 d$Subject <- factor(d$Subject)
 out <- list()
 for (col in grep("^y", names(d), value = TRUE)) {
@@ -14,4 +14,4 @@ for (col in grep("^y", names(d), value = TRUE)) {
                      singular = isSingular(m))
 }
 writeLines(toJSON(out, digits = I(17), auto_unbox = TRUE, pretty = TRUE),
-           "tests/reference/fixtures/sleepstudy_boundary_reps.json")
+           "tests/reference/boundary/sleepstudy_boundary_reps.json")
