@@ -1,0 +1,60 @@
+"""Responses simulated from fitted models, for a refit sweep against lme4.
+
+For each case: fit the model with pyglmm to the shipped data, simulate NREP responses (seed
+2026) and write them to tests/reference/sweep/<case>.csv (responses only; the covariates are
+the shipped data set's). `make_refit_sweep.R` then fits every response with lme4 and writes
+lme4_loglik.json; tests/test_lme4_reference.py checks that pyglmm's log-likelihood is never
+below lme4's. Run from the repository root:
+
+    PYTHONPATH=src python tests/reference/make_refit_sweep.py
+    Rscript tests/reference/make_refit_sweep.R
+"""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import pyglmm
+from pyglmm import datasets
+
+NREP = 30
+OUT = Path("tests/reference/sweep")
+# id, data set, formula fitted to simulate from, kind ("REML", "ML" or a glmer family), template
+CASES = [
+    ("sleep_reml", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "REML", "{y} ~ Days + (Days | Subject)"),
+    ("sleep_ml", "sleepstudy", "Reaction ~ Days + (Days | Subject)", "ML", "{y} ~ Days + (Days | Subject)"),
+    ("penicillin", "penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", "REML",
+     "{y} ~ 1 + (1 | plate) + (1 | sample)"),
+    ("pastes", "pastes", "strength ~ 1 + (1 | batch/cask)", "REML", "{y} ~ 1 + (1 | batch/cask)"),
+    ("cbpp", "cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial",
+     "cbind({y}, size - {y}) ~ period + (1 | herd)"),
+    ("rehab", "rehab", "incidents ~ treatment + gender + hours + (1 + treatment | rehab)", "poisson",
+     "{y} ~ treatment + gender + hours + (1 + treatment | rehab)"),
+    ("grouse", "grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)",
+     "poisson", "{y} ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"),
+    ("epil", "epil", "y ~ lbase*trt + lage + V4 + (1 | subject)", "poisson",
+     "{y} ~ lbase*trt + lage + V4 + (1 | subject)"),
+]
+
+
+def main() -> None:
+    warnings.simplefilter("ignore")
+    OUT.mkdir(parents=True, exist_ok=True)
+    meta = {}
+    for cid, ds, f, kind, tmpl in CASES:
+        d = datasets.load_dataset(ds)
+        m = pyglmm.lmer(f, d, REML=kind == "REML") if kind in ("REML", "ML") else \
+            pyglmm.glmer(f, d, family=kind)
+        Y = m.simulate(NREP, seed=2026)
+        if ds == "cbpp":                                   # proportions -> counts of size
+            Y = np.rint(Y * d["size"].to_numpy()[:, None])
+        cols = {f"ysim{i}": Y[:, i] for i in range(NREP)}
+        pd.DataFrame(cols).to_csv(OUT / f"{cid}.csv", index=False, float_format="%.17g")
+        meta[cid] = {"dataset": ds, "kind": kind, "template": tmpl}
+    (OUT / "cases.json").write_text(json.dumps(meta, indent=1))
+
+
+if __name__ == "__main__":
+    main()
