@@ -36,6 +36,10 @@ CASES = [
      "poisson", "{y} ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"),
     ("epil", "epil", "y ~ lbase*trt + lage + V4 + (1 | subject)", "poisson",
      "{y} ~ lbase*trt + lage + V4 + (1 | subject)"),
+    ("verbagg", "verbagg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "binomial",
+     "{y} ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"),
+    ("sleep_uncorr", "sleepstudy", "Reaction ~ Days + (Days || Subject)", "REML",
+     "{y} ~ Days + (Days || Subject)"),
 ]
 
 
