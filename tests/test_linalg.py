@@ -22,15 +22,21 @@ def _setup(seed=1):
     return rng, rs, theta, zv, Z, X, w, A
 
 
-def test_solve_and_logdets_match_dense():
-    rng, rs, theta, zv, Z, X, w, A = _setup()
-    F = BlockedFactor(rs, zv, w, X)
+def _assert_factor_matches_dense(F, A, q, rng, rtol=1e-10, atol=1e-12):
+    """F's solve and both log-determinants (random effects; fixed-effects Schur complement)
+    against dense algebra on the full system A."""
     r = rng.normal(size=A.shape[0])
-    np.testing.assert_allclose(F.solve(r), np.linalg.solve(A, r), rtol=1e-10, atol=1e-12)
-    q = Z.shape[1]
+    np.testing.assert_allclose(F.solve(r), np.linalg.solve(A, r), rtol=rtol, atol=atol)
     np.testing.assert_allclose(F.logdet_Z(), np.linalg.slogdet(A[:q, :q])[1], rtol=1e-12)
     S = A[q:, q:] - A[q:, :q] @ np.linalg.solve(A[:q, :q], A[:q, q:])
     np.testing.assert_allclose(F.logdet_X(), np.linalg.slogdet(S)[1], rtol=1e-12)
+    return S
+
+
+def test_solve_and_logdets_match_dense():
+    rng, rs, theta, zv, Z, X, w, A = _setup()
+    F = BlockedFactor(rs, zv, w, X)
+    _assert_factor_matches_dense(F, A, Z.shape[1], rng)
 
 
 def test_gather_scatter_match_dense():
@@ -133,12 +139,8 @@ def test_block_schur_for_nested_designs(p2, monkeypatch):
     zv, Z, A = _dense_system(rs, theta, X, w)
     F = BlockedFactor(rs, zv, w, X)
     assert F.schur.__class__.__name__ == "BlockSchur"
-    r = rng.normal(size=A.shape[0])
-    np.testing.assert_allclose(F.solve(r), np.linalg.solve(A, r), rtol=1e-9, atol=1e-11)
     q = Z.shape[1]
-    np.testing.assert_allclose(F.logdet_Z(), np.linalg.slogdet(A[:q, :q])[1], rtol=1e-12)
-    S = A[q:, q:] - A[q:, :q] @ np.linalg.solve(A[:q, :q], A[:q, q:])
-    np.testing.assert_allclose(F.logdet_X(), np.linalg.slogdet(S)[1], rtol=1e-12)
+    S = _assert_factor_matches_dense(F, A, q, rng, rtol=1e-9, atol=1e-11)
     np.testing.assert_allclose(F.RX() @ F.RX().T, S, rtol=1e-9, atol=1e-9)
     F0 = BlockedFactor(rs, zv, w, None)
     Minv = np.linalg.inv(A[:q, :q])
@@ -228,12 +230,8 @@ def test_block_schur_pads_components_of_different_sizes(monkeypatch):
     assert F.schur.__class__.__name__ == "BlockSchur"
     assert any(not g.full for g in spat.groups)          # padded blocks in use
     assert sorted(set(spat.size.tolist())) == [g.s for g in spat.groups]
-    r = rng.normal(size=A.shape[0])
-    np.testing.assert_allclose(F.solve(r), np.linalg.solve(A, r), rtol=1e-9, atol=1e-11)
     q = Z.shape[1]
-    np.testing.assert_allclose(F.logdet_Z(), np.linalg.slogdet(A[:q, :q])[1], rtol=1e-12)
-    S = A[q:, q:] - A[q:, :q] @ np.linalg.solve(A[:q, :q], A[:q, q:])
-    np.testing.assert_allclose(F.logdet_X(), np.linalg.slogdet(S)[1], rtol=1e-12)
+    _assert_factor_matches_dense(F, A, q, rng, rtol=1e-9, atol=1e-11)
     F0 = BlockedFactor(rs, zv, w, None)
     Minv = np.linalg.inv(A[:q, :q])
     blks = F0.diag_inverse_blocks()
