@@ -154,3 +154,19 @@ def test_prop_with_weights_matches_cbind():
     b = pyglmm.glmmPQL("incidence/size ~ period + (1 | herd)", d, "binomial", weights="size")
     np.testing.assert_allclose(b.fixef.values, a.fixef.values, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(b.sigma, a.sigma, rtol=1e-6)
+
+
+def test_pql_refit_and_bootstrap(tmp_path):
+    """A PQL fit refits (the bootstrap's engine) by PQL: same estimates for the same response,
+    also after a save/load; the bootstrap's replicates no longer all fail (they raised KeyError
+    and were recorded as missing)."""
+    d = pyglmm.datasets.load_cbpp()
+    m = pyglmm.glmmPQL("cbind(incidence, size - incidence) ~ period + (1 | herd)", d, "binomial")
+    r = m.refit(m.frame.y)
+    assert r.method == "PQL"
+    np.testing.assert_allclose(r.fixef.values, m.fixef.values, rtol=1e-10)
+    m2 = pyglmm.load(m.save(tmp_path / "pql.npz"))
+    np.testing.assert_allclose(m2.refit(m.frame.y).fixef.values, m.fixef.values, rtol=1e-10)
+    from pyglmm.inference.bootstrap import boot
+    b = boot(m, nsim=10, seed=3, progress=False)
+    assert b.n_failed == 0

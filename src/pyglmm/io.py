@@ -130,7 +130,7 @@ def _read_v1(meta: dict, arrays: dict):
                    terms=terms, record=record, quiet=True)
     spec = dict(meta.get("refit", {}))
     if spec:
-        if spec.get("kind") == "glmm":
+        if spec.get("kind") in ("glmm", "pql"):
             spec["family"] = fam
         m._refit_spec = spec
     return m

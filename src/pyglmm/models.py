@@ -427,6 +427,12 @@ def refit(model: MixedModel, newresp=None, *, quiet: bool = True) -> MixedModel:
                              f"{frame.y.shape[0]} rows")
         frame = dataclasses.replace(frame, y=y)
     spec = model._refit_spec
+    if spec.get("kind") == "pql":
+        from .pql import _pql_frame
+        return _pql_frame(frame, spec["family"], formula=model.formula, data_name=model.data_name,
+                          niter=spec["niter"], quiet=quiet)
+    if spec.get("kind") not in ("lmm", "glmm"):
+        raise NotImplementedError(f"refit is not available for {model.method} fits")
     # the design is unchanged: reuse its sorted structure (and block pattern), with the new
     # response in the same row order; start from the fitted parameters, as lme4's refit does,
     # unless the fit was on the boundary (a zero variance is a stationary point to start from)

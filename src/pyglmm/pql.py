@@ -120,8 +120,16 @@ def glmmPQL(formula: str, data, family="binomial", *, weights=None, offset=None,
                          "shape, e.g. make_family('nbinom2').with_shape(theta) (as "
                          "MASS::negative.binomial(theta))")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+    return _pql_frame(frame, fam, formula=_formula_text(formula), data_name=_data_name(data),
+                      niter=niter, verbose=verbose)
+
+
+def _pql_frame(frame, fam, *, formula: str, data_name: str, niter: int = 10, verbose: bool = False,
+               quiet: bool = False) -> MixedModel:
+    """glmmPQL from a ready model frame (refits: the bootstrap)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
-    _note_frame(frame)
+    if not quiet:
+        _note_frame(frame)
     _check_identifiable(frame)          # the residual scale is always estimated
     rs, infos, sv = _structure(frame)
     y, X, w0, off = sv.y, sv.X, sv.weights, sv.offset
@@ -182,5 +190,7 @@ def glmmPQL(formula: str, data, family="binomial", *, weights=None, offset=None,
                  "working_response": z[sv.back], "working_weights": wz[sv.back],
                  "singular_tol": SINGULAR_TOL},
     )
-    return MixedModel(formula=_formula_text(formula), data_name=_data_name(data), frame=frame,
-                      family=fam, terms=infos, record=record)
+    m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam, terms=infos,
+                   record=record, quiet=quiet)
+    m._refit_spec = dict(kind="pql", family=fam, niter=niter)
+    return m
