@@ -2,8 +2,8 @@
 
 For each case: fit the model with pyglmm to the shipped data, simulate NREP responses (seed
 2026) and write them to tests/reference/sweep/<case>.csv (responses only; the covariates are
-the shipped data set's). `make_refit_sweep.R` then fits every response with lme4 and writes
-lme4_loglik.json; tests/test_lme4_reference.py checks that pyglmm's log-likelihood is never
+the shipped data set's). `make_refit_sweep.R` then fits every response with lme4 (glmmTMB for the
+negative binomial and Gamma cases) and writes lme4_loglik.json; tests/test_lme4_reference.py checks that pyglmm's log-likelihood is never
 below lme4's. Run from the repository root:
 
     PYTHONPATH=src python tests/reference/make_refit_sweep.py
@@ -40,6 +40,10 @@ CASES = [
      "{y} ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)"),
     ("sleep_uncorr", "sleepstudy", "Reaction ~ Days + (Days || Subject)", "REML",
      "{y} ~ Days + (Days || Subject)"),
+    # glmmTMB's families (fitted by glmmTMB in the R script)
+    ("grouse_nb", "grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", "nbinom2",
+     "{y} ~ YEAR + cHEIGHT + (1 | LOCATION)"),
+    ("gamma", "gamma_sim", "y ~ x + (1 | g)", "Gamma(link='log')", "{y} ~ x + (1 | g)"),
 ]
 
 
