@@ -193,3 +193,17 @@ def test_large_integer_groups_labels_and_codes():
     df = pd.DataFrame({"y": rng.normal(size=2000), "g": pd.Categorical(codes * 100000)})
     fr = model_frame("y ~ 1 + (1 | g)", df, binomial=False)
     assert fr.reterms[0].levels[:3] == ["0", "1e+05", "2e+05"]
+
+
+def test_rank_check_matches_r_tolerance_on_both_paths():
+    """R's qr(X, tol = 1e-7) semantics: a column whose part orthogonal to the earlier ones is below
+    1e-7 of its norm is dropped. Clearly full-rank designs take the Gram-matrix shortcut; near
+    dependence takes the QR path, on either side of the tolerance."""
+    from pyglmm.design.matrix import rank_deficient_columns
+    rng = np.random.default_rng(2)
+    X = np.column_stack([np.ones(500), rng.normal(size=(500, 3))])
+    assert rank_deficient_columns(X) == []
+    for eps, dropped in [(1e-6, []), (1e-9, [4]), (0.0, [4])]:
+        extra = X[:, 1] + 2 * X[:, 2] + eps * rng.normal(size=500)
+        assert rank_deficient_columns(np.column_stack([X, extra])) == dropped, eps
+    assert rank_deficient_columns(np.column_stack([X, np.zeros(500)])) == [4]

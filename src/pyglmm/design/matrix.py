@@ -69,12 +69,23 @@ def build_model_matrix(spec: FixedSpec, variables: dict[str, Variable], n: int) 
 def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     """Indices of columns that are (near) linear combinations of earlier ones, like R's qr(X, tol=1e-7)."""
     n, p = X.shape
+    X = np.asarray(X, np.float64)
+    norms = np.linalg.norm(X, axis=0)
+    if n > p and np.all(norms > 0):
+        # the usual full-rank case from the p x p Gram matrix of the unit-norm columns: its
+        # Cholesky diagonal is R's |R_jj| / ||X_j||, accurate to ~1e-6 where it exceeds 1e-5
+        # (rounding enters its square), so above that no column can fall under the tolerance
+        G = X.T @ X / np.outer(norms, norms)
+        try:
+            if np.diag(np.linalg.cholesky(G)).min() > 1e-5:
+                return []
+        except np.linalg.LinAlgError:
+            pass
     if n > p:
         # R's diagonal of an unpivoted QR is the norm of each column's part orthogonal to the
         # earlier ones; a dependent column adds nothing to their span, so the later diagonal
         # entries are those of the QR without it (one LAPACK call instead of a loop)
-        R = np.linalg.qr(np.asarray(X, np.float64), mode="r")
-        norms = np.linalg.norm(X, axis=0)
+        R = np.linalg.qr(X, mode="r")
         return [j for j in range(p) if norms[j] == 0 or abs(R[j, j]) < tol * norms[j]]
     basis = np.zeros((n, 0))
     dropped: list[int] = []
