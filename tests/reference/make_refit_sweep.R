@@ -7,8 +7,10 @@ cases <- fromJSON(file.path(dir, "cases.json"), simplifyVector = FALSE)
 res <- list()
 for (cid in names(cases)) {
   cs <- cases[[cid]]
-  d <- load_data(cs$dataset)
   sim <- read.csv(file.path(dir, paste0(cid, ".csv")))
+  if (is.null(cs$dataset)) {           # simulated design: covariates stored with the responses
+    d <- sim[c("x", "g")]; d$g <- factor(d$g); sim <- sim[grep("^ysim", names(sim))]
+  } else d <- load_data(cs$dataset)
   ll <- numeric(0)
   for (y in names(sim)) {
     d[[y]] <- sim[[y]]

@@ -44,7 +44,23 @@ CASES = [
     ("grouse_nb", "grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", "nbinom2",
      "{y} ~ YEAR + cHEIGHT + (1 | LOCATION)"),
     ("gamma", "gamma_sim", "y ~ x + (1 | g)", "Gamma(link='log')", "{y} ~ x + (1 | g)"),
+    # simulated designs (data set None: the covariates are stored with the responses)
+    ("bin_slope", None, "y ~ x + (1 + x | g)", "binomial", "{y} ~ x + (1 + x | g)"),
+    ("pois_slope", None, "y ~ x + (1 + x | g)", "poisson", "{y} ~ x + (1 + x | g)"),
 ]
+
+
+def simulated_design(cid: str) -> pd.DataFrame:
+    """Covariates and a first response for the simulated cases (fixed seeds)."""
+    rng = np.random.default_rng(7 if cid == "bin_slope" else 8)
+    n, groups = (600, 40) if cid == "bin_slope" else (800, 50)
+    g = rng.integers(0, groups, n)
+    x = rng.normal(size=n)
+    u = rng.multivariate_normal([0, 0], [[0.5, 0.1], [0.1, 0.2]], size=groups)
+    eta = -0.3 + 0.5 * x + u[g, 0] + u[g, 1] * x
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float) if cid == "bin_slope" \
+        else rng.poisson(np.exp(0.2 + eta)).astype(float)
+    return pd.DataFrame({"x": x, "g": [f"g{k}" for k in g], "y": y})
 
 
 def main() -> None:
@@ -52,14 +68,16 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     meta = {}
     for cid, ds, f, kind, tmpl in CASES:
-        d = datasets.load_dataset(ds)
+        d = datasets.load_dataset(ds) if ds is not None else simulated_design(cid)
         m = pyglmm.lmer(f, d, REML=kind == "REML") if kind in ("REML", "ML") else \
             pyglmm.glmer(f, d, family=kind)
         Y = m.simulate(NREP, seed=2026)
         if ds == "cbpp":                                   # proportions -> counts of size
             Y = np.rint(Y * d["size"].to_numpy()[:, None])
         cols = {f"ysim{i}": Y[:, i] for i in range(NREP)}
-        pd.DataFrame(cols).to_csv(OUT / f"{cid}.csv", index=False, float_format="%.17g")
+        out = pd.DataFrame(cols) if ds is not None else \
+            pd.concat([d[["x", "g"]], pd.DataFrame(cols)], axis=1)
+        out.to_csv(OUT / f"{cid}.csv", index=False, float_format="%.17g")
         meta[cid] = {"dataset": ds, "kind": kind, "template": tmpl}
     (OUT / "cases.json").write_text(json.dumps(meta, indent=1))
 
