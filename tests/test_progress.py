@@ -27,3 +27,15 @@ def test_verbose_prints_iterations(capsys):
                  pyglmm.datasets.load_cbpp(), family="binomial", verbose=1)
     out = capsys.readouterr().out
     assert "stage 2 iteration: 1" in out and "f(x) = " in out
+
+
+def test_lmer_reports_progress(monkeypatch):
+    """lmer takes progress= as glmer does (a 1M-row crossed lmer runs for seconds)."""
+    from pyglmm import models
+    buf = io.StringIO()
+    monkeypatch.setattr(models, "Progress",
+                        lambda enabled: Progress(enabled, delay=0.0, every=0.0, stream=buf))
+    pyglmm.lmer("Reaction ~ Days + (Days | Subject)", pyglmm.datasets.load_sleepstudy(),
+                progress=True)
+    out = buf.getvalue()
+    assert "pyglmm: theta, " in out and "deviance evaluations" in out and "done in" in out

@@ -353,16 +353,20 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
 
 
 def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
-         verbose: int = 0) -> MixedModel:
-    """Fit a linear mixed model by REML (default) or ML, minimising lme4's profiled deviance."""
+         verbose: int = 0, progress: bool | None = None) -> MixedModel:
+    """Fit a linear mixed model by REML (default) or ML, minimising lme4's profiled deviance.
+
+    ``verbose`` > 0 prints every deviance evaluation; ``progress`` shows a status line on stderr
+    for fits longer than a few seconds (default: when stderr is a terminal), as in `glmer`."""
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=False)
     return _lmer_frame(frame, formula=_formula_text(formula), data_name=_data_name(data), REML=REML,
-                       verbose=verbose)
+                       verbose=verbose, progress=progress)
 
 
 @with_fit_blas_threads
 def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbose: int = 0,
-                quiet: bool = False, structure=None, start_theta=None) -> MixedModel:
+                quiet: bool = False, structure=None, start_theta=None,
+                progress: bool | None = None) -> MixedModel:
     """lmer from a ready model frame (``structure`` and ``start_theta``: from an earlier fit of the
     same design, for refits)."""
     fam = make_family("gaussian")
@@ -375,11 +379,15 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)
-    opt = minimize_bounded(prob.deviance, th0, lb, verbose=verbose, label="theta",
-                           grad=prob.gradient)       # exact profiled-deviance gradient
-    vector_diag = np.concatenate([(r == c) & (t.p > 1) for t, (r, c) in zip(rs.terms, rs._tril)])
-    opt = recheck_boundary(prob.deviance, prob.gradient, rs.theta_start(), lb, opt,
-                           candidates=vector_diag, verbose=verbose)
+    prog = Progress(progress)
+    try:
+        opt = minimize_bounded(prob.deviance, th0, lb, verbose=verbose, label="theta",
+                               grad=prob.gradient, progress=prog)   # exact profiled gradient
+        vector_diag = np.concatenate([(r == c) & (t.p > 1) for t, (r, c) in zip(rs.terms, rs._tril)])
+        opt = recheck_boundary(prob.deviance, prob.gradient, rs.theta_start(), lb, opt,
+                               candidates=vector_diag, verbose=verbose, progress=prog)
+    finally:
+        prog.close()
     th = opt.x
     singular = _singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))

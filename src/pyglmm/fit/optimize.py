@@ -304,7 +304,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
 
 def recheck_boundary(f: Callable, grad: Callable | None, x_start: np.ndarray, lb: np.ndarray,
                      opt: OptSummary, *, candidates: np.ndarray | None = None, verbose: int = 0,
-                     scale: float = 0.05, label: str = "boundary check") -> OptSummary:
+                     scale: float = 0.05, label: str = "boundary check",
+                     progress=None) -> OptSummary:
     """A second opinion on an optimum with a variance component on its bound.
 
     L-BFGS-B's first step has unit length and can land on a corner of the bounds that is a
@@ -322,7 +323,7 @@ def recheck_boundary(f: Callable, grad: Callable | None, x_start: np.ndarray, lb
         return opt
     g = None if grad is None else (lambda z: scale * np.asarray(grad(scale * z)))
     alt = minimize_bounded(lambda z: f(scale * z), np.maximum(x_start, lb) / scale, lb / scale,
-                           grad=g, verbose=verbose, label=label)
+                           grad=g, verbose=verbose, label=label, progress=progress)
     if alt.fmin < opt.fmin - 1e-10 * max(1.0, abs(opt.fmin)):
         alt.x = scale * alt.x
         alt.x0 = scale * alt.x0
