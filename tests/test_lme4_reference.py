@@ -246,7 +246,7 @@ def test_refit_sweep_never_below_lme4(cid):
     lme4_ll = json.loads((SWEEP / "lme4_loglik.json").read_text())[cid]
     sim = pd.read_csv(SWEEP / f"{cid}.csv")
     if cs["dataset"] is None:                  # simulated design: covariates in the same file
-        d = sim.astype({"g": str})
+        d = sim.astype({"g": str, "h": str})
         sim = sim.filter(like="ysim")
     else:
         d = pd.concat([pyglmm.datasets.load_dataset(cs["dataset"]), sim], axis=1)

@@ -9,7 +9,8 @@ for (cid in names(cases)) {
   cs <- cases[[cid]]
   sim <- read.csv(file.path(dir, paste0(cid, ".csv")))
   if (is.null(cs$dataset)) {           # simulated design: covariates stored with the responses
-    d <- sim[c("x", "g")]; d$g <- factor(d$g); sim <- sim[grep("^ysim", names(sim))]
+    d <- sim[c("x", "g", "h")]; d$g <- factor(d$g); d$h <- factor(d$h)
+    sim <- sim[grep("^ysim", names(sim))]
   } else d <- load_data(cs$dataset)
   ll <- numeric(0)
   for (y in names(sim)) {

@@ -47,20 +47,34 @@ CASES = [
     # simulated designs (data set None: the covariates are stored with the responses)
     ("bin_slope", None, "y ~ x + (1 + x | g)", "binomial", "{y} ~ x + (1 + x | g)"),
     ("pois_slope", None, "y ~ x + (1 + x | g)", "poisson", "{y} ~ x + (1 + x | g)"),
+    ("lmm_cross_slope", None, "y ~ x + (1 + x | g) + (1 | h)", "REML", "{y} ~ x + (1 + x | g) + (1 | h)"),
+    ("bin_cross_slope", None, "y ~ x + (1 + x | g) + (1 | h)", "binomial",
+     "{y} ~ x + (1 + x | g) + (1 | h)"),
+    ("pois_nested", None, "y ~ x + (1 | h/g)", "poisson", "{y} ~ x + (1 | h/g)"),
 ]
 
 
 def simulated_design(cid: str) -> pd.DataFrame:
-    """Covariates and a first response for the simulated cases (fixed seeds)."""
-    rng = np.random.default_rng(7 if cid == "bin_slope" else 8)
-    n, groups = (600, 40) if cid == "bin_slope" else (800, 50)
+    """Covariates (x; g, and h crossed with g or, for the nested case, containing it) and a first
+    response for the simulated cases (fixed seeds)."""
+    seed, n, groups = {"bin_slope": (7, 600, 40), "pois_slope": (8, 800, 50),
+                       "lmm_cross_slope": (9, 500, 30), "bin_cross_slope": (10, 800, 40),
+                       "pois_nested": (11, 600, 60)}[cid]
+    rng = np.random.default_rng(seed)
     g = rng.integers(0, groups, n)
+    h = g // 6 if cid == "pois_nested" else rng.integers(0, 10, n)
     x = rng.normal(size=n)
     u = rng.multivariate_normal([0, 0], [[0.5, 0.1], [0.1, 0.2]], size=groups)
-    eta = -0.3 + 0.5 * x + u[g, 0] + u[g, 1] * x
-    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float) if cid == "bin_slope" \
-        else rng.poisson(np.exp(0.2 + eta)).astype(float)
-    return pd.DataFrame({"x": x, "g": [f"g{k}" for k in g], "y": y})
+    v = rng.normal(0, 0.5, h.max() + 1)
+    eta = -0.3 + 0.5 * x + u[g, 0] + (0 if cid == "pois_nested" else u[g, 1] * x) + \
+        (v[h] if cid in ("lmm_cross_slope", "bin_cross_slope", "pois_nested") else 0)
+    if cid.startswith("bin"):
+        y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float)
+    elif cid.startswith("pois"):
+        y = rng.poisson(np.exp(0.2 + eta)).astype(float)
+    else:
+        y = 2.0 + eta + rng.normal(size=n)
+    return pd.DataFrame({"x": x, "g": [f"g{k}" for k in g], "h": [f"h{k}" for k in h], "y": y})
 
 
 def main() -> None:
@@ -76,7 +90,7 @@ def main() -> None:
             Y = np.rint(Y * d["size"].to_numpy()[:, None])
         cols = {f"ysim{i}": Y[:, i] for i in range(NREP)}
         out = pd.DataFrame(cols) if ds is not None else \
-            pd.concat([d[["x", "g"]], pd.DataFrame(cols)], axis=1)
+            pd.concat([d[["x", "g", "h"]], pd.DataFrame(cols)], axis=1)
         out.to_csv(OUT / f"{cid}.csv", index=False, float_format="%.17g")
         meta[cid] = {"dataset": ds, "kind": kind, "template": tmpl}
     (OUT / "cases.json").write_text(json.dumps(meta, indent=1))
