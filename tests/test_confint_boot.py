@@ -30,3 +30,21 @@ def test_bootstrap_coverage_on_simulated_data():
     # nominal 0.95; with 30 replicates a working bootstrap lands in [0.8, 1] with high probability,
     # while intervals that ignore the estimation noise (e.g. of width ~0) would fail
     assert 0.8 <= covered / n_rep <= 1.0
+
+
+def test_bootstrap_refits_skip_the_hessian_not_the_estimates():
+    """The bootstrap keeps only estimates, so its refits skip the Hessian (k gradient evaluations
+    each); the estimates equal a full refit's."""
+    from pyglmm.models import refit
+    d = pyglmm.datasets.load_rehab()
+    m = pyglmm.glmer("incidents ~ treatment + gender + hours + (1 + treatment | rehab)", d,
+                     family="poisson")
+    y = m.simulate(1, seed=5)[:, 0]
+    full, lean = m.refit(y), refit(m, y, hessian=False)
+    assert full.optinfo["hessian"] is not None and lean.optinfo["hessian"] is None
+    np.testing.assert_allclose(lean.fixef.values, full.fixef.values, rtol=1e-9)
+    np.testing.assert_allclose(lean.theta.values, full.theta.values, rtol=1e-9)
+    s = pyglmm.lmer("Reaction ~ Days + (Days | Subject)", pyglmm.datasets.load_sleepstudy())
+    ys = s.simulate(1, seed=5)[:, 0]
+    np.testing.assert_allclose(refit(s, ys, hessian=False).theta.values, s.refit(ys).theta.values,
+                               rtol=1e-9)

@@ -254,9 +254,10 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
 def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, verbose: int = 0,
                  start: dict | None = None, laplace: str | None = None,
                  progress: bool | None = None, quiet: bool = False,
-                 control: dict | None = None, structure=None) -> MixedModel:
+                 control: dict | None = None, structure=None, hessian: bool = True) -> MixedModel:
     """glmer from a ready model frame (used by refits: bootstrap, profiles, simulation studies).
-    ``structure``: the (rs, infos, sorted view) of an earlier fit of the same design (refits)."""
+    ``structure``: the (rs, infos, sorted view) of an earlier fit of the same design (refits);
+    ``hessian=False`` skips the Hessian (standard errors then from R_X; the bootstrap)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
     _check_response_varies(frame, fam)
     if not quiet:
@@ -287,7 +288,7 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
                 fit = fit_glmm(problem, nAGQ=nAGQ, verbose=verbose, start_theta=start_theta,
                                start_beta=None if not start or "beta" not in start
                                else np.asarray(start["beta"], float),
-                               progress=prog, maxiter=maxiter)
+                               progress=prog, maxiter=maxiter, compute_hessian=hessian)
         finally:
             prog.close()
     th, be = fit.theta, fit.beta
@@ -366,7 +367,7 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
 @with_fit_blas_threads
 def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbose: int = 0,
                 quiet: bool = False, structure=None, start_theta=None,
-                progress: bool | None = None) -> MixedModel:
+                progress: bool | None = None, hessian: bool = True) -> MixedModel:
     """lmer from a ready model frame (``structure`` and ``start_theta``: from an earlier fit of the
     same design, for refits)."""
     fam = make_family("gaussian")
@@ -392,8 +393,10 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     singular = _singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
     grad = prob.gradient(th)
-    with np.errstate(all="ignore"):
-        hess = fd_jacobian(prob.gradient, th, 1e-4, g0=grad)   # differences of the exact gradient
+    hess = None
+    if hessian:                        # for the convergence check only (vcov comes from R_X)
+        with np.errstate(all="ignore"):
+            hess = fd_jacobian(prob.gradient, th, 1e-4, g0=grad)   # differences of the gradient
     st = prob.evaluate(th)
     converged, msgs = _conv_messages(grad, hess, free, singular)
     if singular:
@@ -424,8 +427,9 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     return m
 
 
-def refit(model: MixedModel, newresp=None, *, quiet: bool = True) -> MixedModel:
-    """Refit the same model to a new response vector (same rows, same design), as lme4's refit()."""
+def refit(model: MixedModel, newresp=None, *, quiet: bool = True, hessian: bool = True) -> MixedModel:
+    """Refit the same model to a new response vector (same rows, same design), as lme4's refit().
+    ``hessian=False``: no Hessian (no Hessian-based SEs or convergence check; the bootstrap)."""
     import dataclasses
     frame = model.frame
     if newresp is not None:
@@ -452,11 +456,11 @@ def refit(model: MixedModel, newresp=None, *, quiet: bool = True) -> MixedModel:
     if spec["kind"] == "lmm":
         return _lmer_frame(frame, formula=model.formula, data_name=model.data_name,
                            REML=spec["REML"], quiet=quiet, structure=structure,
-                           start_theta=r.theta if warm else None)
+                           start_theta=r.theta if warm else None, hessian=hessian)
     start = {"theta": r.theta, "beta": r.beta} if warm else None
     return _glmer_frame(frame, spec["family"], formula=model.formula, data_name=model.data_name,
                         nAGQ=spec["nAGQ"], laplace=spec["laplace"], quiet=quiet,
-                        structure=structure, start=start)
+                        structure=structure, start=start, hessian=hessian)
 
 
 def _formula_text(formula) -> str:

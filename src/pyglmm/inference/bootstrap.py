@@ -18,6 +18,7 @@ import pandas as pd
 
 from .confint import _select, percent_labels, register_method, variance_parameter_names
 from .._warn import user_stacklevel
+from ..models import refit
 
 
 def sd_cor_values(model) -> np.ndarray:
@@ -46,7 +47,8 @@ def _one(args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return parameter_vector(model.refit(y))
+            # only the estimates are kept: no Hessian for standard errors per replicate
+            return parameter_vector(refit(model, y, hessian=False))
         except Exception:                       # a failed refit is recorded as missing
             return np.full(len(parameter_vector(model)), np.nan)
 
