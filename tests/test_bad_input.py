@@ -135,14 +135,14 @@ def _crossed(n=3000, g=300, h=250, seed=4):
 def test_crossed_design_too_large_for_memory_is_refused(monkeypatch):
     """A second crossed factor whose dense Schur complement cannot fit in RAM: a clear
     MemoryError naming the term and its levels, before any allocation (not numpy's)."""
-    from pyglmm import models
-    monkeypatch.setattr(models, "physical_memory", lambda: 2 * 3 * 8 * 200 ** 2)   # tiny machine
+    from pyglmm import checks
+    monkeypatch.setattr(checks, "physical_memory", lambda: 2 * 3 * 8 * 200 ** 2)   # tiny machine
     with pytest.raises(MemoryError, match=r"\(\.\.\. \| item\) with 250 levels.*'user'"):
         pyglmm.glmer("y ~ x + (1 | user) + (1 | item)", _crossed(), family="poisson")
 
 
 def test_crossed_design_with_many_levels_warns_it_will_be_slow(monkeypatch):
-    from pyglmm import models
-    monkeypatch.setattr(models, "DENSE_SLOW_Q", 100)
+    from pyglmm import checks
+    monkeypatch.setattr(checks, "DENSE_SLOW_Q", 100)
     with pytest.warns(UserWarning, match="dense 250 x 250 system"):
         pyglmm.lmer("y ~ x + (1 | user) + (1 | item)", _crossed())

@@ -31,8 +31,8 @@ from .families import make_family
 from .fit.lmm import LmmProblem
 from .fit.optimize import minimize_bounded
 from .linalg.blocked import BlockedFactor
-from .models import (SINGULAR_TOL, _check_identifiable, _data_name, _formula_text, _note_frame,
-                     _singular, _structure)
+from .checks import SINGULAR_TOL, _check_identifiable, _note_frame, _singular
+from .models import _data_name, _formula_text, _structure
 from .results.model import FitRecord, MixedModel
 
 PQL_TOL = 1e-6          # glmmPQL: sum((eta - etaold)^2) < 1e-6 * sum(eta^2)

@@ -104,7 +104,8 @@ def bglmer(formula, data, family="binomial", *, priors: dict | None = None, draw
 
     from ..design import model_frame
     from ..families import make_family
-    from ..models import _data_name, _formula_text, _note_frame, _structure
+    from ..checks import _note_frame
+    from ..models import _data_name, _formula_text, _structure
     from ..results.varcorr import term_labels
     from .fit import Runner, build_spec, model_args
     from .priors import resolve_priors

@@ -1,0 +1,142 @@
+"""Checks of a model frame and of a fit, with lme4's messages: constant responses, identifiability,
+predictor scales, rank deficiency, separation, singular fits, convergence (gradient and Hessian),
+and the size of the dense Schur complement of crossed designs."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ._warn import user_stacklevel
+from .linalg.blocked import BlockPattern, physical_memory
+from .linalg.restructure import ReStructure
+from .results.varcorr import TermInfo
+
+SINGULAR_TOL = 1e-4      # lme4's isSingular tolerance on theta
+GRAD_TOL = 2e-3          # lme4's check.conv.grad tolerance on the scaled gradient
+DENSE_SLOW_Q = 8_000     # above this many dense Schur columns each factorisation takes minutes
+
+
+def _check_response_varies(frame, fam) -> None:
+    """A response that is the same in every row (all 0 counts, all failures) has no finite MLE."""
+    y = frame.y[frame.weights > 0] if np.any(frame.weights > 0) else frame.y
+    if y.size and np.all(y == y[0]):
+        what = {("poisson", 0.0): "0 in every row (no events)", ("nbinom2", 0.0): "0 in every row (no events)",
+                ("binomial", 0.0): "a failure in every row", ("binomial", 1.0): "a success in every row"}
+        desc = what.get((fam.name, float(y[0])), f"equal to {y[0]:g} in every row")
+        raise ValueError(f"response '{frame.response_name}' is {desc}: the intercept has no finite "
+                         "estimate and there is no variation for the random effects to explain")
+
+
+def _check_identifiable(frame) -> None:
+    """A factor with a level per observation is confounded with the residual (LMMs, dispersion families)."""
+    for rt in frame.reterms:
+        n_lev = len(rt.levels)
+        if n_lev >= frame.y.shape[0] and n_lev > 1:
+            raise ValueError(
+                f"grouping factor '{rt.group_name}' has as many levels ({n_lev}) as observations "
+                f"({frame.y.shape[0]}): its variance cannot be told apart from the residual "
+                "variance; remove the term or check the grouping column")
+
+
+def _note_frame(frame) -> None:
+    """lme4's messages about the model frame: rank-deficient columns, predictors on very
+    different scales (lme4's checkScaleX)."""
+    X = frame.X
+    if X.shape[1] > 1:
+        sd = X.std(axis=0)
+        nonconst = sd > 0
+        if nonconst.sum() >= 1:
+            big = np.abs(X[:, nonconst]).max(axis=0)
+            ratio = sd[nonconst].max() / sd[nonconst].min() if nonconst.sum() > 1 else 1.0
+            if ratio > 1e3 or big.max() > 1e6:
+                names = [n for n, k in zip(frame.fixef_names, nonconst) if k]
+                worst = names[int(np.argmax(sd[nonconst]))]
+                warnings.warn("Some predictor variables are on very different scales (largest "
+                              f"spread: '{worst}'): consider rescaling, e.g. scale({worst}); "
+                              "estimates on the original scale follow by back-transforming",
+                              UserWarning, stacklevel=user_stacklevel())
+    if frame.dropped_fixef:
+        k = len(frame.dropped_fixef)
+        warnings.warn(f"fixed-effect model matrix is rank deficient so dropping {k} column"
+                      f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: "
+                      + ", ".join(frame.dropped_fixef), UserWarning, stacklevel=user_stacklevel())
+
+
+def _check_dense_size(rs: ReStructure, infos: list[TermInfo]) -> None:
+    """Refuse a crossed design whose dense Schur complement cannot fit in memory, and warn when
+    it will be slow, naming the terms (instead of a MemoryError deep inside numpy)."""
+    if len(rs.terms) < 2:
+        return
+    pat = rs._block_pattern = BlockPattern(rs)
+    need = pat.dense_schur_bytes()
+    if not need:
+        return
+    rest = ", ".join(f"(... | {i.group}) with {len(i.levels):,} levels" for i in infos[1:])
+    mem = physical_memory()
+    if mem and need > mem // 2:
+        raise MemoryError(
+            f"the crossed random effects {rest} need a dense {pat.qr:,} x {pat.qr:,} matrix "
+            f"({need / 1e9:.1f} GB, more than half of this machine's {mem / 1e9:.0f} GB): pyglmm "
+            f"factors every term after the one with most levels ('{infos[0].group}') densely. "
+            "Merge rare levels, fit a random subset of the levels, or model the factor with the "
+            "fewer levels as fixed effects")
+    if pat.qr > DENSE_SLOW_Q:
+        warnings.warn(
+            f"the crossed random effects {rest} give a dense {pat.qr:,} x {pat.qr:,} system "
+            f"({need / 1e9:.1f} GB); each deviance evaluation factors it (O(q^3)), so this fit "
+            "may take many minutes", UserWarning, stacklevel=user_stacklevel())
+
+
+def _separation_messages(fam, mu, beta, names) -> list[str]:
+    """glm's 'fitted probabilities numerically 0 or 1' and the coefficients that diverge with it."""
+    if fam.name != "binomial":
+        return []
+    eps = 1e-8
+    extreme = int(np.sum((mu < eps) | (mu > 1 - eps)))
+    big = [n for n, b in zip(names, beta) if n != "(Intercept)" and abs(b) > 10]
+    if not extreme and not big:
+        return []
+    msg = f"fitted probabilities numerically 0 or 1 occurred ({extreme} rows)" if extreme else \
+        "very large fixed effects on the link scale"
+    if big:
+        msg += ("; (quasi-)complete separation is likely in " + ", ".join(f"'{n}'" for n in big)
+                + ": its estimate and standard error are not meaningful. Consider removing or "
+                  "merging categories, or a penalised / Bayesian fit with a weakly informative prior")
+    return [msg]
+
+
+def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
+    lb = rs.lower_bounds()
+    diag = np.isfinite(lb)
+    return bool(np.any(theta[diag] < SINGULAR_TOL))
+
+
+def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
+    """lme4's convergence checks: scaled gradient and positive definiteness of the Hessian."""
+    msgs = []
+    ok = True
+    if grad is None or hess is None:
+        return True, msgs
+    if not np.any(free):
+        return True, msgs
+    g, H = grad[free], hess[np.ix_(free, free)]
+    try:
+        C = np.linalg.cholesky(H)
+        sg = np.linalg.solve(C, g)
+        if np.max(np.abs(sg)) > GRAD_TOL:
+            ok = False
+            msgs.append(f"Model failed to converge with max|grad| = {np.max(np.abs(sg)):.4g} "
+                        f"(tol = {GRAD_TOL}). Try rescaling predictors (e.g. scale()) or a simpler "
+                        "random-effects structure.")
+        ev = np.linalg.eigvalsh(H)
+        if ev.min() / ev.max() < 1e-10:
+            msgs.append("Model is nearly unidentifiable: very large eigenvalue ratio. "
+                        "Rescale variables?")
+    except np.linalg.LinAlgError:
+        if not singular:
+            ok = False
+            msgs.append("Model failed to converge: the Hessian of the deviance is not positive "
+                        "definite. Check for collinear predictors, rescale, or simplify the "
+                        "random-effects structure.")
+    return ok, msgs
