@@ -142,3 +142,35 @@ def test_lmm_crossproducts_match_the_row_path(ds, f, weighted, reml, monkeypatch
         np.testing.assert_allclose(a.gradient(th), b.gradient(th), rtol=1e-8, atol=1e-8)
         np.testing.assert_allclose(a.conditional_u_variances(th)[0], b.conditional_u_variances(th)[0],
                                    rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("ds,f", [
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),               # crossed, dense S
+    ("pastes", "strength ~ 1 + (1 | batch/cask)"),                            # nested
+    ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),                    # two scalar terms
+    ("grouseticks", "cHEIGHT ~ YEAR + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)"),  # block S
+])
+def test_lmm_scalar_crossproducts_match_the_row_path(ds, f, reml, monkeypatch):
+    """LMMs whose terms are all scalar are evaluated from fixed cross-products (no pass over the
+    rows): deviance, beta, u, gradient and conditional variances must equal the row path's,
+    with prior weights and an offset too."""
+    from pyglmm.fit.lmm import LmmProblem
+    fr = model_frame(f, pyglmm.datasets.load_dataset(ds), binomial=False)
+    rs, _, sv = _structure(fr)
+    rng = np.random.default_rng(4)
+    for w, off in [(sv.weights, sv.offset),
+                   (rng.uniform(0.5, 2.0, sv.y.size), rng.normal(size=sv.y.size))]:
+        a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
+        with monkeypatch.context() as mp:
+            mp.setattr(LmmProblem, "use_crossprods", False)
+            b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
+        assert a._sc is not None and b._sc is None
+        for th in (rs.theta_start() * 0.8 + 0.1, rs.theta_start() * 0.3):
+            sa, sb = a.evaluate(th), b.evaluate(th)
+            assert abs(sa.deviance - sb.deviance) < 1e-9 * abs(sb.deviance)
+            np.testing.assert_allclose(sa.beta, sb.beta, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(sa.u, sb.u, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(a.gradient(th), b.gradient(th), rtol=1e-8, atol=1e-8)
+            for ca, cb in zip(a.conditional_u_variances(th), b.conditional_u_variances(th)):
+                np.testing.assert_allclose(ca, cb, rtol=1e-10, atol=1e-12)

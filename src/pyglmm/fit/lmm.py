@@ -26,6 +26,7 @@ from ..linalg.blocked import BlockedFactor
 from ..linalg.restructure import ReStructure
 from .gradient import pattern_rows
 from .lmm_blocks import BlockDiagonalFactor, SingleTermCrossprods
+from .lmm_scalar import ScalarTermsCrossprods
 
 
 @dataclass
@@ -69,9 +70,12 @@ class LmmProblem:
             self.sum_log_w = float(np.log(weights[pos]).sum())
             self.n_eff = int(pos.sum())
         self._last: LmmState | None = None
-        self._cp = SingleTermCrossprods(self.y, X, rs, weights) \
-            if self.use_crossprods and len(rs.terms) == 1 else None
-        if self._cp is None:                      # the row path's weighted data
+        self._cp = self._sc = None
+        if self.use_crossprods and len(rs.terms) == 1:
+            self._cp = SingleTermCrossprods(self.y, X, rs, weights)
+        elif self.use_crossprods and all(t.p == 1 for t in rs.terms):
+            self._sc = ScalarTermsCrossprods(self.y, X, rs, weights)
+        if self._cp is None and self._sc is None:     # the row path's weighted data
             self._wX = X * weights[:, None]
             self._XtWX = X.T @ self._wX
             self._wy = weights * self.y
@@ -85,6 +89,8 @@ class LmmProblem:
             return last
         if self._cp is not None:
             return self._evaluate_crossprods(theta)
+        if self._sc is not None:
+            return self._evaluate_scalar(theta)
         rs, X, p = self.rs, self.X, self.p
         zvals = rs.scaled_values(theta)
         F = BlockedFactor(rs, zvals, self.w, None)
@@ -114,6 +120,14 @@ class LmmProblem:
             raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
         st = self._state(theta, beta + self._cp.b0, u.T.ravel(), pwrss, BlockDiagonalFactor(logdet),
                          RX, None, None, None)
+        self._last = st
+        return st
+
+    def _evaluate_scalar(self, theta: np.ndarray) -> LmmState:
+        F, tc, B, RX, beta, u, pwrss = self._sc.solve(theta)
+        if not pwrss > 0:
+            raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
+        st = self._state(theta, beta + self._sc.b0, u, pwrss, F, RX, None, None, None)
         self._last = st
         return st
 
@@ -149,6 +163,8 @@ class LmmProblem:
             return np.zeros(np.size(theta))
         if self._cp is not None:
             return self._cp.gradient(np.asarray(theta, float), self.REML, self.n_eff)
+        if self._sc is not None:
+            return self._sc.gradient(np.asarray(theta, float), self.REML, self.n_eff)
         rs, w, p = self.rs, self.w, self.p
         R1, Rr = pattern_rows(rs, st.zvals, st.factor)
         nn = self.n_eff - p if self.REML else self.n_eff
@@ -182,6 +198,8 @@ class LmmProblem:
         theta = np.asarray(theta, float)
         if self._cp is not None:
             return [np.moveaxis(self._cp.solve(theta)[2], 2, 0)]
+        if self._sc is not None:
+            return self._sc.solve(theta)[0].diag_inverse_blocks()
         F = BlockedFactor(self.rs, self.rs.scaled_values(theta), self.w, None)
         return F.diag_inverse_blocks()
 

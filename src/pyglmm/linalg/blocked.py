@@ -149,18 +149,21 @@ class BlockPattern:
 class BlockedFactor:
     """Cholesky factor L of the penalized normal equations for one (theta, weights)."""
 
-    def __init__(self, rs: ReStructure, zvals: list[np.ndarray], w: np.ndarray,
-                 X: np.ndarray | None = None):
+    def __init__(self, rs: ReStructure, zvals: list[np.ndarray] | None, w: np.ndarray | None,
+                 X: np.ndarray | None = None, sums: tuple | None = None):
+        """``sums``: (d, Szz, blk), the row sums this factor needs for scalar terms without X,
+        already accumulated (w z0^2 per first-term level, Zr'WZr in the pattern's storage, Zr'WZ1
+        per block); then neither ``zvals`` nor ``w`` is read (lmer from cross-products)."""
         pat = getattr(rs, "_block_pattern", None)
         if pat is None:
             pat = rs._block_pattern = BlockPattern(rs)
         self.rs = rs
         self.p = 0 if X is None else X.shape[1]
         l1, p1 = pat.l1, pat.p1
-        z0 = zvals[0]
+        z0 = zvals[0] if sums is None else None
         # leading block-diagonal part
         if p1 == 1:
-            d = rs.sum_by_first(w * z0[:, 0] ** 2) + 1.0
+            d = (rs.sum_by_first(w * z0[:, 0] ** 2) if sums is None else sums[0]) + 1.0
             if not np.all(d > 0):
                 raise NotPositiveDefinite("penalized system not positive definite")
             L11 = np.sqrt(d)
@@ -201,7 +204,12 @@ class BlockedFactor:
         spat = pat.schur if qr else None          # block-diagonal S_zz (nested designs)
         size_zz = spat.total if spat is not None else qr * qr
         Szz = Szx = Sxx = None
-        if qr:
+        if qr and sums is not None:
+            Szz = sums[1] + 0.0
+            Szz[spat.diag if spat is not None else np.arange(qr) * (qr + 1)] += 1.0
+            self.blk = blk = (sums[2] * Linv[pat.blk_level, 0, 0]).reshape(pat.nblk, 1)
+            self.pat = pat
+        elif qr:
             vals = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]  # n x m_r
             wv = vals * w[:, None]
             # Zr'WZr + I (dense, or the flat storage of its diagonal blocks)
@@ -220,6 +228,7 @@ class BlockedFactor:
                 data = np.einsum("kb,kab->ka", blk, Linv[pat.blk_level]).ravel()
             self.blk = blk = data.reshape(pat.nblk, p1)
             self.pat = pat
+        if qr:
             if pat.pair_a is not None:
                 prodb = np.einsum("ka,ka->k", blk[pat.pair_a], blk[pat.pair_b]) if p1 > 1 \
                     else blk[pat.pair_a, 0] * blk[pat.pair_b, 0]
