@@ -112,6 +112,19 @@ def test_lmm_profiled_gradient(ds, f, reml):
     np.testing.assert_allclose(pr.gradient(th), gf, rtol=1e-6, atol=1e-5)
 
 
+def _assert_same_lmm(a, b, th):
+    """Two LmmProblems (cross-products, rows) agree at theta: deviance, log|M|, beta, u,
+    gradient and conditional variances."""
+    sa, sb = a.evaluate(th), b.evaluate(th)
+    assert abs(sa.deviance - sb.deviance) < 1e-9 * abs(sb.deviance)
+    np.testing.assert_allclose(sa.factor.logdet_Z(), sb.factor.logdet_Z(), rtol=1e-12)
+    np.testing.assert_allclose(sa.beta, sb.beta, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(sa.u, sb.u, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(a.gradient(th), b.gradient(th), rtol=1e-8, atol=1e-8)
+    for ca, cb in zip(a.conditional_u_variances(th), b.conditional_u_variances(th)):
+        np.testing.assert_allclose(ca, cb, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("reml", [True, False])
 @pytest.mark.parametrize("ds,f,weighted", [
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)", False),
@@ -134,14 +147,7 @@ def test_lmm_crossproducts_match_the_row_path(ds, f, weighted, reml, monkeypatch
     b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
     assert a._cp is not None and b._cp is None
     for th in (rs.theta_start() * 0.8 + 0.1, rs.theta_start() * 0.3):
-        sa, sb = a.evaluate(th), b.evaluate(th)
-        assert abs(sa.deviance - sb.deviance) < 1e-9 * abs(sb.deviance)
-        np.testing.assert_allclose(sa.beta, sb.beta, rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(sa.u, sb.u, rtol=1e-9, atol=1e-9)
-        np.testing.assert_allclose(sa.factor.logdet_Z(), sb.factor.logdet_Z(), rtol=1e-12)
-        np.testing.assert_allclose(a.gradient(th), b.gradient(th), rtol=1e-8, atol=1e-8)
-        np.testing.assert_allclose(a.conditional_u_variances(th)[0], b.conditional_u_variances(th)[0],
-                                   rtol=1e-10, atol=1e-12)
+        _assert_same_lmm(a, b, th)
 
 
 @pytest.mark.parametrize("reml", [True, False])
@@ -167,10 +173,4 @@ def test_lmm_scalar_crossproducts_match_the_row_path(ds, f, reml, monkeypatch):
             b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
         assert a._sc is not None and b._sc is None
         for th in (rs.theta_start() * 0.8 + 0.1, rs.theta_start() * 0.3):
-            sa, sb = a.evaluate(th), b.evaluate(th)
-            assert abs(sa.deviance - sb.deviance) < 1e-9 * abs(sb.deviance)
-            np.testing.assert_allclose(sa.beta, sb.beta, rtol=1e-9, atol=1e-9)
-            np.testing.assert_allclose(sa.u, sb.u, rtol=1e-9, atol=1e-9)
-            np.testing.assert_allclose(a.gradient(th), b.gradient(th), rtol=1e-8, atol=1e-8)
-            for ca, cb in zip(a.conditional_u_variances(th), b.conditional_u_variances(th)):
-                np.testing.assert_allclose(ca, cb, rtol=1e-10, atol=1e-12)
+            _assert_same_lmm(a, b, th)

@@ -25,7 +25,7 @@ import scipy.linalg as sla
 from ..linalg.blocked import BlockedFactor
 from ..linalg.restructure import ReStructure
 from .gradient import pattern_rows
-from .lmm_blocks import BlockDiagonalFactor, SingleTermCrossprods
+from .lmm_blocks import BlockDiagonalFactor, SingleTermCrossprods, solve_fixed_effects
 from .lmm_scalar import ScalarTermsCrossprods
 
 
@@ -98,12 +98,7 @@ class LmmProblem:
         if p:
             K = np.column_stack([rs.Ztr(zvals, self._wX[:, a]) for a in range(p)])
             B = np.column_stack([F.solve(K[:, a]) for a in range(p)])
-            S = self._XtWX - K.T @ B
-            try:
-                RX = sla.cholesky(S, lower=True, check_finite=False)
-            except (np.linalg.LinAlgError, ValueError) as e:
-                raise np.linalg.LinAlgError("fixed-effects system not positive definite") from e
-            beta = sla.cho_solve((RX, True), self._XtWy - K.T @ cu, check_finite=False)
+            RX, beta = solve_fixed_effects(self._XtWX, K.T @ B, self._XtWy - K.T @ cu)
             u = cu - B @ beta
             resid = self.y - X @ beta - rs.Zu(zvals, u)
         else:

@@ -31,6 +31,16 @@ import scipy.linalg as sla
 from ..linalg.restructure import ReStructure
 
 
+def solve_fixed_effects(XtWX: np.ndarray, KtB: np.ndarray, rhs: np.ndarray):
+    """R_X (lower Cholesky factor of S = X'WX - K'M^{-1}K) and beta = S^{-1} rhs; a
+    LinAlgError naming the fixed effects when S is not positive definite."""
+    try:
+        RX = sla.cholesky(XtWX - KtB, lower=True, check_finite=False)
+    except (np.linalg.LinAlgError, ValueError) as err:
+        raise np.linalg.LinAlgError("fixed-effects system not positive definite") from err
+    return RX, sla.cho_solve((RX, True), rhs, check_finite=False)
+
+
 class BlockDiagonalFactor:
     """The factor of M = blockdiag(M_j) for one term: what LmmState consumers ask of a factor."""
 
@@ -134,13 +144,8 @@ class SingleTermCrossprods:
         if self.p:
             K = np.einsum("ba,bpl->apl", T, self.C)          # T'C_j
             B = np.einsum("abl,bpl->apl", Minv, K)
-            S = self.XtWX - np.einsum("apl,aql->pq", K, B)
-            try:
-                RX = sla.cholesky(S, lower=True, check_finite=False)
-            except (np.linalg.LinAlgError, ValueError) as err:
-                raise np.linalg.LinAlgError("fixed-effects system not positive definite") from err
-            beta = sla.cho_solve((RX, True), self.XtWy - np.einsum("apl,al->p", K, cu),
-                                 check_finite=False)
+            RX, beta = solve_fixed_effects(self.XtWX, np.einsum("apl,aql->pq", K, B),
+                                           self.XtWy - np.einsum("apl,al->p", K, cu))
             u = cu - np.einsum("apl,p->al", B, beta)
         else:
             B, RX, beta, u = None, np.zeros((0, 0)), np.zeros(0), cu

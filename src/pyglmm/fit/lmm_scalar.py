@@ -24,6 +24,7 @@ import scipy.linalg as sla
 
 from ..linalg.blocked import BlockedFactor, BlockPattern
 from ..linalg.restructure import ReStructure
+from .lmm_blocks import solve_fixed_effects
 
 
 class ScalarTermsCrossprods:
@@ -107,12 +108,7 @@ class ScalarTermsCrossprods:
         if self.p:
             K = tc[:, None] * self.ZX
             B = np.column_stack([F.solve(K[:, a]) for a in range(self.p)])
-            S = self.XtWX - K.T @ B
-            try:
-                RX = sla.cholesky(S, lower=True, check_finite=False)
-            except (np.linalg.LinAlgError, ValueError) as err:
-                raise np.linalg.LinAlgError("fixed-effects system not positive definite") from err
-            beta = sla.cho_solve((RX, True), self.XtWy - K.T @ cu, check_finite=False)
+            RX, beta = solve_fixed_effects(self.XtWX, K.T @ B, self.XtWy - K.T @ cu)
             u = cu - B @ beta
         else:
             B, RX, beta, u = None, np.zeros((0, 0)), np.zeros(0), cu
