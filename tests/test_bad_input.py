@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import pyglmm
-from pyglmm import ConvergenceWarning, DataError, FormulaError
+from pyglmm import DataError, FormulaError
 
 
 @pytest.fixture(scope="module")
