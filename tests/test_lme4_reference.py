@@ -255,8 +255,8 @@ def test_refit_sweep_never_below_lme4(cid):
         f = cs["template"].format(y=col)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = pyglmm.lmer(f, d, REML=cs["kind"] == "REML") if cs["kind"] in ("REML", "ML") \
-                else pyglmm.glmer(f, d, family=cs["kind"])
+            m = pyglmm.lmer(f, d, REML=cs["kind"] == "REML", weights=cs.get("weights")) \
+                if cs["kind"] in ("REML", "ML") else pyglmm.glmer(f, d, family=cs["kind"])
         if ref is not None and m.loglik < ref - 1e-4:
             short.append((col, m.loglik, ref))
     assert not short, short

@@ -9,7 +9,7 @@ for (cid in names(cases)) {
   cs <- cases[[cid]]
   sim <- read.csv(file.path(dir, paste0(cid, ".csv")))
   if (is.null(cs$dataset)) {           # simulated design: covariates stored with the responses
-    d <- sim[c("x", "g", "h")]; d$g <- factor(d$g); d$h <- factor(d$h)
+    d <- sim[c("x", "g", "h", "w", "t")]; d$g <- factor(d$g); d$h <- factor(d$h)
     sim <- sim[grep("^ysim", names(sim))]
   } else d <- load_data(cs$dataset)
   ll <- numeric(0)
@@ -17,7 +17,8 @@ for (cid in names(cases)) {
     d[[y]] <- sim[[y]]
     f <- as.formula(gsub("\\{y\\}", y, cs$template))
     m <- tryCatch(suppressMessages(suppressWarnings(
-      if (cs$kind %in% c("REML", "ML")) lmer(f, d, REML = cs$kind == "REML")
+      if (cs$kind %in% c("REML", "ML") && !is.null(cs$weights)) lmer(f, d, REML = cs$kind == "REML", weights = w)
+      else if (cs$kind %in% c("REML", "ML")) lmer(f, d, REML = cs$kind == "REML")
       else if (cs$kind == "nbinom2") glmmTMB(f, d, family = nbinom2)
       else if (startsWith(cs$kind, "Gamma")) glmmTMB(f, d, family = Gamma(link = "log"))
       else glmer(f, d, family = cs$kind))), error = function(e) NULL)

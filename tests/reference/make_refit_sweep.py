@@ -51,7 +51,13 @@ CASES = [
     ("bin_cross_slope", None, "y ~ x + (1 + x | g) + (1 | h)", "binomial",
      "{y} ~ x + (1 + x | g) + (1 | h)"),
     ("pois_nested", None, "y ~ x + (1 | h/g)", "poisson", "{y} ~ x + (1 | h/g)"),
+    # prior weights (lmer) and an offset (glmer), through the cross-products paths too
+    ("lmm_weighted", None, "y ~ x + (1 + x | g)", "REML", "{y} ~ x + (1 + x | g)"),
+    ("lmm_scalar_weighted", None, "y ~ x + (1 | g) + (1 | h)", "ML", "{y} ~ x + (1 | g) + (1 | h)"),
+    ("pois_offset", None, "y ~ x + offset(log(t)) + (1 | g) + (1 | h)", "poisson",
+     "{y} ~ x + offset(log(t)) + (1 | g) + (1 | h)"),
 ]
+WEIGHTED = {"lmm_weighted", "lmm_scalar_weighted"}      # fitted with weights = w
 
 
 def simulated_design(cid: str) -> pd.DataFrame:
@@ -59,7 +65,8 @@ def simulated_design(cid: str) -> pd.DataFrame:
     response for the simulated cases (fixed seeds)."""
     seed, n, groups = {"bin_slope": (7, 600, 40), "pois_slope": (8, 800, 50),
                        "lmm_cross_slope": (9, 500, 30), "bin_cross_slope": (10, 800, 40),
-                       "pois_nested": (11, 600, 60)}[cid]
+                       "pois_nested": (11, 600, 60), "lmm_weighted": (12, 400, 30),
+                       "lmm_scalar_weighted": (13, 500, 40), "pois_offset": (14, 600, 40)}[cid]
     rng = np.random.default_rng(seed)
     g = rng.integers(0, groups, n)
     h = g // 6 if cid == "pois_nested" else rng.integers(0, 10, n)
@@ -68,13 +75,16 @@ def simulated_design(cid: str) -> pd.DataFrame:
     v = rng.normal(0, 0.5, h.max() + 1)
     eta = -0.3 + 0.5 * x + u[g, 0] + (0 if cid == "pois_nested" else u[g, 1] * x) + \
         (v[h] if cid in ("lmm_cross_slope", "bin_cross_slope", "pois_nested") else 0)
+    w = rng.uniform(0.3, 3.0, n)                        # prior weights (variance sigma^2 / w)
+    t = rng.uniform(0.5, 4.0, n)                        # exposure for the offset log(t)
     if cid.startswith("bin"):
         y = (rng.uniform(size=n) < 1 / (1 + np.exp(-eta))).astype(float)
     elif cid.startswith("pois"):
-        y = rng.poisson(np.exp(0.2 + eta)).astype(float)
+        y = rng.poisson(t * np.exp(0.2 + eta)).astype(float)
     else:
-        y = 2.0 + eta + rng.normal(size=n)
-    return pd.DataFrame({"x": x, "g": [f"g{k}" for k in g], "h": [f"h{k}" for k in h], "y": y})
+        y = 2.0 + eta + rng.normal(size=n) / np.sqrt(w)
+    return pd.DataFrame({"x": x, "g": [f"g{k}" for k in g], "h": [f"h{k}" for k in h], "w": w,
+                         "t": t, "y": y})
 
 
 def main() -> None:
@@ -83,16 +93,17 @@ def main() -> None:
     meta = {}
     for cid, ds, f, kind, tmpl in CASES:
         d = datasets.load_dataset(ds) if ds is not None else simulated_design(cid)
-        m = pyglmm.lmer(f, d, REML=kind == "REML") if kind in ("REML", "ML") else \
+        wts = "w" if cid in WEIGHTED else None
+        m = pyglmm.lmer(f, d, REML=kind == "REML", weights=wts) if kind in ("REML", "ML") else \
             pyglmm.glmer(f, d, family=kind)
         Y = m.simulate(NREP, seed=2026)
         if ds == "cbpp":                                   # proportions -> counts of size
             Y = np.rint(Y * d["size"].to_numpy()[:, None])
         cols = {f"ysim{i}": Y[:, i] for i in range(NREP)}
         out = pd.DataFrame(cols) if ds is not None else \
-            pd.concat([d[["x", "g", "h"]], pd.DataFrame(cols)], axis=1)
+            pd.concat([d[["x", "g", "h", "w", "t"]], pd.DataFrame(cols)], axis=1)
         out.to_csv(OUT / f"{cid}.csv", index=False, float_format="%.17g")
-        meta[cid] = {"dataset": ds, "kind": kind, "template": tmpl}
+        meta[cid] = {"dataset": ds, "kind": kind, "template": tmpl, "weights": wts}
     (OUT / "cases.json").write_text(json.dumps(meta, indent=1))
 
 
