@@ -247,7 +247,7 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
         _note_frame(frame)
     _check_identifiable(frame)
     rs, infos, sv = structure if structure is not None else \
-        _structure(frame, sort=len(frame.reterms) > 1 or not LmmProblem.use_crossprods)
+        _structure(frame, sort=LmmProblem.sorts_rows(len(frame.reterms)))
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)

@@ -25,7 +25,8 @@ import scipy.linalg as sla
 from ..linalg.blocked import BlockedFactor
 from ..linalg.restructure import ReStructure
 from .gradient import pattern_rows
-from .lmm_blocks import BlockDiagonalFactor, SingleTermCrossprods, solve_fixed_effects
+from .lmm_blocks import (BlockDiagonalFactor, CrossprodsLmm, SingleTermCrossprods,
+                         solve_fixed_effects)
 from .lmm_scalar import ScalarTermsCrossprods
 
 
@@ -49,11 +50,18 @@ class LmmState:
 class LmmProblem:
     """Profiled deviance of a linear mixed model (Bates et al. 2015, section 3).
 
-    One-term models are evaluated from per-level cross-products (`lmm_blocks`, cost independent
-    of n); the others from the rows through the blocked factor.
+    One-term models (`lmm_blocks`) and models whose terms are all scalar (`lmm_scalar`) are
+    evaluated from cross-products accumulated once, with no pass over the rows; the others from
+    the rows through the blocked factor.
     """
 
     use_crossprods = True        # False: the row-based path for every model (tests compare them)
+
+    @classmethod
+    def sorts_rows(cls, n_terms: int) -> bool:
+        """Whether the rows should be sorted by the first term's levels: the row path's segment
+        sums need it; the one-term cross-products reduce the rows once and gain nothing."""
+        return n_terms > 1 or not cls.use_crossprods
 
     def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, weights: np.ndarray,
                  offset: np.ndarray, REML: bool):
@@ -70,12 +78,12 @@ class LmmProblem:
             self.sum_log_w = float(np.log(weights[pos]).sum())
             self.n_eff = int(pos.sum())
         self._last: LmmState | None = None
-        self._cp = self._sc = None
+        self._xp: CrossprodsLmm | None = None
         if self.use_crossprods and len(rs.terms) == 1:
-            self._cp = SingleTermCrossprods(self.y, X, rs, weights)
+            self._xp = SingleTermCrossprods(self.y, X, rs, weights)
         elif self.use_crossprods and all(t.p == 1 for t in rs.terms):
-            self._sc = ScalarTermsCrossprods(self.y, X, rs, weights)
-        if self._cp is None and self._sc is None:     # the row path's weighted data
+            self._xp = ScalarTermsCrossprods(self.y, X, rs, weights)
+        else:                                         # the row path's weighted data
             self._wX = X * weights[:, None]
             self._XtWX = X.T @ self._wX
             self._wy = weights * self.y
@@ -87,10 +95,8 @@ class LmmProblem:
         last = self._last
         if last is not None and np.array_equal(last.theta, theta):
             return last
-        if self._cp is not None:
+        if self._xp is not None:
             return self._evaluate_crossprods(theta)
-        if self._sc is not None:
-            return self._evaluate_scalar(theta)
         rs, X, p = self.rs, self.X, self.p
         zvals = rs.scaled_values(theta)
         F = BlockedFactor(rs, zvals, self.w, None)
@@ -110,19 +116,10 @@ class LmmProblem:
         return st
 
     def _evaluate_crossprods(self, theta: np.ndarray) -> LmmState:
-        T, logdet, Minv, B, RX, beta, u, pwrss = self._cp.solve(theta)
+        F, RX, beta, u, pwrss = self._xp.parts(theta)
         if not pwrss > 0:
             raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
-        st = self._state(theta, beta + self._cp.b0, u.T.ravel(), pwrss, BlockDiagonalFactor(logdet),
-                         RX, None, None, None)
-        self._last = st
-        return st
-
-    def _evaluate_scalar(self, theta: np.ndarray) -> LmmState:
-        F, tc, B, RX, beta, u, pwrss = self._sc.solve(theta)
-        if not pwrss > 0:
-            raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
-        st = self._state(theta, beta + self._sc.b0, u, pwrss, F, RX, None, None, None)
+        st = self._state(theta, beta + self._xp.b0, u, pwrss, F, RX, None, None, None)
         self._last = st
         return st
 
@@ -156,10 +153,8 @@ class LmmProblem:
             st = self.evaluate(theta)
         except np.linalg.LinAlgError:
             return np.zeros(np.size(theta))
-        if self._cp is not None:
-            return self._cp.gradient(np.asarray(theta, float), self.REML, self.n_eff)
-        if self._sc is not None:
-            return self._sc.gradient(np.asarray(theta, float), self.REML, self.n_eff)
+        if self._xp is not None:
+            return self._xp.gradient(np.asarray(theta, float), self.REML, self.n_eff)
         rs, w, p = self.rs, self.w, self.p
         R1, Rr = pattern_rows(rs, st.zvals, st.factor)
         nn = self.n_eff - p if self.REML else self.n_eff
@@ -191,10 +186,8 @@ class LmmProblem:
         """Diagonal blocks of M^{-1} per term, (levels, p_k, p_k): the conditional variances of the
         spherical random effects up to sigma^2."""
         theta = np.asarray(theta, float)
-        if self._cp is not None:
-            return [np.moveaxis(self._cp.solve(theta)[2], 2, 0)]
-        if self._sc is not None:
-            return self._sc.solve(theta)[0].diag_inverse_blocks()
+        if self._xp is not None:
+            return self._xp.conditional_u_variances(theta)
         F = BlockedFactor(self.rs, self.rs.scaled_values(theta), self.w, None)
         return F.diag_inverse_blocks()
 

@@ -41,6 +41,35 @@ def solve_fixed_effects(XtWX: np.ndarray, KtB: np.ndarray, rhs: np.ndarray):
     return RX, sla.cho_solve((RX, True), rhs, check_finite=False)
 
 
+class CrossprodsLmm:
+    """What the cross-products LMM paths share: y centred on its weighted least-squares fit on X
+    (the same pwrss and u, beta shifted by b0; y'Wy is then of the size of pwrss, so the
+    normal-equation form of pwrss loses no digits) and the solve cached at the last theta.
+    Subclasses give `_solve`, `parts`, `gradient` and `conditional_u_variances`."""
+
+    def _centre(self, y: np.ndarray, X: np.ndarray, w: np.ndarray, unit: bool):
+        """Set XtWX, b0 and XtWy; return (centred y, WX)."""
+        wX = X if unit else X * w[:, None]
+        self.XtWX = X.T @ wX
+        if X.shape[1]:
+            self.b0 = np.linalg.lstsq(self.XtWX, wX.T @ y, rcond=None)[0]
+            y = y - X @ self.b0
+        else:
+            self.b0 = np.zeros(0)
+        self.XtWy = wX.T @ y
+        self._last = None
+        return y, wX
+
+    def solve(self, theta: np.ndarray):
+        """The solved system at theta (the last one cached: deviance and gradient share it)."""
+        key = np.asarray(theta, float).tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        out = self._solve(np.asarray(theta, float))
+        self._last = (key, out)
+        return out
+
+
 class BlockDiagonalFactor:
     """The factor of M = blockdiag(M_j) for one term: what LmmState consumers ask of a factor."""
 
@@ -82,7 +111,7 @@ def _chol_inv(M: np.ndarray) -> tuple[float, np.ndarray]:
     return logdet, np.moveaxis(np.matmul(np.swapaxes(Li, 1, 2), Li), 0, 2)
 
 
-class SingleTermCrossprods:
+class SingleTermCrossprods(CrossprodsLmm):
     """Cross-products of a one-term LMM and its profiled deviance and gradient from them.
 
     Blocks are stored levels-last, (p1, p1, levels): every product with T is then a vector
@@ -94,14 +123,7 @@ class SingleTermCrossprods:
         self.rs, self.p1, self.p = rs, t.p, X.shape[1]
         p1, p = self.p1, self.p
         unit = bool(np.all(w == 1.0))              # the usual case: no weight multiplications
-        wX = X if unit else X * w[:, None]
-        self.XtWX = X.T @ wX
-        # y minus its weighted least-squares fit on X: same pwrss, no cancellation in y'Wy
-        if p:
-            self.b0 = np.linalg.lstsq(self.XtWX, wX.T @ y, rcond=None)[0]
-            y = y - X @ self.b0
-        else:
-            self.b0 = np.zeros(0)
+        y, wX = self._centre(y, X, w, unit)
         xt = [np.ascontiguousarray(t.X[:, a]) for a in range(p1)]
         ones = [bool(np.all(c == 1.0)) for c in xt]   # the intercept column: no products
 
@@ -120,21 +142,20 @@ class SingleTermCrossprods:
             for a in range(p1):
                 self.C[a, c] = wsum(a, col)
         self.d = np.stack([wsum(a, y) for a in range(p1)])
-        self.XtWy = wX.T @ y
         self.yWy = float(y @ y) if unit else float(w @ (y * y))
         self.rows, self.cols = rs._tril[0]
-        self._last = None
 
-    def solve(self, theta: np.ndarray):
-        """(T, log|M|, M^{-1}, B, R_X, beta_centred, u, pwrss) at theta (the last one cached)."""
-        key = theta.tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        out = self._solve(theta)
-        self._last = (key, out)
-        return out
+    def parts(self, theta: np.ndarray):
+        """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""
+        T, logdet, Minv, B, RX, beta, u, pwrss = self.solve(theta)
+        return BlockDiagonalFactor(logdet), RX, beta, u.T.ravel(), pwrss
+
+    def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
+        """The blocks of M^{-1}, (levels, p1, p1)."""
+        return [np.moveaxis(self.solve(theta)[2], 2, 0)]
 
     def _solve(self, theta: np.ndarray):
+        """(T, log|M|, M^{-1}, B, R_X, beta_centred, u, pwrss) at theta."""
         T = self.rs.T_blocks(theta)[0]
         M = np.einsum("ba,bdl,dc->acl", T, self.A, T)       # T'A_jT
         M[np.arange(self.p1), np.arange(self.p1)] += 1.0

@@ -24,11 +24,16 @@ import scipy.linalg as sla
 
 from ..linalg.blocked import BlockedFactor, BlockPattern
 from ..linalg.restructure import ReStructure
-from .lmm_blocks import solve_fixed_effects
+from .lmm_blocks import CrossprodsLmm, solve_fixed_effects
 
 
-class ScalarTermsCrossprods:
-    """Fixed cross-products of an all-scalar-terms LMM; deviance pieces and gradient from them."""
+class ScalarTermsCrossprods(CrossprodsLmm):
+    """Fixed cross-products of an all-scalar-terms LMM; deviance pieces and gradient from them.
+
+    A = Z'WZ (unscaled) is kept as its nonzero entries: the first term's diagonal ``a0``, one
+    entry per block (rest column c, first-term level j) ``blk_raw``, and the entries of Zr'WZr as
+    coordinates ``rr_row``, ``rr_col``, ``rr_val`` (``rr_store``: their place in the factor's
+    storage of S_zz, dense or blockwise)."""
 
     def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray):
         pat = getattr(rs, "_block_pattern", None)
@@ -36,44 +41,27 @@ class ScalarTermsCrossprods:
             pat = rs._block_pattern = BlockPattern(rs)
         self.rs, self.pat, self.p = rs, pat, X.shape[1]
         n, qr, l1 = rs.n, rs.qr, pat.l1
-        wX = X * w[:, None]
-        self.XtWX = X.T @ wX
-        if self.p:
-            self.b0 = np.linalg.lstsq(self.XtWX, wX.T @ y, rcond=None)[0]
-            y = y - X @ self.b0
-        else:
-            self.b0 = np.zeros(0)
+        y, wX = self._centre(y, X, w, unit=False)
         x0 = rs.terms[0].X[:, 0]
         vals = np.column_stack([t.X[:, 0] for t in rs.terms[1:]])          # n x m rest values
         m = vals.shape[1]
         wv = vals * w[:, None]
         cols = pat.rest_cols                                               # n x m rest columns
-        # term (1..K-1) of every rest column; theta index per column of [first | rest]
-        slot_term = np.arange(1, len(rs.terms))                            # one slot per term
-        self.col_term = np.zeros(qr, dtype=np.int64)
-        for s in range(m):
-            self.col_term[cols[:, s]] = slot_term[s]
-        # first term's diagonal and the blocks Zr'WZ1
+        # term (1..K-1) of every rest column: the rest columns are ordered by term
+        self.col_term = np.repeat(np.arange(1, len(rs.terms)), [t.q for t in rs.terms[1:]])
         self.a0 = rs.sum_by_first(w * x0 * x0)
         self.blk_raw = np.bincount(pat.blk_inv.ravel(), weights=(wv * x0[:, None]).ravel(),
                                    minlength=pat.nblk)
         self.blk_term = self.col_term[pat.blk_row]
-        # Zr'WZr in the factor's storage, with the terms of each stored entry's row and column
-        size = pat.schur.total if pat.schur is not None else qr * qr
-        prod = (wv[:, :, None] * vals[:, None, :]).reshape(n, m * m)
-        self.rr_flat = np.bincount(pat.pair22.ravel(), weights=prod.ravel(), minlength=size)
-        self.flat_ta = np.zeros(size, dtype=np.int64)
-        self.flat_tb = np.zeros(size, dtype=np.int64)
-        p22 = pat.pair22.reshape(n, m, m)
-        for a in range(m):
-            for b in range(m):
-                self.flat_ta[p22[:, a, b]] = slot_term[a]
-                self.flat_tb[p22[:, a, b]] = slot_term[b]
-        # the same entries as coordinates (row, column, value), whatever the storage
         keys = (cols[:, :, None] * qr + cols[:, None, :]).reshape(n, m * m).ravel()
         uk, inv = np.unique(keys, return_inverse=True)
         self.rr_row, self.rr_col = uk // qr, uk % qr
-        self.rr_val = np.bincount(inv, weights=prod.ravel(), minlength=uk.size)
+        prod = (wv[:, :, None] * vals[:, None, :]).ravel()
+        self.rr_val = np.bincount(inv, weights=prod, minlength=uk.size)
+        spat = pat.schur
+        self.rr_store = spat.flat(self.rr_row, self.rr_col) if spat is not None else uk
+        self.rr_size = spat.total if spat is not None else qr * qr
+        self.rr_theta_terms = (self.col_term[self.rr_row], self.col_term[self.rr_col])
         # Z'Wy and Z'WX (unscaled), first-term levels then rest columns
         self.Zy = np.concatenate([rs.sum_by_first(w * x0 * y),
                                   np.bincount(cols.ravel(), weights=(wv * y[:, None]).ravel(),
@@ -84,24 +72,29 @@ class ScalarTermsCrossprods:
             ZX[l1:, c] = np.bincount(cols.ravel(), weights=(vals * wX[:, c:c + 1]).ravel(),
                                      minlength=qr)
         self.ZX = ZX
-        self.XtWy = wX.T @ y
         self.yWy = float(w @ (y * y))
         self.l1 = l1
-        self._last = None
 
     def _theta_cols(self, theta: np.ndarray) -> np.ndarray:
         """theta of every random-effect column (first-term levels, then rest columns)."""
         return np.concatenate([np.full(self.l1, theta[0]), theta[self.col_term]])
 
-    def solve(self, theta: np.ndarray):
-        """(factor F of M, theta per column, B, R_X, beta (centred y), u, Lambda Z'Wy, pwrss)."""
-        key = theta.tobytes()
-        if self._last is not None and self._last[0] == key:
-            return self._last[1]
-        th = np.asarray(theta, float)
-        sums = (th[0] ** 2 * self.a0, self.rr_flat * th[self.flat_ta] * th[self.flat_tb],
-                self.blk_raw * th[0] * th[self.blk_term])
-        F = BlockedFactor(self.rs, None, None, None, sums=sums)
+    def parts(self, theta: np.ndarray):
+        """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""
+        F, tc, B, RX, beta, u, pwrss = self.solve(theta)
+        return F, RX, beta, u, pwrss
+
+    def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
+        """Diagonal blocks of M^{-1} per term."""
+        return self.solve(theta)[0].diag_inverse_blocks()
+
+    def _solve(self, th: np.ndarray):
+        """(factor F of M, theta per column, B, R_X, beta (centred y), u, pwrss)."""
+        ta, tb = self.rr_theta_terms
+        Szz = np.zeros(self.rr_size)
+        Szz[self.rr_store] = self.rr_val * th[ta] * th[tb]
+        F = BlockedFactor(self.rs, None, None, None,
+                          sums=(th[0] ** 2 * self.a0, Szz, self.blk_raw * th[0] * th[self.blk_term]))
         tc = self._theta_cols(th)
         ly = tc * self.Zy
         cu = F.solve(ly)
@@ -113,9 +106,7 @@ class ScalarTermsCrossprods:
         else:
             B, RX, beta, u = None, np.zeros((0, 0)), np.zeros(0), cu
         pwrss = self.yWy - float(u @ ly) - float(beta @ self.XtWy)
-        out = (F, tc, B, RX, beta, u, pwrss)
-        self._last = (key, out)
-        return out
+        return F, tc, B, RX, beta, u, pwrss
 
     def _per_term(self, per_col: np.ndarray) -> np.ndarray:
         """Sum of per-column values by term (first term's levels, then each rest term)."""
@@ -123,50 +114,47 @@ class ScalarTermsCrossprods:
         out[0] += per_col[:self.l1].sum()
         return out
 
-    def _A_times(self, v: np.ndarray) -> np.ndarray:
-        """A v over its nonzero entries (A = Z'WZ, unscaled)."""
+    def _row_sums(self, diag, blk_for_level, blk_for_col, rr) -> np.ndarray:
+        """Per row c of A: sum over its nonzero entries A_cd times the given per-entry factors
+        (first-term diagonal; a block seen from its level's row, from its column's row; Zr'WZr)."""
         pat, l1 = self.pat, self.l1
-        out = np.empty(v.size)
-        out[:l1] = self.a0 * v[:l1] + np.bincount(pat.blk_level, weights=self.blk_raw * v[l1 + pat.blk_row],
-                                                  minlength=l1)
-        out[l1:] = np.bincount(pat.blk_row, weights=self.blk_raw * v[pat.blk_level], minlength=v.size - l1) + \
-            np.bincount(self.rr_row, weights=self.rr_val * v[l1 + self.rr_col], minlength=v.size - l1)
+        q = l1 + self.col_term.size
+        out = np.empty(q)
+        out[:l1] = self.a0 * diag + np.bincount(pat.blk_level, weights=self.blk_raw * blk_for_level,
+                                                minlength=l1)
+        out[l1:] = np.bincount(pat.blk_row, weights=self.blk_raw * blk_for_col, minlength=q - l1) + \
+            np.bincount(self.rr_row, weights=self.rr_val * rr, minlength=q - l1)
         return out
 
-    def _A_dot(self, th_cols: np.ndarray, Mc, G=None) -> np.ndarray:
-        """Per column c: sum_d A_cd theta_d X_dc, for X = M^{-1} on the pattern (Mc: the selected
-        inverse) or X = G given by a function of (rows, cols)."""
+    def _A_times(self, v: np.ndarray) -> np.ndarray:
+        """A v (A = Z'WZ, unscaled)."""
         pat, l1 = self.pat, self.l1
-        if G is None:
-            G11, Q, Sinv = Mc
-            g_diag, g_blk, g_rr = G11[:, 0, 0], Q[:, 0], Sinv.at(self.rr_row, self.rr_col)
-        else:
-            g_diag = G(np.arange(l1), np.arange(l1))
-            g_blk = G(pat.blk_level, l1 + pat.blk_row)
-            g_rr = G(l1 + self.rr_row, l1 + self.rr_col)
-        out = np.empty(th_cols.size)
-        out[:l1] = self.a0 * th_cols[:l1] * g_diag + \
-            np.bincount(pat.blk_level, weights=self.blk_raw * th_cols[l1 + pat.blk_row] * g_blk,
-                        minlength=l1)
-        out[l1:] = np.bincount(pat.blk_row, weights=self.blk_raw * th_cols[pat.blk_level] * g_blk,
-                               minlength=th_cols.size - l1) + \
-            np.bincount(self.rr_row, weights=self.rr_val * th_cols[l1 + self.rr_col] * g_rr,
-                        minlength=th_cols.size - l1)
-        return out
+        return self._row_sums(v[:l1], v[l1 + pat.blk_row], v[pat.blk_level], v[l1 + self.rr_col])
+
+    def _A_theta_dot(self, tc: np.ndarray, x_diag, x_blk, x_rr) -> np.ndarray:
+        """Per column c: sum_d A_cd theta_d X_dc, for a symmetric X given on A's pattern."""
+        pat, l1 = self.pat, self.l1
+        return self._row_sums(tc[:l1] * x_diag, tc[l1 + pat.blk_row] * x_blk,
+                              tc[pat.blk_level] * x_blk, tc[l1 + self.rr_col] * x_rr)
 
     def gradient(self, theta: np.ndarray, REML: bool, n_eff: int) -> np.ndarray:
         """Exact gradient of the profiled ML / REML deviance in theta."""
-        F, tc, B, RX, beta, u, pwrss = self.solve(np.asarray(theta, float))
-        g = 2.0 * self._per_term(self._A_dot(tc, F.selected_inverse()))       # d log|M|
+        F, tc, B, RX, beta, u, pwrss = self.solve(theta)
+        G11, Q, Sinv = F.selected_inverse()
+        g = 2.0 * self._per_term(self._A_theta_dot(tc, G11[:, 0, 0], Q[:, 0],
+                                                   Sinv.at(self.rr_row, self.rr_col)))   # log|M|
         zwr = self.Zy - (self.ZX @ beta if self.p else 0.0) - self._A_times(tc * u)
         nn = n_eff - self.p if REML else n_eff
         g -= (2.0 * nn / pwrss) * self._per_term(zwr * u)                      # d pwrss
         if REML and self.p:
-            Sinv = sla.cho_solve((RX, True), np.eye(self.p), check_finite=False)
-            BS = B @ Sinv
+            Sinv_x = sla.cho_solve((RX, True), np.eye(self.p), check_finite=False)
+            BS = B @ Sinv_x
+            pat, l1 = self.pat, self.l1
 
-            def G(r, c):
+            def G(r, c):                                                       # B S^-1 B'
                 return np.einsum("kp,kp->k", BS[r], B[c])
-            g += 2.0 * self._per_term(self._A_dot(tc, None, G))
+            g += 2.0 * self._per_term(self._A_theta_dot(
+                tc, G(np.arange(l1), np.arange(l1)), G(pat.blk_level, l1 + pat.blk_row),
+                G(l1 + self.rr_row, l1 + self.rr_col)))
             g -= 2.0 * self._per_term(np.einsum("cp,cp->c", self.ZX, BS))
         return g
