@@ -157,6 +157,12 @@ def _gradient_floor(f: float) -> float:
     return max(1e-4, 1e-8 * abs(f)) if np.isfinite(f) else 1e-4
 
 
+def _projected_gradient(x: np.ndarray, g: np.ndarray, lb: np.ndarray) -> float:
+    """max |g| over the components free to move (a positive slope at a lower bound is not)."""
+    at_lb = (x <= lb + 1e-12) & (g > 0)
+    return float(np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0))
+
+
 class _Stalled(Exception):
     """Raised inside L-BFGS-B's line search once it only evaluates rounding noise."""
 
@@ -185,8 +191,7 @@ class _StallGuard:
 
     def on_g(self, x: np.ndarray, g: np.ndarray) -> None:
         if x.tobytes() == self.best_key:
-            at_lb = (x <= self.lb + 1e-12) & (g > 0)
-            self.best_pg = float(np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0))
+            self.best_pg = _projected_gradient(x, g, self.lb)
 
 
 def _lbfgsb(fun, jac, x, lb, bounds, options):
@@ -222,7 +227,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     lme4 uses BOBYQA too), which needs far fewer deviance evaluations than a
     finite-difference gradient method in the few dimensions of (theta, beta); a short
     L-BFGS-B polish follows only if the final projected gradient is not small.
-    method "lbfgsb": L-BFGS-B with central-difference gradients throughout.
+    method "lbfgsb": L-BFGS-B with central-difference gradients throughout; with ``grad`` (an
+    exact gradient) always L-BFGS-B with it.
     """
     cf = _Counted(f, verbose, label, progress)
     x0 = np.maximum(np.asarray(x0, float), lb)
@@ -256,25 +262,19 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
             summ.optimizer = "L-BFGS-B (central differences)"
         attempts = 4
     polish = method != "cobyqa"
+    opts = {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20}
     if not polish:
-        g = jac(x)
-        at_lb = (x <= lb + 1e-12) & (g > 0)
-        pg = np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0)
-        if pg > 1e-3:
+        if _projected_gradient(x, jac(x), lb) > 1e-3:
             polish, attempts = True, 3
             summ.optimizer += " + L-BFGS-B polish"
     if polish:
         for attempt in range(attempts):
-            res = _lbfgsb(fun, jac, x, lb, bounds,
-                          {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
+            res = _lbfgsb(fun, jac, x, lb, bounds, opts)
             moved = np.max(np.abs(res.x - x))
             x = res.x
             # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
             # curvature memory) while the projected gradient is not small
-            g = jac(x)
-            at_lb = (x <= lb + 1e-12) & (g > 0)
-            pg = np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0)
-            if pg < _gradient_floor(res.fun) or moved < 1e-12:
+            if _projected_gradient(x, jac(x), lb) < _gradient_floor(res.fun) or moved < 1e-12:
                 break
     best_f, best_x = cf.best
     if best_x is not None and best_f < res.fun:
@@ -287,8 +287,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         xr = _edge_restart_point(fun, x, lb)
         if xr is None:
             break
-        res = _lbfgsb(fun, jac, xr, lb, bounds,
-                      {"maxiter": maxiter, "ftol": ftol, "gtol": gtol, "maxcor": 20})
+        res = _lbfgsb(fun, jac, xr, lb, bounds, opts)
         if res.fun < fun(x):
             x = np.asarray(res.x, float)
             summ.optimizer += " + edge restart"
