@@ -29,11 +29,7 @@ def interaction_codes(factors: list[Variable]) -> tuple[np.ndarray, list[str]]:
         combos = np.column_stack([combos[uk // len(f.levels)], uk % len(f.levels)])
     uk, codes = _dense_unique(codes)
     combos = combos[uk]
-    if len(factors) == 1:
-        lev = factors[0].levels
-        labels = list(lev) if uk.size == len(lev) else [lev[c] for c in combos[:, 0]]
-    else:
-        labels = [":".join(f.levels[c] for f, c in zip(factors, row)) for row in combos]
+    labels = [":".join(f.levels[c] for f, c in zip(factors, row)) for row in combos]
     return codes.astype(np.int64, copy=False).reshape(-1), labels
 
 

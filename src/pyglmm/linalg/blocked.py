@@ -160,6 +160,8 @@ class BlockedFactor:
         self.rs = rs
         self.p = 0 if X is None else X.shape[1]
         l1, p1 = pat.l1, pat.p1
+        if sums is not None and (p1 != 1 or X is not None):
+            raise ValueError("precomputed sums serve scalar terms without fixed effects only")
         z0 = zvals[0] if sums is None else None
         # leading block-diagonal part
         if p1 == 1:
