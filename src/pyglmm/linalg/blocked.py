@@ -153,7 +153,8 @@ class BlockedFactor:
                  X: np.ndarray | None = None, sums: tuple | None = None):
         """``sums``: (d, Szz, blk), the row sums this factor needs for scalar terms without X,
         already accumulated (w z0^2 per first-term level, Zr'WZr in the pattern's storage, Zr'WZ1
-        per block); then neither ``zvals`` nor ``w`` is read (lmer from cross-products)."""
+        per block); then neither ``zvals`` nor ``w`` is read (lmer from cross-products). The Zr'WZr
+        array is taken over and updated in place."""
         pat = getattr(rs, "_block_pattern", None)
         if pat is None:
             pat = rs._block_pattern = BlockPattern(rs)
@@ -207,7 +208,7 @@ class BlockedFactor:
         size_zz = spat.total if spat is not None else qr * qr
         Szz = Szx = Sxx = None
         if qr and sums is not None:
-            Szz = sums[1] + 0.0
+            Szz = sums[1]                         # taken over (updated in place), not copied
             Szz[spat.diag if spat is not None else np.arange(qr) * (qr + 1)] += 1.0
             self.blk = blk = (sums[2] * Linv[pat.blk_level, 0, 0]).reshape(pat.nblk, 1)
             self.pat = pat
