@@ -8,11 +8,13 @@ With ``joint=True`` beta is updated with u (lme4's nAGQ = 0 stage).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..linalg.blocked import BlockedFactor, NotPositiveDefinite
 from ..linalg.restructure import ReStructure
+from . import compiled
 
 
 class PirlsFailure(RuntimeError):
@@ -25,11 +27,20 @@ class PirlsResult:
     beta: np.ndarray
     eta: np.ndarray
     mu: np.ndarray
-    factor: BlockedFactor
     loglik_cond: float      # sum of log f(y_i | u)
     sqr_u: float            # ||u||^2
     deviance: float         # Laplace approximation to -2 log L
     iterations: int
+    _factor: BlockedFactor | None = None
+    _factor_fn: Callable[[], BlockedFactor] | None = None   # builds it when first asked for
+
+    @property
+    def factor(self) -> BlockedFactor:
+        """The blocked factor of Lambda'Z'WZLambda + I at the mode (built on demand after a
+        compiled PIRLS, which keeps only its own blocks)."""
+        if self._factor is None:
+            self._factor = self._factor_fn()
+        return self._factor
 
 
 class GlmmProblem:
@@ -82,27 +93,33 @@ class GlmmProblem:
             self._sat = float(-2.0 * self.family.loglik(self.y, self.y, self.w_prior).sum())
         return self._sat
 
+    def _dev_constant(self) -> float:
+        """The y-only part of sum(dev_resids) for Poisson and binomial (cached with the weighted
+        y the remaining log terms need): 2 sum w y log y (- y), with 0 log 0 = 0."""
+        if getattr(self, "_dconst", None) is None:
+            y, wt = self.y, self.w_prior
+            with np.errstate(divide="ignore", invalid="ignore"):
+                a = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+                if self.family.name == "poisson":
+                    self._dconst = float(2.0 * (wt * (a - y)).sum())
+                else:
+                    b = np.where(y < 1, (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0)), 0.0)
+                    self._dconst = float(2.0 * (wt * (a + b)).sum())
+            self._wy, self._w1y = wt * y, wt * (1 - y)
+        return self._dconst
+
     def _devsum(self, mu, eta=None) -> float:
         """sum(dev_resids): for Poisson and binomial as a cached y-only constant plus log terms."""
         fam, y, wt = self.family, self.y, self.w_prior
         if fam.name == "poisson":
-            if getattr(self, "_dconst", None) is None:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ylogy = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
-                self._dconst = float(2.0 * (wt * (ylogy - y)).sum())
-                self._wy_p = wt * y
+            dconst = self._dev_constant()
             if eta is not None and fam.link.name == "log" and eta.min() > -30 and eta.max() < 700:
                 # log mu = eta for the log link: no logarithm needed
-                return self._dconst + 2.0 * float(wt @ mu - self._wy_p @ eta)
+                return dconst + 2.0 * float(wt @ mu - self._wy @ eta)
             with np.errstate(divide="ignore"):
-                return self._dconst + 2.0 * float(wt @ (mu - y * np.log(mu)))
+                return dconst + 2.0 * float(wt @ (mu - y * np.log(mu)))
         if fam.name == "binomial":
-            if getattr(self, "_dconst", None) is None:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    a = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
-                    b = np.where(y < 1, (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0)), 0.0)
-                self._dconst = float(2.0 * (wt * (a + b)).sum())
-                self._wy, self._w1y = wt * y, wt * (1 - y)
+            dconst = self._dev_constant()
             if eta is not None and fam.link.name == "logit" and eta.min() > -30 and eta.max() < 30:
                 # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta) for the logit link;
                 # log(1 + e^eta) = max(eta, 0) + log(1 + e^-|eta|) (np.logaddexp is 10x slower)
@@ -112,13 +129,41 @@ class GlmmProblem:
                 t += 1.0
                 np.log(t, out=t)
                 t += np.maximum(eta, 0.0)
-                return self._dconst + 2.0 * float(wt @ t - self._wy @ eta)
+                return dconst + 2.0 * float(wt @ t - self._wy @ eta)
             with np.errstate(divide="ignore"):
-                return self._dconst - 2.0 * float(self._wy @ np.log(mu) + self._w1y @ np.log1p(-mu))
+                return dconst - 2.0 * float(self._wy @ np.log(mu) + self._w1y @ np.log1p(-mu))
         return float(fam.dev_resids(y, mu, wt).sum())
 
     def _pdev(self, mu, u, phi, eta=None):
         return self._devsum(mu, eta) / phi + float(u @ u)
+
+    def _kernel_code(self) -> int | None:
+        """The compiled kernels' family code when they cover this problem (one term, Poisson-log
+        or binomial-logit, lme4's Fisher weights), else None."""
+        if len(self.rs.terms) != 1 or self.laplace_weights != "expected" or compiled.kernels() is None:
+            return None
+        return compiled.family_code(self.family)
+
+    def _pirls_compiled(self, theta, beta, base, u, phi, try_zero) -> PirlsResult:
+        """PIRLS by the compiled one-term kernel: the same algorithm as `pirls` below."""
+        rs = self.rs
+        Xt, codes = rs.term_rows(0)
+        T = rs.T_blocks(theta)[0]
+        Z = Xt * T[0, 0] if T.shape[0] == 1 else Xt @ T
+        status, u, eta, mu, w, pdev, logdet, it = compiled.kernels().pirls(
+            compiled.family_code(self.family), Z, codes, rs.terms[0].nlevels, base, self.y,
+            self.w_prior, float(phi), self._dev_constant(), u, bool(try_zero), self.tol, self.max_iter)
+        if status == 1:
+            raise PirlsFailure("penalized system not positive definite")
+        if status == 2:
+            raise PirlsFailure("PIRLS did not converge: the linear predictor diverged")
+        self._u_warm = u.copy()
+        self._theta_warm = theta.copy()
+        sqr_u = float(u @ u)
+        ll = -0.5 * ((pdev - sqr_u) + self._saturated_m2ll())
+        return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, loglik_cond=ll, sqr_u=sqr_u,
+                           deviance=-2.0 * ll + sqr_u + logdet, iterations=it,
+                           _factor_fn=lambda: BlockedFactor(rs, rs.scaled_values(theta), w, None))
 
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
               u0: np.ndarray | None = None) -> PirlsResult:
@@ -126,18 +171,20 @@ class GlmmProblem:
         if family is not None:
             self.family = family
         rs, X, y = self.rs, self.X, self.y
-        zvals = rs.scaled_values(theta)
         u = (self._u_warm if u0 is None else u0).copy()
         beta = np.asarray(beta, float).copy()
         base = self.offset + X @ beta          # fixed during PIRLS unless joint
-        eta = base + rs.Zu(zvals, u)
-        mu, d, var, w = self._moments(eta, phi)
-        pdev = self._pdev(mu, u, phi, eta)
         theta = np.asarray(theta, float)
         tw = self._theta_warm
         # a short step in theta (finite differences, late optimiser steps): the warm mode is good
         near = (tw is not None and tw.shape == theta.shape and
                 np.max(np.abs(theta - tw), initial=0.0) < 0.05 * max(1.0, np.max(np.abs(tw), initial=0.0)))
+        if not joint and self._kernel_code() is not None:
+            return self._pirls_compiled(theta, beta, base, u, phi, u0 is None and not near and np.any(u))
+        zvals = rs.scaled_values(theta)
+        eta = base + rs.Zu(zvals, u)
+        mu, d, var, w = self._moments(eta, phi)
+        pdev = self._pdev(mu, u, phi, eta)
         if u0 is None and not near and np.any(u):
             # the previous mode is a poor start after a long step in theta: start from u = 0
             # when that is better (it is the mode of the penalty alone)
@@ -216,5 +263,5 @@ class GlmmProblem:
         else:
             ll = float(self.family.loglik(y, mu, self.w_prior, phi).sum())
         dev = -2.0 * ll + sqr_u + F.logdet_Z()
-        return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, factor=F, loglik_cond=ll, sqr_u=sqr_u,
+        return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, _factor=F, loglik_cond=ll, sqr_u=sqr_u,
                            deviance=dev, iterations=it)

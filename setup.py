@@ -1,0 +1,15 @@
+"""Build the optional compiled kernels (Cython). When they cannot be compiled the install still
+succeeds and pyglmm runs its pure numpy/scipy code paths (pyglmm.fit.compiled.AVAILABLE)."""
+from setuptools import Extension, setup
+
+try:
+    from Cython.Build import cythonize
+except ImportError:          # no Cython: pure-Python install
+    ext_modules = []
+else:
+    ext_modules = cythonize(
+        [Extension("pyglmm.fit._onegroup", ["src/pyglmm/fit/_onegroup.pyx"], optional=True,
+                   extra_compile_args=["-O3"])],
+        compiler_directives={"language_level": 3}, quiet=True)
+
+setup(ext_modules=ext_modules)

@@ -1,0 +1,310 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled PIRLS and Laplace gradient for GLMMs with one random-effects term (canonical links).
+
+One term with k columns makes Lambda'Z'WZLambda + I block diagonal, one k x k block per level.
+These loops do per row and per level what fit/pirls.py and fit/gradient.py do with numpy calls,
+without the per-call overhead that dominates small and medium data sets; the algorithms (step
+halving, stopping rules, deviance forms) are the same, and the tests compare the two paths.
+Families: 0 = Poisson with log link, 1 = binomial with logit link (R's clamps included).
+"""
+import numpy as np
+from libc.math cimport exp, log, log1p, fabs, sqrt, isfinite
+from libc.string cimport memset
+from libc.stdint cimport int64_t
+
+cdef double EPS = 2.220446049250313e-16
+
+
+cdef inline double _linkinv(int fam, double eta) noexcept nogil:
+    """R's linkinv: exp(eta) floored at eps (log); logistic with eta clamped at +-30 (logit)."""
+    cdef double e
+    if fam == 0:
+        e = exp(eta)
+        return e if e > EPS else EPS
+    if eta < -30.0:
+        e = EPS
+    elif eta > 30.0:
+        e = 1.0 / EPS
+    else:
+        e = exp(eta)
+    return e / (1.0 + e)
+
+
+cdef inline double _dev_half(int fam, double y, double wt, double eta, double mu) noexcept nogil:
+    """A row's share of (sum(dev_resids) - its y-only constant) / 2, in pirls.py's forms."""
+    if fam == 0:
+        if eta > -30.0 and eta < 700.0:
+            return wt * (mu - y * eta)
+        return wt * (mu - y * log(mu))
+    if fabs(eta) < 30.0:
+        return wt * ((eta if eta > 0.0 else 0.0) + log1p(exp(-fabs(eta))) - y * eta)
+    return -wt * (y * log(mu) + (1.0 - y) * log1p(-mu))
+
+
+cdef double _pdev(int fam, Py_ssize_t n, Py_ssize_t k, const double* Z, const int64_t* codes,
+                  const double* base, const double* y, const double* wt, const double* u,
+                  Py_ssize_t nu, double dconst, double phi, double* eta, double* mu) noexcept nogil:
+    """eta = base + Z Lambda u, mu, and the penalised deviance sum(dev)/phi + |u|^2."""
+    cdef Py_ssize_t i, a, j
+    cdef double s = 0.0, e, su = 0.0
+    for i in range(n):
+        j = codes[i] * k
+        e = base[i]
+        for a in range(k):
+            e += Z[i * k + a] * u[j + a]
+        eta[i] = e
+        mu[i] = _linkinv(fam, e)
+        s += _dev_half(fam, y[i], wt[i], e, mu[i])
+    for a in range(nu):
+        su += u[a] * u[a]
+    return (dconst + 2.0 * s) / phi + su
+
+
+cdef inline void _weights(int fam, Py_ssize_t n, const double* mu, const double* wt, double phi,
+                          double* w) noexcept nogil:
+    """Fisher weights (= the observed curvature for canonical links)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if fam == 0:
+            w[i] = wt[i] * mu[i] / phi
+        else:
+            w[i] = wt[i] * mu[i] * (1.0 - mu[i]) / phi
+
+
+cdef int _factor(Py_ssize_t n, Py_ssize_t k, Py_ssize_t nlev, const double* Z, const int64_t* codes,
+                 const double* w, double* L) noexcept nogil:
+    """L_j = lower Cholesky factor of I + sum_{rows of j} w z z' (rows of Z Lambda); -1 if a
+    block is not positive definite."""
+    cdef Py_ssize_t i, j, a, b, c, kk = k * k
+    cdef double wi, s
+    cdef double* Lj
+    memset(L, 0, nlev * kk * sizeof(double))
+    for j in range(nlev):
+        for a in range(k):
+            L[j * kk + a * k + a] = 1.0
+    for i in range(n):
+        Lj = L + codes[i] * kk
+        wi = w[i]
+        for a in range(k):
+            for b in range(a + 1):
+                Lj[a * k + b] += wi * Z[i * k + a] * Z[i * k + b]
+    for j in range(nlev):
+        Lj = L + j * kk
+        for a in range(k):
+            s = Lj[a * k + a]
+            for c in range(a):
+                s -= Lj[a * k + c] * Lj[a * k + c]
+            if not s > 0.0:
+                return -1
+            s = sqrt(s)
+            Lj[a * k + a] = s
+            for b in range(a + 1, k):
+                wi = Lj[b * k + a]
+                for c in range(a):
+                    wi -= Lj[b * k + c] * Lj[a * k + c]
+                Lj[b * k + a] = wi / s
+    return 0
+
+
+cdef inline void _block_solve(Py_ssize_t k, const double* Lj, double* x) noexcept nogil:
+    """x <- (L_j L_j')^{-1} x in place."""
+    cdef Py_ssize_t a, c
+    cdef double s
+    for a in range(k):
+        s = x[a]
+        for c in range(a):
+            s -= Lj[a * k + c] * x[c]
+        x[a] = s / Lj[a * k + a]
+    for a in range(k - 1, -1, -1):
+        s = x[a]
+        for c in range(a + 1, k):
+            s -= Lj[c * k + a] * x[c]
+        x[a] = s / Lj[a * k + a]
+
+
+cdef double _logdet(Py_ssize_t k, Py_ssize_t nlev, const double* L) noexcept nogil:
+    cdef Py_ssize_t j, a
+    cdef double s = 0.0
+    for j in range(nlev):
+        for a in range(k):
+            s += log(L[j * k * k + a * k + a])
+    return 2.0 * s
+
+
+def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t nlev, const double[::1] base,
+          const double[::1] y, const double[::1] wt, double phi, double dconst, const double[::1] u0,
+          bint try_zero, double tol, int max_iter):
+    """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules).
+
+    Z holds the rows of Z Lambda (n x k), base = offset + X beta. Returns (status, u, eta, mu, w,
+    pdev, logdet, iterations): status 0 ok, 1 a block not positive definite, 2 diverged.
+    """
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], nu = nlev * k, i, j, a, it, h
+    u_a = np.array(u0, dtype=np.float64)
+    un_a = np.empty(nu)
+    d_a = np.empty(nu)
+    eta_a, mu_a, w_a = np.empty(n), np.empty(n), np.empty(n)
+    etan_a, mun_a = np.empty(n), np.empty(n)
+    L_a = np.empty(nlev * k * k)
+    cdef double[::1] u = u_a, un = un_a, delta = d_a, eta = eta_a, mu = mu_a, w = w_a
+    cdef double[::1] etan = etan_a, mun = mun_a, L = L_a
+    cdef double pdev, p0, pn, dec, dmax, step, change, r
+    cdef bint converged = False, have_factor = False
+    cdef int status = 0, iters = 0
+    cdef const double* Zp = &Z[0, 0]
+    with nogil:
+        pdev = _pdev(fam, n, k, &Z[0, 0], &codes[0], &base[0], &y[0], &wt[0], &u[0], nu, dconst,
+                     phi, &eta[0], &mu[0])
+        if try_zero or not isfinite(pdev):
+            # the mode of the penalty alone, u = 0, when the warm start is worse (or not finite)
+            for a in range(nu):
+                un[a] = 0.0
+            p0 = _pdev(fam, n, k, &Z[0, 0], &codes[0], &base[0], &y[0], &wt[0], &un[0], nu, dconst,
+                       phi, &etan[0], &mun[0])
+            if not isfinite(pdev) or p0 < pdev:
+                for a in range(nu):
+                    u[a] = 0.0
+                for i in range(n):
+                    eta[i] = etan[i]
+                    mu[i] = mun[i]
+                pdev = p0
+        _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+        for it in range(1, max_iter + 1):
+            iters = it
+            if _factor(n, k, nlev, &Z[0, 0], &codes[0], &w[0], &L[0]) != 0:
+                status = 1
+                break
+            have_factor = True
+            # g_u = (Z Lambda)' score - u,  delta = M^{-1} g_u
+            for a in range(nu):
+                delta[a] = -u[a]
+            for i in range(n):
+                r = wt[i] * (y[i] - mu[i]) / phi
+                j = codes[i] * k
+                for a in range(k):
+                    delta[j + a] += Zp[i * k + a] * r
+            dec = 0.0
+            for a in range(nu):
+                un[a] = delta[a]                  # keep g_u for the decrement
+            for j in range(nlev):
+                _block_solve(k, &L[j * k * k], &delta[j * k])
+            dmax = 0.0
+            for a in range(nu):
+                dec += un[a] * delta[a]
+                if fabs(delta[a]) > dmax:
+                    dmax = fabs(delta[a])
+            if dec < tol * (1.0 + fabs(pdev)) and dmax < 1e-10:
+                converged = True
+                break
+            step = 1.0
+            pn = 0.0
+            for h in range(30):
+                for a in range(nu):
+                    un[a] = u[a] + step * delta[a]
+                pn = _pdev(fam, n, k, &Z[0, 0], &codes[0], &base[0], &y[0], &wt[0], &un[0], nu,
+                           dconst, phi, &etan[0], &mun[0])
+                if isfinite(pn) and pn <= pdev + 1e-10 * fabs(pdev):
+                    break
+                step *= 0.5
+            else:
+                have_factor = False
+                break
+            for a in range(nu):
+                u[a] = un[a]
+            for i in range(n):
+                eta[i] = etan[i]
+                mu[i] = mun[i]
+            change = pdev - pn
+            pdev = pn
+            _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+            have_factor = False
+            if change <= 1e-15 * (1.0 + fabs(pdev)) and step < 1.0:
+                converged = True
+                break
+        if status == 0 and not converged and not isfinite(pdev):
+            status = 2
+        if status == 0 and not have_factor:
+            if _factor(n, k, nlev, &Z[0, 0], &codes[0], &w[0], &L[0]) != 0:
+                status = 1
+    logdet = _logdet(k, nlev, &L[0]) if status == 0 else float("nan")
+    return status, u_a, eta_a, mu_a, w_a, pdev, logdet, iters
+
+
+def laplace_gradient(int fam, const double[:, ::1] Z, const double[:, ::1] Xt, const int64_t[::1] codes,
+                     Py_ssize_t nlev, const double[::1] y, const double[::1] wt, double phi,
+                     const double[::1] eta, const double[::1] u):
+    """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas, one term).
+
+    Returns (g_theta, v): g_theta in lme4's theta order, and v with g_beta = X'v.
+    Z: rows of Z Lambda; Xt: the term's unscaled model matrix (n x k).
+    """
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], kk = k * k, i, j, a, b, c, slot
+    mu_a, w_a, wp_a, s_a, v_a = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    L_a = np.empty(nlev * kk)
+    Gi_a = np.empty(nlev * kk)
+    R1_a = np.empty(n * k)
+    acc_a = np.zeros(nlev * k)
+    G_a = np.zeros(kk)
+    gth_a = np.empty(k * (k + 1) // 2)
+    cdef double[::1] mu = mu_a, w = w_a, wp = wp_a, s = s_a, v = v_a, L = L_a, Gi = Gi_a
+    cdef double[::1] R1 = R1_a, acc = acc_a, G = G_a, gth = gth_a
+    cdef double m, h, t, zc
+    cdef double* col
+    cdef int bad = 0
+    cdef const double* Zp = &Z[0, 0]
+    with nogil:
+        for i in range(n):
+            m = _linkinv(fam, eta[i])
+            mu[i] = m
+            if fam == 0:
+                w[i] = wt[i] * m / phi
+                wp[i] = w[i]
+            else:
+                w[i] = wt[i] * m * (1.0 - m) / phi
+                wp[i] = w[i] * (1.0 - 2.0 * m)
+            s[i] = wt[i] * (y[i] - m) / phi
+        if _factor(n, k, nlev, &Z[0, 0], &codes[0], &w[0], &L[0]) != 0:
+            bad = 1
+        else:
+            # G_j = M_j^{-1}, column by column
+            for j in range(nlev):
+                for b in range(k):
+                    col = &Gi[j * kk + b * k]
+                    for a in range(k):
+                        col[a] = 1.0 if a == b else 0.0
+                    _block_solve(k, &L[j * kk], col)
+            # R1_i = G_j z_i, h_i = z_i' G_j z_i; a_j = sum z_i h_i w'_i
+            for i in range(n):
+                j = codes[i]
+                h = 0.0
+                for a in range(k):
+                    t = 0.0
+                    for b in range(k):
+                        t += Gi[j * kk + b * k + a] * Zp[i * k + b]
+                    R1[i * k + a] = t
+                    h += Zp[i * k + a] * t
+                v[i] = h * wp[i]                       # hw, for now
+                for a in range(k):
+                    acc[j * k + a] += Zp[i * k + a] * v[i]
+            # c_j = G_j a_j (in place)
+            for j in range(nlev):
+                _block_solve(k, &L[j * kk], &acc[j * k])
+            for i in range(n):
+                j = codes[i]
+                zc = 0.0
+                for a in range(k):
+                    zc += Zp[i * k + a] * acc[j * k + a]
+                v[i] = -2.0 * s[i] + v[i] - w[i] * zc
+                # G[r, c] += Xt[i, r] (v_i u_j[c] + s_i c_j[c] + 2 w_i R1_i[c])
+                for c in range(k):
+                    t = v[i] * u[j * k + c] + s[i] * acc[j * k + c] + 2.0 * w[i] * R1[i * k + c]
+                    for a in range(k):
+                        G[a * k + c] += Xt[i, a] * t
+            slot = 0
+            for c in range(k):
+                for a in range(c, k):
+                    gth[slot] = G[a * k + c]
+                    slot += 1
+    if bad:
+        raise np.linalg.LinAlgError("penalized system not positive definite")
+    return gth_a, v_a
