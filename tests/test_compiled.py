@@ -137,3 +137,69 @@ def test_overflow_and_far_start(pure):
         if res:
             assert res[False].iterations == res[True].iterations
             assert res[False].deviance == pytest.approx(res[True].deviance, rel=1e-12)
+
+
+def _three_column_lmm():
+    rng = np.random.default_rng(5)
+    n, g = 600, 30
+    grp = rng.integers(0, g, n)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    b = rng.normal(size=(g, 3)) * [1.0, 0.5, 0.3]
+    y = 1 + 0.5 * x1 - x2 + b[grp, 0] + b[grp, 1] * x1 + b[grp, 2] * x2 + rng.normal(0, 0.7, n)
+    return pd.DataFrame({"y": y, "x1": x1, "x2": x2, "g": grp, "w": rng.uniform(0.5, 2, n)})
+
+
+LMM_CASES = [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None),
+    (_three_column_lmm, "y ~ x1 + x2 + (1 + x1 + x2 | g)", "w"),
+    (_three_column_lmm, "y ~ 0 + (1 | g)", None),
+    (_three_column_lmm, "y ~ x1 * x2 + (1 | g)", "w"),
+]
+
+
+@pytest.mark.parametrize("src,f,wt", LMM_CASES)
+@pytest.mark.parametrize("reml", [True, False])
+def test_single_term_lmm_matches_numpy(src, f, wt, reml, pure):
+    from pyglmm.fit.lmm import LmmProblem
+    d = _data(src)
+    fr = model_frame(f, d, weights=wt)
+    rs, _, _ = _structure(fr)
+    rng = np.random.default_rng(2)
+    th = rs.theta_start() * 0.6 + 0.05 * rng.normal(size=rs.ntheta)
+    th = np.where(rs.lower_bounds() == 0, np.abs(th), th)
+    out = {}
+    for on in (False, True):
+        pure(on)
+        prob = LmmProblem(fr.y, fr.X, rs, fr.weights, fr.offset, REML=reml)
+        st = prob.evaluate(th)
+        out[on] = (st, prob.gradient(th), prob.conditional_u_variances(th)[0])
+    (sc, gc, vc), (sp_, gp, vp) = out[False], out[True]
+    assert sc.deviance == pytest.approx(sp_.deviance, rel=1e-12)
+    np.testing.assert_allclose(sc.beta, sp_.beta, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sc.u, sp_.u, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(sc.RX, sp_.RX, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gc, gp, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(vc, vp, rtol=1e-10, atol=1e-14)
+    # and whole fits agree
+    fits = {}
+    for on in (False, True):
+        pure(on)
+        fits[on] = pyglmm.lmer(f, d, REML=reml, weights=wt)
+    assert float(fits[False].loglik) == pytest.approx(float(fits[True].loglik), abs=1e-8)
+    np.testing.assert_allclose(np.asarray(fits[False].theta), np.asarray(fits[True].theta), rtol=1e-5, atol=1e-6)
+
+
+def test_single_term_lmm_not_positive_definite(pure):
+    """A zero fixed-effects column makes S singular: both paths raise the same LinAlgError, which the
+    deviance turns into +inf."""
+    from pyglmm.fit.lmm import LmmProblem
+    d = _three_column_lmm()
+    fr = model_frame("y ~ x1 + (1 | g)", d)
+    rs, _, _ = _structure(fr)
+    X = np.column_stack([fr.X, np.zeros(len(fr.y))])   # a zero column
+    for on in (False, True):
+        pure(on)
+        prob = LmmProblem(fr.y, X, rs, fr.weights, fr.offset, REML=True)
+        with pytest.raises(np.linalg.LinAlgError, match="fixed-effects system"):
+            prob.evaluate(np.array([0.8]))
+        assert prob.deviance(np.array([0.8])) == np.inf

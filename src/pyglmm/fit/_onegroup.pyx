@@ -308,3 +308,188 @@ def laplace_gradient(int fam, const double[:, ::1] Z, const double[:, ::1] Xt, c
     if bad:
         raise np.linalg.LinAlgError("penalized system not positive definite")
     return gth_a, v_a
+
+
+cdef int _chol(Py_ssize_t k, double* M) noexcept nogil:
+    """In-place lower Cholesky factor of a k x k row-major SPD matrix (upper part untouched);
+    -1 if not positive definite."""
+    cdef Py_ssize_t a, b, c
+    cdef double s, t
+    for a in range(k):
+        s = M[a * k + a]
+        for c in range(a):
+            s -= M[a * k + c] * M[a * k + c]
+        if not s > 0.0:
+            return -1
+        s = sqrt(s)
+        M[a * k + a] = s
+        for b in range(a + 1, k):
+            t = M[b * k + a]
+            for c in range(a):
+                t -= M[b * k + c] * M[a * k + c]
+            M[b * k + a] = t / s
+    return 0
+
+
+cdef void _chol_inverse(Py_ssize_t k, const double* L, double* out, double* col) noexcept nogil:
+    """out = (L L')^{-1}, full k x k row-major, from the lower factor L; col: k doubles of work."""
+    cdef Py_ssize_t a, b
+    for b in range(k):
+        for a in range(k):
+            col[a] = 1.0 if a == b else 0.0
+        _block_solve(k, L, col)
+        for a in range(k):
+            out[a * k + b] = col[a]
+
+
+def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const double[:, :, ::1] C,
+                    const double[:, ::1] d, const double[:, ::1] XtWX, const double[::1] XtWy,
+                    double yWy):
+    """The one-term LMM from per-level cross-products at T (lmm_blocks.py's formulas).
+
+    A (levels, p1, p1), C (levels, p1, p), d (levels, p1): sums of w x x', w x X', w x y.
+    Returns (logdet M, M^{-1} (l, p1, p1), B (l, p1, p), R_X, beta, u (l, p1), pwrss, G1, G2, G3)
+    with the gradient pieces G1 = d log|M|/dT, G2 = sum zr_j u_j' and G3 = d log|S|/dT (p1 x p1).
+    Raises LinAlgError when M or S is not positive definite.
+    """
+    cdef Py_ssize_t l = A.shape[0], p1 = A.shape[1], p = C.shape[2], j, a, b, c, e
+    Minv_a = np.empty((l, p1, p1))
+    B_a = np.empty((l, p1, p))
+    u_a = np.empty((l, p1))
+    S_a = np.array(XtWX, dtype=np.float64)
+    rhs_a = np.array(XtWy, dtype=np.float64)
+    beta_a = np.empty(p)
+    G1_a, G2_a, G3_a = np.zeros((p1, p1)), np.zeros((p1, p1)), np.zeros((p1, p1))
+    Sinv_a = np.empty((p, p))
+    cdef double[:, :, ::1] Minv = Minv_a, B = B_a
+    cdef double[:, ::1] u = u_a, S = S_a, G1 = G1_a, G2 = G2_a, G3 = G3_a, Sinv = Sinv_a
+    cdef double[::1] rhs = rhs_a, beta = beta_a
+    work_a = np.empty(2 * p1 * p1 + 2 * p1 * p + 2 * p1 + 1)     # M, AT, K, BS, ev, zr
+    cdef double[::1] work = work_a
+    cdef double* M = &work[0]
+    cdef double* AT = M + p1 * p1
+    cdef double* K = AT + p1 * p1
+    cdef double* BS = K + p1 * p
+    cdef double* ev = BS + p1 * p
+    cdef double* zr = ev + p1
+    cdef double logdet = 0.0, t, pwrss
+    cdef int bad = 0
+    with nogil:
+        for j in range(l):
+            # M = T'A_jT + I
+            for a in range(p1):
+                for b in range(p1):
+                    t = 0.0
+                    for c in range(p1):
+                        for e in range(p1):
+                            t = t + T[c, a] * A[j, c, e] * T[e, b]
+                    M[a * p1 + b] = t + (1.0 if a == b else 0.0)
+            if _chol(p1, M) != 0:
+                bad = 1
+                break
+            for a in range(p1):
+                logdet += 2.0 * log(M[a * p1 + a])
+            _chol_inverse(p1, M, &Minv[j, 0, 0], zr)
+            # e = T'd_j, K = T'C_j, B = Minv K, cu = Minv e (kept in u)
+            for a in range(p1):
+                t = 0.0
+                for c in range(p1):
+                    t = t + T[c, a] * d[j, c]
+                ev[a] = t
+                for b in range(p):
+                    t = 0.0
+                    for c in range(p1):
+                        t = t + T[c, a] * C[j, c, b]
+                    K[a * p + b] = t
+            for a in range(p1):
+                t = 0.0
+                for c in range(p1):
+                    t = t + Minv[j, a, c] * ev[c]
+                u[j, a] = t
+                for b in range(p):
+                    t = 0.0
+                    for c in range(p1):
+                        t = t + Minv[j, a, c] * K[c * p + b]
+                    B[j, a, b] = t
+            # S -= K'B, rhs -= K'cu
+            for a in range(p):
+                for b in range(p):
+                    t = 0.0
+                    for c in range(p1):
+                        t = t + K[c * p + a] * B[j, c, b]
+                    S[a, b] -= t
+                t = 0.0
+                for c in range(p1):
+                    t = t + K[c * p + a] * u[j, c]
+                rhs[a] -= t
+    if bad:
+        raise np.linalg.LinAlgError("penalized system not positive definite")
+    with nogil:
+        if p > 0 and _chol(p, &S[0, 0]) != 0:
+            bad = 1
+    if bad:
+        raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+    with nogil:
+        if p > 0:
+            for a in range(p):
+                beta[a] = rhs[a]
+            _block_solve(p, &S[0, 0], &beta[0])
+            _chol_inverse(p, &S[0, 0], &Sinv[0, 0], &rhs[0])
+        pwrss = yWy
+        for a in range(p):
+            pwrss -= beta[a] * XtWy[a]
+        for j in range(l):
+            for a in range(p1):
+                t = u[j, a]
+                for b in range(p):
+                    t = t - B[j, a, b] * beta[b]
+                u[j, a] = t
+            for a in range(p1):
+                t = 0.0
+                for c in range(p1):
+                    t = t + T[c, a] * d[j, c]
+                pwrss -= u[j, a] * t
+            # gradient pieces: AT = A_j T; G1 += 2 AT Minv; zr = d - C beta - AT u; G2 += zr u'
+            for a in range(p1):
+                for b in range(p1):
+                    t = 0.0
+                    for c in range(p1):
+                        t = t + A[j, a, c] * T[c, b]
+                    AT[a * p1 + b] = t
+            for a in range(p1):
+                t = d[j, a]
+                for b in range(p):
+                    t = t - C[j, a, b] * beta[b]
+                for b in range(p1):
+                    t = t - AT[a * p1 + b] * u[j, b]
+                zr[a] = t
+                for b in range(p1):
+                    t = 0.0
+                    for c in range(p1):
+                        t = t + AT[a * p1 + c] * Minv[j, c, b]
+                    G1[a, b] += 2.0 * t
+            for a in range(p1):
+                for b in range(p1):
+                    G2[a, b] += zr[a] * u[j, b]
+            if p > 0:
+                # BS = B_j S^{-1}; G3 += 2 AT (BS B_j') - 2 C_j BS'
+                for a in range(p1):
+                    for b in range(p):
+                        t = 0.0
+                        for c in range(p):
+                            t = t + B[j, a, c] * Sinv[c, b]
+                        BS[a * p + b] = t
+                for a in range(p1):
+                    for b in range(p1):
+                        t = 0.0
+                        for c in range(p):
+                            t = t + C[j, a, c] * BS[b * p + c]
+                        G3[a, b] -= 2.0 * t
+                        # (BS B')[c, b] summed against AT[a, c]
+                        t = 0.0
+                        for c in range(p1):
+                            for e in range(p):
+                                t = t + AT[a * p1 + c] * BS[c * p + e] * B[j, b, e]
+                        G3[a, b] += 2.0 * t
+    RX_a = np.tril(S_a) if p > 0 else np.zeros((0, 0))
+    return logdet, Minv_a, B_a, RX_a, beta_a, u_a, pwrss, G1_a, G2_a, G3_a

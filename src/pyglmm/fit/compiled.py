@@ -1,6 +1,7 @@
 """The optional compiled kernels (Cython, built at install when a C compiler is there).
 
-`kernels()` returns the module of one-term GLMM kernels, or None: then, or with the
+`kernels()` returns the module of one-term kernels (GLMM PIRLS and Laplace gradient, LMM
+deviance and gradient from cross-products), or None: then, or with the
 environment variable PYGLMM_PURE_PYTHON=1, every fit runs the numpy code paths, which give
 the same estimates (the tests compare the two paths).
 """

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..linalg.restructure import ReStructure
+from . import compiled
 
 
 def solve_fixed_effects(XtWX: np.ndarray, KtB: np.ndarray, rhs: np.ndarray):
@@ -147,7 +148,7 @@ class SingleTermCrossprods(CrossprodsLmm):
 
     def parts(self, theta: np.ndarray):
         """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""
-        T, logdet, Minv, B, RX, beta, u, pwrss = self.solve(theta)
+        T, logdet, Minv, B, RX, beta, u, pwrss, _ = self.solve(theta)
         return BlockDiagonalFactor(logdet), RX, beta, u.T.ravel(), pwrss
 
     def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -155,8 +156,19 @@ class SingleTermCrossprods(CrossprodsLmm):
         return [np.moveaxis(self.solve(theta)[2], 2, 0)]
 
     def _solve(self, theta: np.ndarray):
-        """(T, log|M|, M^{-1}, B, R_X, beta_centred, u, pwrss) at theta."""
+        """(T, log|M|, M^{-1}, B, R_X, beta_centred, u, pwrss, gradient pieces or None) at theta."""
         T = self.rs.T_blocks(theta)[0]
+        kern = compiled.kernels()
+        if kern is not None:
+            if getattr(self, "_levels_first", None) is None:     # the kernel's layout, made once
+                self._levels_first = tuple(np.ascontiguousarray(np.moveaxis(a, -1, 0))
+                                           for a in (self.A, self.C, self.d))
+            A, C, d = self._levels_first
+            logdet, Minv, B, RX, beta, u, pwrss, G1, G2, G3 = kern.single_term_lmm(
+                T, A, C, d, self.XtWX, self.XtWy, self.yWy)
+            # back to this class's levels-last layout (views)
+            return (T, logdet, Minv.transpose(1, 2, 0), B.transpose(1, 2, 0), RX, beta, u.T, pwrss,
+                    (G1, G2, G3))
         M = np.einsum("ba,bdl,dc->acl", T, self.A, T)       # T'A_jT
         M[np.arange(self.p1), np.arange(self.p1)] += 1.0
         logdet, Minv = _chol_inv(M)
@@ -171,15 +183,21 @@ class SingleTermCrossprods(CrossprodsLmm):
         else:
             B, RX, beta, u = None, np.zeros((0, 0)), np.zeros(0), cu
         pwrss = self.yWy - float(np.einsum("al,al->", u, e)) - float(beta @ self.XtWy)
-        return T, logdet, Minv, B, RX, beta, u, pwrss
+        return T, logdet, Minv, B, RX, beta, u, pwrss, None
 
     def gradient(self, theta: np.ndarray, REML: bool, n_eff: int) -> np.ndarray:
         """Exact gradient of the profiled ML / REML deviance in theta."""
-        T, logdet, Minv, B, RX, beta, u, pwrss = self.solve(theta)
+        T, logdet, Minv, B, RX, beta, u, pwrss, pieces = self.solve(theta)
+        nn = n_eff - self.p if REML else n_eff
+        if pieces is not None:                     # from the compiled kernel
+            G1, G2, G3 = pieces
+            G = G1 - (2.0 * nn / pwrss) * G2
+            if REML and self.p:
+                G += G3
+            return G[self.rows, self.cols]
         AT = np.einsum("abl,bc->acl", self.A, T)
         G = 2.0 * np.einsum("abl,bcl->ac", AT, Minv)                   # d log|M| / dT
         zr = self.d - np.einsum("apl,p->al", self.C, beta) - np.einsum("abl,bl->al", AT, u)
-        nn = n_eff - self.p if REML else n_eff
         G -= (2.0 * nn / pwrss) * (zr @ u.T)                           # (n'/pwrss) d pwrss / dT
         if REML and self.p:
             Sinv = sla.cho_solve((RX, True), np.eye(self.p), check_finite=False)

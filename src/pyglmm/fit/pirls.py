@@ -31,7 +31,7 @@ class PirlsResult:
     sqr_u: float            # ||u||^2
     deviance: float         # Laplace approximation to -2 log L
     iterations: int
-    _factor: BlockedFactor | None = None
+    _factor: BlockedFactor | None = None      # the factor when PIRLS made one (numpy path)
     _factor_fn: Callable[[], BlockedFactor] | None = None   # builds it when first asked for
 
     @property

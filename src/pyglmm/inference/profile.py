@@ -104,7 +104,7 @@ class _Profiler:
                 except (np.linalg.LinAlgError, RuntimeError, FloatingPointError):
                     return np.zeros(y.size)
                 g = laplace_gradient(self.rs, self.problem.X, self.problem.y, self.problem.w_prior,
-                                     self.problem.family, th, r.u, r.eta, factor=r.factor)
+                                     self.problem.family, th, r.u, r.eta, factor=r._factor)
                 return g[keep]
 
         with warnings.catch_warnings():
