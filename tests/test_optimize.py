@@ -8,14 +8,53 @@ from pyglmm.fit import optimize as O
 
 def _count_lbfgsb(monkeypatch):
     calls = []
-    real = so.minimize
+    real = O._lbfgsb
 
     def counted(*a, **k):
-        calls.append(k.get("method"))
+        calls.append("L-BFGS-B")
         return real(*a, **k)
 
-    monkeypatch.setattr(O.so, "minimize", counted)
+    monkeypatch.setattr(O, "_lbfgsb", counted)
     return calls
+
+
+def _rosen_bounded():
+    lb = np.array([0.0, -np.inf, 1.5])
+
+    def f(x):
+        return float(so.rosen(x))
+
+    return f, so.rosen_der, np.array([3.0, 2.0, 2.0]), lb
+
+
+def test_direct_lbfgsb_driver_matches_scipys():
+    """The direct loop over scipy's compiled L-BFGS-B step takes scipy's own path: the same
+    iterates, evaluations and optimum as scipy.optimize.minimize, bounds included."""
+    assert O._setulb() is not None          # the private step answers correctly on this scipy
+    f, g, x0, lb = _rosen_bounded()
+    opts = dict(maxiter=2000, ftol=1e-13, gtol=1e-7, maxcor=20)
+    ours = O._lbfgsb_direct(f, g, x0, lb, **opts)
+    ref = so.minimize(f, x0, jac=g, method="L-BFGS-B",
+                      bounds=[(l if np.isfinite(l) else None, None) for l in lb], options=opts)
+    np.testing.assert_allclose(ours.x, ref.x, rtol=1e-12)
+    assert ours.nfev == ref.nfev and ours.nit == ref.nit
+    assert ours.success and ours.message == ref.message
+    assert ours.x[2] == 1.5                 # the active bound
+
+
+def test_public_driver_when_the_private_step_is_missing(monkeypatch):
+    """Without the private step (another scipy), minimize_bounded runs scipy.optimize.minimize."""
+    monkeypatch.setattr(O, "_SETULB", [None])
+    used = []
+    real = so.minimize
+    monkeypatch.setattr(O.so, "minimize", lambda *a, **k: used.append(1) or real(*a, **k))
+    f, g, x0, lb = _rosen_bounded()
+    res = O.minimize_bounded(f, x0, lb, grad=g)
+    assert used
+    ref = real(f, x0, jac=g, method="L-BFGS-B", bounds=[(0, None), (None, None), (1.5, None)],
+               options=dict(ftol=1e-15, gtol=1e-10))
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-6)
+    assert res.x[2] == 1.5
 
 
 def test_no_restart_at_the_gradient_floor_of_a_large_deviance(monkeypatch):
