@@ -203,3 +203,43 @@ def test_single_term_lmm_not_positive_definite(pure):
         with pytest.raises(np.linalg.LinAlgError, match="fixed-effects system"):
             prob.evaluate(np.array([0.8]))
         assert prob.deviance(np.array([0.8])) == np.inf
+
+
+def _small_crossed_slopes():
+    rng = np.random.default_rng(6)
+    a = np.repeat(np.arange(15), 12)
+    b = np.tile(np.arange(10), 18)
+    x = rng.normal(size=a.size)
+    y = (2 + 0.5 * x + rng.normal(size=15)[a] + rng.normal(0, 0.4, 15)[a] * x
+         + rng.normal(0, 0.7, 10)[b] + rng.normal(0, 0.5, a.size))
+    return pd.DataFrame({"y": y, "x": x, "a": a, "b": b})
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("src,f", [
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)"),
+    ("pastes", "strength ~ 1 + (1 | batch/cask)"),
+    ("sleepstudy", "Reaction ~ Days + (Days || Subject)"),
+    (_small_crossed_slopes, "y ~ x + (1 + x | a) + (1 | b)"),       # a vector term and a scalar one
+])
+def test_small_dense_lmm_matches_the_row_path(src, f, reml, monkeypatch):
+    """Small LMMs (q <= DENSE_MAX_Q) are one dense block for the compiled kernel: deviance,
+    beta, u, R_X, gradient and conditional variances equal the row-based blocked factor's,
+    with prior weights and an offset too."""
+    from pyglmm.fit.lmm import LmmProblem
+    from test_gradient import _assert_same_lmm
+    fr = model_frame(f, _data(src))
+    rs, _, sv = _structure(fr)
+    rng = np.random.default_rng(8)
+    for w, off in [(sv.weights, sv.offset),
+                   (rng.uniform(0.5, 2.0, sv.y.size), rng.normal(size=sv.y.size))]:
+        a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
+        with monkeypatch.context() as mp:
+            mp.setattr(LmmProblem, "use_crossprods", False)
+            b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
+        assert type(a._xp).__name__ == "DenseCrossprods" and b._xp is None
+        lb = rs.lower_bounds()
+        for th in (rs.theta_start() * 0.8 + 0.1, rs.theta_start() * 0.3,
+                   np.where(lb == 0, 0.0, 0.2)):               # a boundary point: variances at 0
+            _assert_same_lmm(a, b, th)
+            np.testing.assert_allclose(a.evaluate(th).RX, b.evaluate(th).RX, rtol=1e-9, atol=1e-12)

@@ -167,8 +167,9 @@ def test_lmm_scalar_crossproducts_match_the_row_path(ds, f, reml, monkeypatch):
     rng = np.random.default_rng(4)
     for w, off in [(sv.weights, sv.offset),
                    (rng.uniform(0.5, 2.0, sv.y.size), rng.normal(size=sv.y.size))]:
-        a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
         with monkeypatch.context() as mp:
+            mp.setattr("pyglmm.fit.lmm_dense.DENSE_MAX_Q", 0)      # not the small dense path
+            a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
             mp.setattr(LmmProblem, "use_crossprods", False)
             b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
         assert type(a._xp).__name__ == "ScalarTermsCrossprods" and b._xp is None

@@ -331,20 +331,44 @@ cdef int _chol(Py_ssize_t k, double* M) noexcept nogil:
     return 0
 
 
-cdef void _chol_inverse(Py_ssize_t k, const double* L, double* out, double* col) noexcept nogil:
-    """out = (L L')^{-1}, full k x k row-major, from the lower factor L; col: k doubles of work."""
-    cdef Py_ssize_t a, b
+cdef void _chol_inverse(Py_ssize_t k, const double* L, double* out, double* Li) noexcept nogil:
+    """out = (L L')^{-1}, full k x k row-major, from the lower factor L: L^{-1} by columns, then
+    L^{-T} L^{-1} on one triangle (k^3/3 flops). Li: k x k doubles of work."""
+    cdef Py_ssize_t a, b, m
+    cdef double t
     for b in range(k):
-        for a in range(k):
-            col[a] = 1.0 if a == b else 0.0
-        _block_solve(k, L, col)
-        for a in range(k):
-            out[a * k + b] = col[a]
+        Li[b * k + b] = 1.0 / L[b * k + b]
+        for a in range(b + 1, k):
+            t = 0.0
+            for m in range(b, a):
+                t = t + L[a * k + m] * Li[m * k + b]
+            Li[a * k + b] = -t / L[a * k + a]
+    for a in range(k):
+        for b in range(a + 1):
+            t = 0.0
+            for m in range(a, k):
+                t = t + Li[m * k + a] * Li[m * k + b]
+            out[a * k + b] = t
+            out[b * k + a] = t
+
+
+cdef void _a_times_t(Py_ssize_t k, const double* A, const double* T, double* out) noexcept nogil:
+    """out = A T for a symmetric k x k A and a lower-triangular T (row-major), T's zeros skipped."""
+    cdef Py_ssize_t a, b, c
+    cdef double t
+    for a in range(k * k):
+        out[a] = 0.0
+    for c in range(k):
+        for b in range(c + 1):
+            t = T[c * k + b]
+            if t != 0.0:
+                for a in range(k):
+                    out[a * k + b] += A[a * k + c] * t
 
 
 def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const double[:, :, ::1] C,
                     const double[:, ::1] d, const double[:, ::1] XtWX, const double[::1] XtWy,
-                    double yWy):
+                    double yWy, const unsigned char[:, ::1] need):
     """The one-term LMM from per-level cross-products at T (lmm_blocks.py's formulas).
 
     A (levels, p1, p1), C (levels, p1, p), d (levels, p1): sums of w x x', w x X', w x y.
@@ -364,7 +388,7 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
     cdef double[:, :, ::1] Minv = Minv_a, B = B_a
     cdef double[:, ::1] u = u_a, S = S_a, G1 = G1_a, G2 = G2_a, G3 = G3_a, Sinv = Sinv_a
     cdef double[::1] rhs = rhs_a, beta = beta_a
-    work_a = np.empty(2 * p1 * p1 + 2 * p1 * p + 2 * p1 + 1)     # M, AT, K, BS, ev, zr
+    work_a = np.empty(2 * p1 * p1 + 2 * p1 * p + 3 * p1 + p * p + 1)   # M, AT, K, BS, ev, zr, col, Swork
     cdef double[::1] work = work_a
     cdef double* M = &work[0]
     cdef double* AT = M + p1 * p1
@@ -372,24 +396,29 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
     cdef double* BS = K + p1 * p
     cdef double* ev = BS + p1 * p
     cdef double* zr = ev + p1
+    cdef double* col = zr + p1
+    cdef double* Swork = col + p1
+    need_col_a = np.asarray(need).any(axis=0).astype(np.uint8)
+    cdef const unsigned char[::1] need_col = need_col_a
     cdef double logdet = 0.0, t, pwrss
     cdef int bad = 0
     with nogil:
         for j in range(l):
-            # M = T'A_jT + I
+            # M = T'(A_j T) + I (T lower triangular; its zeros skipped: diagonal for scalar terms)
+            _a_times_t(p1, &A[j, 0, 0], &T[0, 0], AT)
             for a in range(p1):
-                for b in range(p1):
+                for b in range(a + 1):
                     t = 0.0
-                    for c in range(p1):
-                        for e in range(p1):
-                            t = t + T[c, a] * A[j, c, e] * T[e, b]
+                    for c in range(a, p1):
+                        if T[c, a] != 0.0:
+                            t = t + T[c, a] * AT[c * p1 + b]
                     M[a * p1 + b] = t + (1.0 if a == b else 0.0)
             if _chol(p1, M) != 0:
                 bad = 1
                 break
             for a in range(p1):
                 logdet += 2.0 * log(M[a * p1 + a])
-            _chol_inverse(p1, M, &Minv[j, 0, 0], zr)
+            _chol_inverse(p1, M, &Minv[j, 0, 0], AT)
             # e = T'd_j, K = T'C_j, B = Minv K, cu = Minv e (kept in u)
             for a in range(p1):
                 t = 0.0
@@ -434,7 +463,7 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
             for a in range(p):
                 beta[a] = rhs[a]
             _block_solve(p, &S[0, 0], &beta[0])
-            _chol_inverse(p, &S[0, 0], &Sinv[0, 0], &rhs[0])
+            _chol_inverse(p, &S[0, 0], &Sinv[0, 0], Swork)
         pwrss = yWy
         for a in range(p):
             pwrss -= beta[a] * XtWy[a]
@@ -449,13 +478,9 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
                 for c in range(p1):
                     t = t + T[c, a] * d[j, c]
                 pwrss -= u[j, a] * t
-            # gradient pieces: AT = A_j T; G1 += 2 AT Minv; zr = d - C beta - AT u; G2 += zr u'
-            for a in range(p1):
-                for b in range(p1):
-                    t = 0.0
-                    for c in range(p1):
-                        t = t + A[j, a, c] * T[c, b]
-                    AT[a * p1 + b] = t
+            # gradient pieces, at the entries of T that carry a parameter (need):
+            # AT = A_j T; G1 += 2 AT Minv; zr = d - C beta - AT u; G2 += zr u'
+            _a_times_t(p1, &A[j, 0, 0], &T[0, 0], AT)
             for a in range(p1):
                 t = d[j, a]
                 for b in range(p):
@@ -463,33 +488,40 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
                 for b in range(p1):
                     t = t - AT[a * p1 + b] * u[j, b]
                 zr[a] = t
-                for b in range(p1):
-                    t = 0.0
-                    for c in range(p1):
-                        t = t + AT[a * p1 + c] * Minv[j, c, b]
-                    G1[a, b] += 2.0 * t
             for a in range(p1):
                 for b in range(p1):
-                    G2[a, b] += zr[a] * u[j, b]
+                    if need[a, b]:
+                        t = 0.0
+                        for c in range(p1):
+                            t = t + AT[a * p1 + c] * Minv[j, c, b]
+                        G1[a, b] += 2.0 * t
+                        G2[a, b] += zr[a] * u[j, b]
             if p > 0:
-                # BS = B_j S^{-1}; G3 += 2 AT (BS B_j') - 2 C_j BS'
+                # BS = B_j S^{-1}; G3 += 2 AT (BS B_j') - 2 C_j BS', column by column of BS B_j'
                 for a in range(p1):
                     for b in range(p):
                         t = 0.0
                         for c in range(p):
                             t = t + B[j, a, c] * Sinv[c, b]
                         BS[a * p + b] = t
-                for a in range(p1):
-                    for b in range(p1):
+                for b in range(p1):
+                    if not need_col[b]:
+                        continue
+                    for c in range(p1):
                         t = 0.0
-                        for c in range(p):
-                            t = t + C[j, a, c] * BS[b * p + c]
-                        G3[a, b] -= 2.0 * t
-                        # (BS B')[c, b] summed against AT[a, c]
-                        t = 0.0
-                        for c in range(p1):
-                            for e in range(p):
-                                t = t + AT[a * p1 + c] * BS[c * p + e] * B[j, b, e]
-                        G3[a, b] += 2.0 * t
-    RX_a = np.tril(S_a) if p > 0 else np.zeros((0, 0))
+                        for e in range(p):
+                            t = t + BS[c * p + e] * B[j, b, e]
+                        col[c] = t
+                    for a in range(p1):
+                        if need[a, b]:
+                            t = 0.0
+                            for c in range(p1):
+                                t = t + AT[a * p1 + c] * col[c]
+                            for c in range(p):
+                                t = t - C[j, a, c] * BS[b * p + c]
+                            G3[a, b] += 2.0 * t
+    for a in range(p):
+        for b in range(a + 1, p):
+            S[a, b] = 0.0
+    RX_a = S_a                                   # lower Cholesky factor of S
     return logdet, Minv_a, B_a, RX_a, beta_a, u_a, pwrss, G1_a, G2_a, G3_a

@@ -27,6 +27,7 @@ from ..linalg.restructure import ReStructure
 from .gradient import pattern_rows
 from .lmm_blocks import (BlockDiagonalFactor, CrossprodsLmm, SingleTermCrossprods,
                          solve_fixed_effects)
+from .lmm_dense import DenseCrossprods, dense_applies
 from .lmm_scalar import ScalarTermsCrossprods
 
 
@@ -50,9 +51,10 @@ class LmmState:
 class LmmProblem:
     """Profiled deviance of a linear mixed model (Bates et al. 2015, section 3).
 
-    One-term models (`lmm_blocks`) and models whose terms are all scalar (`lmm_scalar`) are
-    evaluated from cross-products accumulated once, with no pass over the rows; the others from
-    the rows through the blocked factor.
+    One-term models (`lmm_blocks`), small models (`lmm_dense`, with the compiled kernels) and
+    models whose terms are all scalar (`lmm_scalar`) are evaluated from cross-products
+    accumulated once, with no pass over the rows; the others from the rows through the blocked
+    factor.
     """
 
     use_crossprods = True        # False: the row-based path for every model (tests compare them)
@@ -81,6 +83,8 @@ class LmmProblem:
         self._xp: CrossprodsLmm | None = None
         if self.use_crossprods and len(rs.terms) == 1:
             self._xp = SingleTermCrossprods(self.y, X, rs, weights)
+        elif self.use_crossprods and dense_applies(rs):
+            self._xp = DenseCrossprods(self.y, X, rs, weights)
         elif self.use_crossprods and all(t.p == 1 for t in rs.terms):
             self._xp = ScalarTermsCrossprods(self.y, X, rs, weights)
         else:                                         # the row path's weighted data

@@ -163,9 +163,11 @@ class SingleTermCrossprods(CrossprodsLmm):
             if getattr(self, "_levels_first", None) is None:     # the kernel's layout, made once
                 self._levels_first = tuple(np.ascontiguousarray(np.moveaxis(a, -1, 0))
                                            for a in (self.A, self.C, self.d))
+                self._need = np.tril(np.ones((self.p1, self.p1), dtype=np.uint8))
             A, C, d = self._levels_first
+            need = self._need
             logdet, Minv, B, RX, beta, u, pwrss, G1, G2, G3 = kern.single_term_lmm(
-                T, A, C, d, self.XtWX, self.XtWy, self.yWy)
+                T, A, C, d, self.XtWX, self.XtWy, self.yWy, need)
             # back to this class's levels-last layout (views)
             return (T, logdet, Minv.transpose(1, 2, 0), B.transpose(1, 2, 0), RX, beta, u.T, pwrss,
                     (G1, G2, G3))
