@@ -89,6 +89,38 @@ def test_pirls_and_gradient_match_numpy(src, f, fam, wt, pure):
 
 
 @pytest.mark.parametrize("src,f,fam,wt", CASES)
+def test_joint_pirls_matches_numpy(src, f, fam, wt, pure):
+    """The joint (u, beta) PIRLS of the start and of nAGQ = 0: the same modes, beta, deviance
+    and R_X (the preconditioner of stage 2) as the numpy path's blocked factor."""
+    fr, rs, pr = _problem(src, f, fam, wt)
+    th = rs.theta_start()
+    out = {}
+    for on in (False, True):
+        pure(on)
+        pr._u_warm[:] = 0.0
+        pr._theta_warm = None
+        out[on] = pr.pirls(th, np.zeros(fr.X.shape[1]), joint=True)
+    c, p = out[False], out[True]
+    np.testing.assert_allclose(c.beta, p.beta, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(c.u, p.u, rtol=1e-8, atol=1e-9)
+    assert c.deviance == pytest.approx(p.deviance, rel=1e-11)
+    np.testing.assert_allclose(c.RX(), p.factor.RX(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(c.factor.RX(), p.factor.RX(), rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("src,f,fam,wt", CASES[:3])
+def test_nagq0_fits_match_numpy(src, f, fam, wt, pure):
+    d = _data(src)
+    fits = {}
+    for on in (False, True):
+        pure(on)
+        fits[on] = pyglmm.glmer(f, d, family=fam, weights=wt, nAGQ=0)
+    assert float(fits[False].loglik) == pytest.approx(float(fits[True].loglik), abs=1e-7)
+    np.testing.assert_allclose(np.asarray(fits[False].fixef, float), np.asarray(fits[True].fixef, float),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("src,f,fam,wt", CASES)
 def test_fits_match_numpy(src, f, fam, wt, pure):
     d = _data(src)
     fits = {}

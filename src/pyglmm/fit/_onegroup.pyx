@@ -131,35 +131,118 @@ cdef double _logdet(Py_ssize_t k, Py_ssize_t nlev, const double* L) noexcept nog
     return 2.0 * s
 
 
-def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t nlev, const double[::1] base,
-          const double[::1] y, const double[::1] wt, double phi, double dconst, const double[::1] u0,
-          bint try_zero, double tol, int max_iter):
-    """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules).
+cdef int _joint_step(Py_ssize_t n, Py_ssize_t k, Py_ssize_t nlev, Py_ssize_t p, const double* Z,
+                     const double* X, const int64_t* codes, const double* w, const double* L,
+                     double* K, double* S, double* delta, double* work) noexcept nogil:
+    """The Newton step of the joint (u, beta) system by block elimination: delta holds the
+    gradient (g_u, g_beta) on entry and the step on exit; S ends as the lower Cholesky factor of
+    the Schur complement X'WX - sum K_j' M_j^{-1} K_j, K_j = sum w z x' (levels x k x p).
+    work: k * p + p doubles. -1 if S is not positive definite."""
+    cdef Py_ssize_t i, j, a, b, c, kp = k * p
+    cdef double t
+    cdef double* Bj = work                  # M_j^{-1} K_j, one level at a time (k x p)
+    cdef double* db = delta + nlev * k
+    for a in range(nlev * kp):
+        K[a] = 0.0
+    for a in range(p * p):
+        S[a] = 0.0
+    for i in range(n):
+        j = codes[i]
+        for a in range(k):
+            t = w[i] * Z[i * k + a]
+            for b in range(p):
+                K[j * kp + a * p + b] += t * X[i * p + b]
+        for a in range(p):
+            t = w[i] * X[i * p + a]
+            for b in range(a + 1):
+                S[a * p + b] += t * X[i * p + b]
+    for j in range(nlev):
+        for b in range(p):                   # column b of B_j = M_j^{-1} K_j
+            for a in range(k):
+                work[kp + a] = K[j * kp + a * p + b]
+            _block_solve(k, &L[j * k * k], &work[kp])
+            for a in range(k):
+                Bj[a * p + b] = work[kp + a]
+        for a in range(p):
+            for b in range(a + 1):
+                t = 0.0
+                for c in range(k):
+                    t = t + K[j * kp + c * p + a] * Bj[c * p + b]
+                S[a * p + b] -= t
+        # g_beta -= K_j' M_j^{-1} g_u_j  (= B_j' g_u_j)
+        for a in range(p):
+            t = 0.0
+            for c in range(k):
+                t = t + Bj[c * p + a] * delta[j * k + c]
+            db[a] -= t
+    if p > 0:
+        if _chol(p, S) != 0:
+            return -1
+        _block_solve(p, S, db)
+    # du_j = M_j^{-1} (g_u_j - K_j db)
+    for j in range(nlev):
+        for a in range(k):
+            t = delta[j * k + a]
+            for b in range(p):
+                t = t - K[j * kp + a * p + b] * db[b]
+            delta[j * k + a] = t
+        _block_solve(k, &L[j * k * k], &delta[j * k])
+    return 0
 
-    Z holds the rows of Z Lambda (n x k), base = offset + X beta. Returns (status, u, eta, mu, w,
-    pdev, logdet, iterations): status 0 ok, 1 a block not positive definite, 2 diverged.
+
+cdef void _base(Py_ssize_t n, Py_ssize_t p, const double* X, const double* offset, const double* beta,
+                double* base) noexcept nogil:
+    cdef Py_ssize_t i, b
+    cdef double t
+    for i in range(n):
+        t = offset[i]
+        for b in range(p):
+            t = t + X[i * p + b] * beta[b]
+        base[i] = t
+
+
+def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t nlev,
+          const double[:, ::1] X, const double[::1] offset, const double[::1] beta0,
+          const double[::1] y, const double[::1] wt, double phi, double dconst, const double[::1] u0,
+          bint try_zero, bint joint, double tol, int max_iter):
+    """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules);
+    with ``joint`` beta is updated with u (lme4's nAGQ = 0 stage).
+
+    Z holds the rows of Z Lambda (n x k); X the fixed effects (n x p, row-major). Returns
+    (status, u, beta, eta, mu, w, pdev, logdet, R_X, iterations): status 0 ok, 1 a block not
+    positive definite, 2 diverged, 3 the joint fixed-effects block not positive definite; R_X
+    (joint only) the lower Cholesky factor of the Schur complement at the mode.
     """
-    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], nu = nlev * k, i, j, a, it, h
+    cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], nu = nlev * k, p = X.shape[1], i, j, a, it, h
+    cdef Py_ssize_t nd = nu + (p if joint else 0)
     u_a = np.array(u0, dtype=np.float64)
-    un_a = np.empty(nu)
-    d_a = np.empty(nu)
+    beta_a = np.array(beta0, dtype=np.float64)
+    un_a, bn_a = np.empty(nu), np.empty(p)
+    d_a, g_a = np.empty(nd), np.empty(nd)
     eta_a, mu_a, w_a = np.empty(n), np.empty(n), np.empty(n)
     etan_a, mun_a = np.empty(n), np.empty(n)
+    base_a, basen_a = np.empty(n), np.empty(n)
     L_a = np.empty(nlev * k * k)
-    cdef double[::1] u = u_a, un = un_a, delta = d_a, eta = eta_a, mu = mu_a, w = w_a
-    cdef double[::1] etan = etan_a, mun = mun_a, L = L_a
+    K_a = np.empty(max(nlev * k * p, 1))
+    S_a = np.zeros(max(p * p, 1))
+    work_a = np.empty(k * p + k + 1)
+    cdef double[::1] u = u_a, un = un_a, beta = beta_a, bn = bn_a, delta = d_a, g = g_a
+    cdef double[::1] eta = eta_a, mu = mu_a, w = w_a, etan = etan_a, mun = mun_a, L = L_a
+    cdef double[::1] base = base_a, basen = basen_a, K = K_a, work = work_a, S = S_a
     cdef double pdev, p0, pn, dec, dmax, step, change, r
     cdef bint converged = False, have_factor = False
     cdef int status = 0, iters = 0
     cdef const double* Zp = &Z[0, 0]
+    cdef const double* Xp = &X[0, 0] if p > 0 else NULL
     with nogil:
-        pdev = _pdev(fam, n, k, &Z[0, 0], &codes[0], &base[0], &y[0], &wt[0], &u[0], nu, dconst,
+        _base(n, p, Xp, &offset[0], &beta[0] if p > 0 else NULL, &base[0])
+        pdev = _pdev(fam, n, k, Zp, &codes[0], &base[0], &y[0], &wt[0], &u[0], nu, dconst,
                      phi, &eta[0], &mu[0])
         if try_zero or not isfinite(pdev):
             # the mode of the penalty alone, u = 0, when the warm start is worse (or not finite)
             for a in range(nu):
                 un[a] = 0.0
-            p0 = _pdev(fam, n, k, &Z[0, 0], &codes[0], &base[0], &y[0], &wt[0], &un[0], nu, dconst,
+            p0 = _pdev(fam, n, k, Zp, &codes[0], &base[0], &y[0], &wt[0], &un[0], nu, dconst,
                        phi, &etan[0], &mun[0])
             if not isfinite(pdev) or p0 < pdev:
                 for a in range(nu):
@@ -171,26 +254,37 @@ def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t 
         _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
         for it in range(1, max_iter + 1):
             iters = it
-            if _factor(n, k, nlev, &Z[0, 0], &codes[0], &w[0], &L[0]) != 0:
+            if _factor(n, k, nlev, Zp, &codes[0], &w[0], &L[0]) != 0:
                 status = 1
                 break
             have_factor = True
-            # g_u = (Z Lambda)' score - u,  delta = M^{-1} g_u
+            # gradient: g_u = (Z Lambda)' score - u  [, g_beta = X' score]
+            for a in range(nd):
+                g[a] = 0.0
             for a in range(nu):
-                delta[a] = -u[a]
+                g[a] = -u[a]
             for i in range(n):
                 r = wt[i] * (y[i] - mu[i]) / phi
                 j = codes[i] * k
                 for a in range(k):
-                    delta[j + a] += Zp[i * k + a] * r
+                    g[j + a] += Zp[i * k + a] * r
+                if joint:
+                    for a in range(p):
+                        g[nu + a] += Xp[i * p + a] * r
+            for a in range(nd):
+                delta[a] = g[a]
+            if joint:
+                if _joint_step(n, k, nlev, p, Zp, Xp, &codes[0], &w[0], &L[0], &K[0], &S[0],
+                               &delta[0], &work[0]) != 0:
+                    status = 3
+                    break
+            else:
+                for j in range(nlev):
+                    _block_solve(k, &L[j * k * k], &delta[j * k])
             dec = 0.0
-            for a in range(nu):
-                un[a] = delta[a]                  # keep g_u for the decrement
-            for j in range(nlev):
-                _block_solve(k, &L[j * k * k], &delta[j * k])
             dmax = 0.0
-            for a in range(nu):
-                dec += un[a] * delta[a]
+            for a in range(nd):
+                dec += g[a] * delta[a]
                 if fabs(delta[a]) > dmax:
                     dmax = fabs(delta[a])
             if dec < tol * (1.0 + fabs(pdev)) and dmax < 1e-10:
@@ -201,8 +295,12 @@ def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t 
             for h in range(30):
                 for a in range(nu):
                     un[a] = u[a] + step * delta[a]
-                pn = _pdev(fam, n, k, &Z[0, 0], &codes[0], &base[0], &y[0], &wt[0], &un[0], nu,
-                           dconst, phi, &etan[0], &mun[0])
+                if joint:
+                    for a in range(p):
+                        bn[a] = beta[a] + step * delta[nu + a]
+                    _base(n, p, Xp, &offset[0], &bn[0] if p > 0 else NULL, &basen[0])
+                pn = _pdev(fam, n, k, Zp, &codes[0], &basen[0] if joint else &base[0], &y[0],
+                           &wt[0], &un[0], nu, dconst, phi, &etan[0], &mun[0])
                 if isfinite(pn) and pn <= pdev + 1e-10 * fabs(pdev):
                     break
                 step *= 0.5
@@ -211,6 +309,9 @@ def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t 
                 break
             for a in range(nu):
                 u[a] = un[a]
+            if joint:
+                for a in range(p):
+                    beta[a] = bn[a]
             for i in range(n):
                 eta[i] = etan[i]
                 mu[i] = mun[i]
@@ -224,10 +325,23 @@ def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t 
         if status == 0 and not converged and not isfinite(pdev):
             status = 2
         if status == 0 and not have_factor:
-            if _factor(n, k, nlev, &Z[0, 0], &codes[0], &w[0], &L[0]) != 0:
+            if _factor(n, k, nlev, Zp, &codes[0], &w[0], &L[0]) != 0:
                 status = 1
+            elif joint:
+                # R_X at the final mode: the Schur complement of the factor there
+                for a in range(nd):
+                    delta[a] = 0.0
+                if _joint_step(n, k, nlev, p, Zp, Xp, &codes[0], &w[0], &L[0], &K[0], &S[0],
+                               &delta[0], &work[0]) != 0:
+                    status = 3
     logdet = _logdet(k, nlev, &L[0]) if status == 0 else float("nan")
-    return status, u_a, eta_a, mu_a, w_a, pdev, logdet, iters
+    RX = None
+    if joint:
+        for a in range(p):
+            for h in range(a + 1, p):
+                S[a * p + h] = 0.0
+        RX = S_a[:p * p].reshape(p, p)
+    return status, u_a, beta_a, eta_a, mu_a, w_a, pdev, logdet, RX, iters
 
 
 def laplace_gradient(int fam, const double[:, ::1] Z, const double[:, ::1] Xt, const int64_t[::1] codes,

@@ -374,7 +374,7 @@ def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
 def _beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:
     """Cholesky factor of the stage-1 (R_X-based) covariance of beta, or a diagonal fallback."""
     try:
-        RX = r1.factor.RX()
+        RX = r1.RX()
         Rinv = np.linalg.inv(RX)
         V = Rinv.T @ Rinv
         return np.linalg.cholesky(V)

@@ -33,6 +33,11 @@ class PirlsResult:
     iterations: int
     _factor: BlockedFactor | None = None      # the factor when PIRLS made one (numpy path)
     _factor_fn: Callable[[], BlockedFactor] | None = None   # builds it when first asked for
+    _RX: np.ndarray | None = None             # R_X of a joint compiled PIRLS
+
+    def RX(self) -> np.ndarray:
+        """Lower Cholesky factor of the fixed-effects Schur complement (joint PIRLS only)."""
+        return self._RX if self._RX is not None else self.factor.RX()
 
     @property
     def factor(self) -> BlockedFactor:
@@ -144,26 +149,33 @@ class GlmmProblem:
             return None
         return compiled.family_code(self.family)
 
-    def _pirls_compiled(self, theta, beta, base, u, phi, try_zero) -> PirlsResult:
+    def _pirls_compiled(self, theta, beta, u, phi, try_zero, joint) -> PirlsResult:
         """PIRLS by the compiled one-term kernel: the same algorithm as `pirls` below."""
         rs = self.rs
         Xt, codes = rs.term_rows(0)
+        if getattr(self, "_Xrows", None) is None:
+            self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)   # row-major, once
         T = rs.T_blocks(theta)[0]
         Z = Xt * T[0, 0] if T.shape[0] == 1 else Xt @ T
-        status, u, eta, mu, w, pdev, logdet, it = compiled.kernels().pirls(
-            compiled.family_code(self.family), Z, codes, rs.terms[0].nlevels, base, self.y,
-            self.w_prior, float(phi), self._dev_constant(), u, bool(try_zero), self.tol, self.max_iter)
+        status, u, beta, eta, mu, w, pdev, logdet, RX, it = compiled.kernels().pirls(
+            compiled.family_code(self.family), Z, codes, rs.terms[0].nlevels, self._Xrows,
+            self.offset, beta, self.y, self.w_prior, float(phi), self._dev_constant(), u,
+            bool(try_zero), bool(joint), self.tol, self.max_iter)
         if status == 1:
             raise PirlsFailure("penalized system not positive definite")
         if status == 2:
             raise PirlsFailure("PIRLS did not converge: the linear predictor diverged")
+        if status == 3:
+            raise PirlsFailure("the fixed-effects block of the joint PIRLS system is not positive "
+                               "definite")
         self._u_warm = u.copy()
         self._theta_warm = theta.copy()
         sqr_u = float(u @ u)
         ll = -0.5 * ((pdev - sqr_u) + self._saturated_m2ll())
+        X = self.X if joint else None
         return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, loglik_cond=ll, sqr_u=sqr_u,
-                           deviance=-2.0 * ll + sqr_u + logdet, iterations=it,
-                           _factor_fn=lambda: BlockedFactor(rs, rs.scaled_values(theta), w, None))
+                           deviance=-2.0 * ll + sqr_u + logdet, iterations=it, _RX=RX,
+                           _factor_fn=lambda: BlockedFactor(rs, rs.scaled_values(theta), w, X))
 
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
               u0: np.ndarray | None = None) -> PirlsResult:
@@ -173,14 +185,14 @@ class GlmmProblem:
         rs, X, y = self.rs, self.X, self.y
         u = (self._u_warm if u0 is None else u0).copy()
         beta = np.asarray(beta, float).copy()
-        base = self.offset + X @ beta          # fixed during PIRLS unless joint
         theta = np.asarray(theta, float)
         tw = self._theta_warm
         # a short step in theta (finite differences, late optimiser steps): the warm mode is good
         near = (tw is not None and tw.shape == theta.shape and
                 np.max(np.abs(theta - tw), initial=0.0) < 0.05 * max(1.0, np.max(np.abs(tw), initial=0.0)))
-        if not joint and self._kernel_code() is not None:
-            return self._pirls_compiled(theta, beta, base, u, phi, u0 is None and not near and np.any(u))
+        if self._kernel_code() is not None:
+            return self._pirls_compiled(theta, beta, u, phi, u0 is None and not near and np.any(u), joint)
+        base = self.offset + X @ beta          # fixed during PIRLS unless joint
         zvals = rs.scaled_values(theta)
         eta = base + rs.Zu(zvals, u)
         mu, d, var, w = self._moments(eta, phi)
