@@ -275,3 +275,16 @@ def test_small_dense_lmm_matches_the_row_path(src, f, reml, monkeypatch):
                    np.where(lb == 0, 0.0, 0.2)):               # a boundary point: variances at 0
             _assert_same_lmm(a, b, th)
             np.testing.assert_allclose(a.evaluate(th).RX, b.evaluate(th).RX, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("src,f,fam,wt", CASES)
+def test_glm_start_matches_glm_fit(src, f, fam, wt, pure):
+    """The start of beta (the GLM without random effects): Newton with step halving in the
+    compiled joint PIRLS at Lambda = 0 reaches glm.fit's IRLS estimate."""
+    from pyglmm.fit.glmm import glm_start
+    fr, rs, pr = _problem(src, f, fam, wt)
+    got = {}
+    for on in (False, True):
+        pure(on)
+        got[on] = glm_start(pr)
+    np.testing.assert_allclose(got[False], got[True], rtol=1e-9, atol=1e-10)

@@ -131,6 +131,29 @@ cdef double _logdet(Py_ssize_t k, Py_ssize_t nlev, const double* L) noexcept nog
     return 2.0 * s
 
 
+def _scaled_rows(const double[:, ::1] Xt, const double[::1] theta):
+    """Rows of Z Lambda for one term: Xt T, with T the lower-triangular factor filled from theta
+    column by column (lme4's order)."""
+    cdef Py_ssize_t n = Xt.shape[0], k = Xt.shape[1], i, a, b, idx = 0
+    T_a = np.zeros((k, k))
+    cdef double[:, ::1] T = T_a
+    for b in range(k):
+        for a in range(b, k):
+            T[a, b] = theta[idx]
+            idx += 1
+    Z_a = np.empty((n, k))
+    cdef double[:, ::1] Z = Z_a
+    cdef double t
+    with nogil:
+        for i in range(n):
+            for b in range(k):
+                t = 0.0
+                for a in range(b, k):
+                    t = t + Xt[i, a] * T[a, b]
+                Z[i, b] = t
+    return Z_a
+
+
 cdef int _joint_step(Py_ssize_t n, Py_ssize_t k, Py_ssize_t nlev, Py_ssize_t p, const double* Z,
                      const double* X, const int64_t* codes, const double* w, const double* L,
                      double* K, double* S, double* delta, double* work) noexcept nogil:
@@ -201,18 +224,20 @@ cdef void _base(Py_ssize_t n, Py_ssize_t p, const double* X, const double* offse
         base[i] = t
 
 
-def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t nlev,
+def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64_t[::1] codes, Py_ssize_t nlev,
           const double[:, ::1] X, const double[::1] offset, const double[::1] beta0,
           const double[::1] y, const double[::1] wt, double phi, double dconst, const double[::1] u0,
           bint try_zero, bint joint, double tol, int max_iter):
     """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules);
     with ``joint`` beta is updated with u (lme4's nAGQ = 0 stage).
 
-    Z holds the rows of Z Lambda (n x k); X the fixed effects (n x p, row-major). Returns
+    Xt: the term's model matrix (n x k), theta its relative covariance factor (lme4's order);
+    X: the fixed effects (n x p, row-major). Returns
     (status, u, beta, eta, mu, w, pdev, logdet, R_X, iterations): status 0 ok, 1 a block not
     positive definite, 2 diverged, 3 the joint fixed-effects block not positive definite; R_X
     (joint only) the lower Cholesky factor of the Schur complement at the mode.
     """
+    cdef double[:, ::1] Z = _scaled_rows(Xt, theta)
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], nu = nlev * k, p = X.shape[1], i, j, a, it, h
     cdef Py_ssize_t nd = nu + (p if joint else 0)
     u_a = np.array(u0, dtype=np.float64)
@@ -344,14 +369,15 @@ def pirls(int fam, const double[:, ::1] Z, const int64_t[::1] codes, Py_ssize_t 
     return status, u_a, beta_a, eta_a, mu_a, w_a, pdev, logdet, RX, iters
 
 
-def laplace_gradient(int fam, const double[:, ::1] Z, const double[:, ::1] Xt, const int64_t[::1] codes,
+def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64_t[::1] codes,
                      Py_ssize_t nlev, const double[::1] y, const double[::1] wt, double phi,
                      const double[::1] eta, const double[::1] u):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas, one term).
 
     Returns (g_theta, v): g_theta in lme4's theta order, and v with g_beta = X'v.
-    Z: rows of Z Lambda; Xt: the term's unscaled model matrix (n x k).
+    Xt: the term's model matrix (n x k), theta its relative covariance factor.
     """
+    cdef double[:, ::1] Z = _scaled_rows(Xt, theta)
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], kk = k * k, i, j, a, b, c, slot
     mu_a, w_a, wp_a, s_a, v_a = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     L_a = np.empty(nlev * kk)

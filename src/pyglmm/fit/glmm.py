@@ -50,6 +50,10 @@ THETA_SCALING = True        # scale theta by its curvature at the start (exact-g
 
 def glm_start(problem: GlmmProblem, phi: float = 1.0, maxit: int = 50) -> np.ndarray:
     """Fixed-effects-only IRLS fit (R's glm.fit) for starting values of beta."""
+    if problem._kernel_code() is not None and phi == 1.0:
+        beta = problem.glm_fit_compiled(maxit)
+        if beta is not None:
+            return beta
     fam, y, X, w0, off = problem.family, problem.y, problem.X, problem.w_prior, problem.offset
     mu = fam.initialize(y, w0)
     eta = fam.link.link(mu)

@@ -89,10 +89,9 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     code = compiled.family_code(family) if len(rs.terms) == 1 and not joint else None
     if code is not None and compiled.kernels() is not None:
         Xt, codes = rs.term_rows(0)
-        T = rs.T_blocks(theta)[0]
         g_theta, v = compiled.kernels().laplace_gradient(
-            code, Xt * T[0, 0] if T.shape[0] == 1 else Xt @ T, Xt, codes, rs.terms[0].nlevels,
-            y, w_prior, float(phi), eta, u)
+            code, Xt, np.asarray(theta, float), codes, rs.terms[0].nlevels, y, w_prior, float(phi),
+            eta, u)
         return np.concatenate([g_theta, X.T @ v])
     zvals = rs.scaled_values(theta)
     mu = family.link.inverse(eta)

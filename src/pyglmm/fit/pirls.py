@@ -17,6 +17,14 @@ from ..linalg.restructure import ReStructure
 from . import compiled
 
 
+def _max_abs_diff(a: np.ndarray, b: np.ndarray | None) -> float:
+    """max |a - b| (or max |a|) of the few thetas, in Python floats (numpy's reductions cost
+    microseconds of overhead here, in every PIRLS call)."""
+    if b is None:
+        return max((abs(x) for x in a.tolist()), default=0.0)
+    return max((abs(x - y) for x, y in zip(a.tolist(), b.tolist())), default=0.0)
+
+
 class PirlsFailure(RuntimeError):
     """PIRLS could not find the conditional modes (e.g. the linear predictor diverged)."""
 
@@ -155,10 +163,8 @@ class GlmmProblem:
         Xt, codes = rs.term_rows(0)
         if getattr(self, "_Xrows", None) is None:
             self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)   # row-major, once
-        T = rs.T_blocks(theta)[0]
-        Z = Xt * T[0, 0] if T.shape[0] == 1 else Xt @ T
         status, u, beta, eta, mu, w, pdev, logdet, RX, it = compiled.kernels().pirls(
-            compiled.family_code(self.family), Z, codes, rs.terms[0].nlevels, self._Xrows,
+            compiled.family_code(self.family), Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels, self._Xrows,
             self.offset, beta, self.y, self.w_prior, float(phi), self._dev_constant(), u,
             bool(try_zero), bool(joint), self.tol, self.max_iter)
         if status == 1:
@@ -177,6 +183,21 @@ class GlmmProblem:
                            deviance=-2.0 * ll + sqr_u + logdet, iterations=it, _RX=RX,
                            _factor_fn=lambda: BlockedFactor(rs, rs.scaled_values(theta), w, X))
 
+    def glm_fit_compiled(self, maxit: int) -> np.ndarray | None:
+        """The GLM without random effects (the start of beta) by the compiled joint PIRLS at
+        Lambda = 0, where it is Newton's method on the GLM deviance with step halving (= IRLS
+        for canonical links) from beta = 0; None when it fails (then R's glm.fit path)."""
+        rs = self.rs
+        Xt, codes = rs.term_rows(0)
+        if getattr(self, "_Xrows", None) is None:
+            self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)
+        nu = rs.terms[0].nlevels * rs.terms[0].p
+        status, u, beta, *_ = compiled.kernels().pirls(
+            compiled.family_code(self.family), Xt, np.zeros(rs.ntheta), codes, rs.terms[0].nlevels,
+            self._Xrows, self.offset, np.zeros(self.p), self.y, self.w_prior, 1.0,
+            self._dev_constant(), np.zeros(nu), False, True, self.tol, maxit)
+        return beta if status == 0 and np.all(np.isfinite(beta)) else None
+
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
               u0: np.ndarray | None = None) -> PirlsResult:
         """Conditional modes at (theta, beta[, phi]); beta also updated when joint=True."""
@@ -188,8 +209,8 @@ class GlmmProblem:
         theta = np.asarray(theta, float)
         tw = self._theta_warm
         # a short step in theta (finite differences, late optimiser steps): the warm mode is good
-        near = (tw is not None and tw.shape == theta.shape and
-                np.max(np.abs(theta - tw), initial=0.0) < 0.05 * max(1.0, np.max(np.abs(tw), initial=0.0)))
+        near = tw is not None and tw.shape == theta.shape and _max_abs_diff(theta, tw) < 0.05 * max(
+            1.0, _max_abs_diff(tw, None))
         if self._kernel_code() is not None:
             return self._pirls_compiled(theta, beta, u, phi, u0 is None and not near and np.any(u), joint)
         base = self.offset + X @ beta          # fixed during PIRLS unless joint
