@@ -17,6 +17,9 @@ def to_pandas(data: Any) -> pd.DataFrame:
         raise DataError(f"data has duplicate column names: {', '.join(map(repr, dups))}")
     if list(df.columns) != cols:
         df = df.set_axis(cols, axis=1)
+    idx = df.index
+    if isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
+        return df                    # already 0..n-1 (reset_index would only copy the frame)
     return df.reset_index(drop=True)
 
 

@@ -6,6 +6,8 @@ becomes ``C(x, ref = "B")``.
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .bars import _find_bar, expand_bar, split_bars
 from .errors import FormulaError
 from .nodes import deparse
@@ -18,11 +20,17 @@ __all__ = ["FormulaError", "FixedSpec", "ParsedFormula", "RandomTerm", "Term", "
 
 
 def parse_formula(text: str) -> ParsedFormula:
-    """Parse an lme4 formula such as ``y ~ x + (1 + x | g)``; raises FormulaError on bad input."""
+    """Parse an lme4 formula such as ``y ~ x + (1 + x | g)``; raises FormulaError on bad input.
+    The result is immutable, so parses are cached by text (refits and loops parse once)."""
     try:
-        return _parse(text)
+        return _parse_cached(text) if isinstance(text, str) else _parse(text)
     except RecursionError:
         raise FormulaError("formula is too deeply nested", text if isinstance(text, str) else "", 0) from None
+
+
+@lru_cache(maxsize=512)
+def _parse_cached(text: str) -> ParsedFormula:
+    return _parse(text)
 
 
 def _parse(text: str) -> ParsedFormula:

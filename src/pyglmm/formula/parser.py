@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import FormulaError
 from .lexer import Token, tokenize
@@ -167,8 +168,10 @@ def parse_formula_ast(text: str) -> FormulaAST:
     return FormulaAST(lhs, rhs, tilde.pos)
 
 
+@lru_cache(maxsize=2048)
 def parse_expression(text: str) -> Node:
-    """Parse a single expression (no '~'), e.g. a variable text like ``log(x)``."""
+    """Parse a single expression (no '~'), e.g. a variable text like ``log(x)``; cached (nodes
+    are immutable)."""
     p = _Parser(text)
     if p.tok.kind == "EOF":
         raise p.error("empty expression", 0)
