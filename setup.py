@@ -8,8 +8,8 @@ except ImportError:          # no Cython: pure-Python install
     ext_modules = []
 else:
     ext_modules = cythonize(
-        [Extension("pyglmm.fit._onegroup", ["src/pyglmm/fit/_onegroup.pyx"], optional=True,
-                   extra_compile_args=["-O3"])],
+        [Extension(f"pyglmm.fit.{name}", [f"src/pyglmm/fit/{name}.pyx"], optional=True,
+                   extra_compile_args=["-O3"]) for name in ("_onegroup", "_multigroup")],
         compiler_directives={"language_level": 3}, quiet=True)
 
 setup(ext_modules=ext_modules)

@@ -288,3 +288,101 @@ def test_glm_start_matches_glm_fit(src, f, fam, wt, pure):
         pure(on)
         got[on] = glm_start(pr)
     np.testing.assert_allclose(got[False], got[True], rtol=1e-9, atol=1e-10)
+
+
+# ---------------------------------------------------------------- several random-effects terms
+
+def _crossed_many_shared():
+    """256 subjects x 6 items, every pair once: two items share 256 subjects, a count that
+    wrapped to 0 in an int8 pattern sum and lost entries of the Schur pattern."""
+    rng = np.random.default_rng(9)
+    g = np.repeat(np.arange(256), 6)
+    h = np.tile(np.arange(6), 256)
+    x = rng.normal(size=g.size)
+    eta = -0.2 + 0.5 * x + rng.normal(0, 1.0, 256)[g] + rng.normal(0, 0.6, 6)[h]
+    return pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-eta))), "x": x, "g": g, "h": h})
+
+
+def _nested_poisson():
+    rng = np.random.default_rng(10)
+    a = np.repeat(np.arange(12), 40)
+    b = np.tile(np.repeat(np.arange(5), 8), 12)
+    x = rng.normal(size=a.size)
+    eta = 0.5 + 0.3 * x + rng.normal(0, 0.5, 12)[a] + rng.normal(0, 0.4, 60)[a * 5 + b]
+    return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "a": a, "b": b})
+
+
+def _crossed_rest_slopes():
+    rng = np.random.default_rng(11)
+    g = np.repeat(np.arange(80), 10)
+    h = np.tile(np.arange(10), 80)
+    x = rng.normal(size=g.size)
+    t = rng.uniform(0.5, 2.0, g.size)
+    eta = (0.3 + 0.4 * x + rng.normal(0, 0.5, 80)[g] + rng.normal(0, 0.5, 10)[h]
+           + rng.normal(0, 0.3, 10)[h] * x)
+    return pd.DataFrame({"y": rng.poisson(t * np.exp(eta)), "x": x, "g": g, "h": h, "t": t})
+
+
+MULTI_CASES = [
+    ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", "poisson", None),
+    (_crossed_many_shared, "y ~ x + (1 | g) + (1 | h)", "binomial", None),
+    (_nested_poisson, "y ~ x + (1 | a/b)", "poisson", None),
+    (_crossed_rest_slopes, "y ~ x + offset(log(t)) + (1 | g) + (1 + x | h)", "poisson", None),
+    (_weighted_binomial, "p ~ x + (1 | g) + (1 | n)", "binomial", "n"),
+]
+
+
+@pytest.mark.parametrize("src,f,fam,wt", MULTI_CASES)
+def test_multi_term_pirls_and_gradient_match_numpy(src, f, fam, wt, pure):
+    fr, rs, pr = _problem(src, f, fam, wt)
+    rng = np.random.default_rng(1)
+    th = rs.theta_start() * 0.7 + 0.1 * np.abs(rng.normal(size=rs.ntheta))
+    be = np.linalg.lstsq(fr.X, np.log(fr.y + 0.5) if fam == "poisson" else fr.y - 0.5, rcond=None)[0] * 0.5
+    out = {}
+    for on in (False, True):
+        pure(on)
+        pr._u_warm[:] = 0.0
+        pr._theta_warm = None
+        r = pr.pirls(th, be)
+        out[on] = (r, laplace_gradient(rs, fr.X, fr.y, fr.weights, pr.family, th, r.u, r.eta,
+                                       factor=r._factor))
+    (rc, gc), (rp, gp) = out[False], out[True]
+    assert rc._factor is None and rp._factor is not None
+    assert rc.iterations == rp.iterations
+    np.testing.assert_allclose(rc.u, rp.u, rtol=1e-8, atol=1e-10)
+    assert rc.deviance == pytest.approx(rp.deviance, rel=1e-12)
+    np.testing.assert_allclose(gc, gp, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("src,f,fam,wt", MULTI_CASES)
+def test_multi_term_fits_match_numpy(src, f, fam, wt, pure):
+    d = _data(src)
+    fits = {}
+    for on in (False, True):
+        pure(on)
+        fits[on] = pyglmm.glmer(f, d, family=fam, weights=wt)
+    c, p = fits[False], fits[True]
+    assert float(c.loglik) == pytest.approx(float(p.loglik), abs=1e-6)
+    np.testing.assert_allclose(np.asarray(c.theta), np.asarray(p.theta), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.sqrt(np.diag(np.asarray(c.vcov, float))),
+                               np.sqrt(np.diag(np.asarray(p.vcov, float))), rtol=1e-3)
+
+
+def test_schur_pattern_has_every_entry():
+    """The symbolic pattern of chol(S) covers S's nonzeros: with 256 shared subjects every pair
+    of the 6 items is coupled, so the pattern is the full lower triangle."""
+    from pyglmm.linalg.kernel_pattern import kernel_pattern
+    fr, rs, pr = _problem(_crossed_many_shared, "y ~ x + (1 | g) + (1 | h)", "binomial", None)
+    pat = kernel_pattern(rs)
+    assert pat.qr == 6 and pat.nzi.size == 15
+    assert np.array_equal(np.diff(pat.nzp), [5, 4, 3, 2, 1, 0])
+
+
+def test_long_data_take_the_numpy_path(monkeypatch):
+    """Above GLMM_MAX_ROWS rows the numpy path's vectorised passes are faster: no kernel runs."""
+    fr, rs, pr = _problem(*CASES[0])
+    assert pr._kernel_code() is not None
+    monkeypatch.setattr(compiled, "GLMM_MAX_ROWS", 10)
+    assert pr._kernel_code() is None
+    r = pr.pirls(rs.theta_start(), np.zeros(fr.X.shape[1]))
+    assert r._factor is not None

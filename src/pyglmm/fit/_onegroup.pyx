@@ -8,67 +8,29 @@ halving, stopping rules, deviance forms) are the same, and the tests compare the
 Families: 0 = Poisson with log link, 1 = binomial with logit link (R's clamps included).
 """
 import numpy as np
-from libc.math cimport exp, log, log1p, fabs, sqrt, isfinite
-from libc.string cimport memset
 from libc.stdint cimport int64_t
 
-cdef double EPS = 2.220446049250313e-16
+include "_rowwise.pxi"
 
-
-cdef inline double _linkinv(int fam, double eta) noexcept nogil:
-    """R's linkinv: exp(eta) floored at eps (log); logistic with eta clamped at +-30 (logit)."""
-    cdef double e
-    if fam == 0:
-        e = exp(eta)
-        return e if e > EPS else EPS
-    if eta < -30.0:
-        e = EPS
-    elif eta > 30.0:
-        e = 1.0 / EPS
-    else:
-        e = exp(eta)
-    return e / (1.0 + e)
-
-
-cdef inline double _dev_half(int fam, double y, double wt, double eta, double mu) noexcept nogil:
-    """A row's share of (sum(dev_resids) - its y-only constant) / 2, in pirls.py's forms."""
-    if fam == 0:
-        if eta > -30.0 and eta < 700.0:
-            return wt * (mu - y * eta)
-        return wt * (mu - y * log(mu))
-    if fabs(eta) < 30.0:
-        return wt * ((eta if eta > 0.0 else 0.0) + log1p(exp(-fabs(eta))) - y * eta)
-    return -wt * (y * log(mu) + (1.0 - y) * log1p(-mu))
-
+from libc.string cimport memset
 
 cdef double _pdev(int fam, Py_ssize_t n, Py_ssize_t k, const double* Z, const int64_t* codes,
                   const double* base, const double* y, const double* wt, const double* u,
-                  Py_ssize_t nu, double dconst, double phi, double* eta, double* mu) noexcept nogil:
+                  Py_ssize_t nu, double dconst, double phi, double* eta, double* mu,
+                  Scratch sc) noexcept nogil:
     """eta = base + Z Lambda u, mu, and the penalised deviance sum(dev)/phi + |u|^2."""
     cdef Py_ssize_t i, a, j
-    cdef double s = 0.0, e, su = 0.0
+    cdef double s, e, su = 0.0
     for i in range(n):
         j = codes[i] * k
         e = base[i]
         for a in range(k):
             e += Z[i * k + a] * u[j + a]
         eta[i] = e
-        mu[i] = _linkinv(fam, e)
-        s += _dev_half(fam, y[i], wt[i], e, mu[i])
+    s = _mu_dev(fam, n, eta, y, wt, mu, sc)
     for a in range(nu):
         su += u[a] * u[a]
     return (dconst + 2.0 * s) / phi + su
-
-
-cdef inline void _weights(int fam, Py_ssize_t n, const double* mu, const double* wt, double phi,
-                          double* w) noexcept nogil:
-    """Fisher weights (= the observed curvature for canonical links)."""
-    cdef Py_ssize_t i
-    for i in range(n):
-        if fam == 0:
-            w[i] = wt[i] * mu[i] / phi
-        else:
-            w[i] = wt[i] * mu[i] * (1.0 - mu[i]) / phi
 
 
 cdef int _factor(Py_ssize_t n, Py_ssize_t k, Py_ssize_t nlev, const double* Z, const int64_t* codes,
@@ -254,6 +216,8 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
     cdef double[::1] u = u_a, un = un_a, beta = beta_a, bn = bn_a, delta = d_a, g = g_a
     cdef double[::1] eta = eta_a, mu = mu_a, w = w_a, etan = etan_a, mun = mun_a, L = L_a
     cdef double[::1] base = base_a, basen = basen_a, K = K_a, work = work_a, S = S_a
+    ebuf, lbuf = np.empty(n), np.empty(n)
+    cdef Scratch sc = _scratch(ebuf, lbuf)
     cdef double pdev, p0, pn, dec, dmax, step, change, r
     cdef bint converged = False, have_factor = False
     cdef int status = 0, iters = 0
@@ -262,13 +226,13 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
     with nogil:
         _base(n, p, Xp, &offset[0], &beta[0] if p > 0 else NULL, &base[0])
         pdev = _pdev(fam, n, k, Zp, &codes[0], &base[0], &y[0], &wt[0], &u[0], nu, dconst,
-                     phi, &eta[0], &mu[0])
+                     phi, &eta[0], &mu[0], sc)
         if try_zero or not isfinite(pdev):
             # the mode of the penalty alone, u = 0, when the warm start is worse (or not finite)
             for a in range(nu):
                 un[a] = 0.0
             p0 = _pdev(fam, n, k, Zp, &codes[0], &base[0], &y[0], &wt[0], &un[0], nu, dconst,
-                       phi, &etan[0], &mun[0])
+                       phi, &etan[0], &mun[0], sc)
             if not isfinite(pdev) or p0 < pdev:
                 for a in range(nu):
                     u[a] = 0.0
@@ -325,7 +289,7 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
                         bn[a] = beta[a] + step * delta[nu + a]
                     _base(n, p, Xp, &offset[0], &bn[0] if p > 0 else NULL, &basen[0])
                 pn = _pdev(fam, n, k, Zp, &codes[0], &basen[0] if joint else &base[0], &y[0],
-                           &wt[0], &un[0], nu, dconst, phi, &etan[0], &mun[0])
+                           &wt[0], &un[0], nu, dconst, phi, &etan[0], &mun[0], sc)
                 if isfinite(pn) and pn <= pdev + 1e-10 * fabs(pdev):
                     break
                 step *= 0.5
@@ -392,10 +356,12 @@ def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, 
     cdef double* col
     cdef int bad = 0
     cdef const double* Zp = &Z[0, 0]
+    ebuf, lbuf = np.empty(n), np.empty(n)
+    cdef Scratch sc = _scratch(ebuf, lbuf)
     with nogil:
+        _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], sc)
         for i in range(n):
-            m = _linkinv(fam, eta[i])
-            mu[i] = m
+            m = mu[i]
             if fam == 0:
                 w[i] = wt[i] * m / phi
                 wp[i] = w[i]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..linalg.blocked import BlockedFactor
+from ..linalg.kernel_pattern import kernel_pattern
 from ..linalg.restructure import ReStructure
 from . import compiled
 
@@ -86,13 +87,17 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     only the theta gradient is returned; the implicit derivative then runs through the joint
     (u, beta) system.
     """
-    code = compiled.family_code(family) if len(rs.terms) == 1 and not joint else None
+    code = compiled.family_code(family) if not joint and rs.n <= compiled.GLMM_MAX_ROWS else None
     if code is not None and compiled.kernels() is not None:
-        Xt, codes = rs.term_rows(0)
-        g_theta, v = compiled.kernels().laplace_gradient(
-            code, Xt, np.asarray(theta, float), codes, rs.terms[0].nlevels, y, w_prior, float(phi),
-            eta, u)
-        return np.concatenate([g_theta, X.T @ v])
+        if len(rs.terms) == 1:
+            Xt, codes = rs.term_rows(0)
+            g_theta, v = compiled.kernels().laplace_gradient(
+                code, Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels, y,
+                w_prior, float(phi), eta, u)
+            return np.concatenate([g_theta, X.T @ v])
+        pat = kernel_pattern(rs) if compiled.multi_kernels() is not None else None
+        if pat is not None:
+            return _gradient_multi(pat, rs, code, X, y, w_prior, theta, u, eta, phi)
     zvals = rs.scaled_values(theta)
     mu = family.link.inverse(eta)
     w, wp, s = curvature(family, mu, y, w_prior, phi)     # s = d log f / d eta
@@ -151,6 +156,27 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
         rows, colsT = _tril(t.p)
         g_theta[rs.theta_slices[k]] = G[rows, colsT]
     return g_theta if joint else np.concatenate([g_theta, g_beta])
+
+
+def _gradient_multi(pat, rs: ReStructure, code: int, X, y, w_prior, theta, u, eta, phi) -> np.ndarray:
+    """The gradient by the compiled several-terms kernel: its derivatives in each term's T
+    mapped to theta (lme4's order), then beta."""
+    zvals = rs.scaled_values(theta)
+    V = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
+    G1, Gr, v = compiled.multi_kernels().laplace_gradient(
+        code, np.ascontiguousarray(zvals[0]), pat.X1, pat.codes, pat.l1, np.ascontiguousarray(V),
+        pat.Xr, pat.slot_term, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp,
+        pat.nzi, y, w_prior, float(phi), eta, u)
+    g_theta = np.empty(rs.ntheta)
+    for k, t in enumerate(rs.terms):
+        if k == 0:
+            G = G1
+        else:
+            o = pat.slot_off[k - 1]
+            G = Gr[o:o + t.p, o:o + t.p]
+        rows, cols = rs._tril[k]
+        g_theta[rs.theta_slices[k]] = G[rows, cols]
+    return np.concatenate([g_theta, X.T @ v])
 
 
 def pattern_rows(rs: ReStructure, zvals: list[np.ndarray], F: BlockedFactor):

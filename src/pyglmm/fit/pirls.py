@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ..linalg.blocked import BlockedFactor, NotPositiveDefinite
+from ..linalg.kernel_pattern import kernel_pattern
 from ..linalg.restructure import ReStructure
 from . import compiled
 
@@ -151,11 +152,32 @@ class GlmmProblem:
         return self._devsum(mu, eta) / phi + float(u @ u)
 
     def _kernel_code(self) -> int | None:
-        """The compiled kernels' family code when they cover this problem (one term, Poisson-log
-        or binomial-logit, lme4's Fisher weights), else None."""
-        if len(self.rs.terms) != 1 or self.laplace_weights != "expected" or compiled.kernels() is None:
+        """The compiled kernels' family code when they cover this problem (Poisson-log or
+        binomial-logit, lme4's Fisher weights, up to compiled.GLMM_MAX_ROWS rows), else None."""
+        if self.laplace_weights != "expected" or compiled.kernels() is None or \
+                self.n > compiled.GLMM_MAX_ROWS:
             return None
         return compiled.family_code(self.family)
+
+    def _multi_pattern(self):
+        """The fixed arrays of the several-terms kernel, or None when it does not apply."""
+        if len(self.rs.terms) < 2 or compiled.multi_kernels() is None:
+            return None
+        return kernel_pattern(self.rs)
+
+    def _pirls_compiled_multi(self, pat, theta, beta, u, phi, try_zero) -> PirlsResult:
+        """PIRLS by the compiled several-terms kernel (same algorithm as `pirls`)."""
+        rs = self.rs
+        zvals = rs.scaled_values(theta)
+        Z1 = np.ascontiguousarray(zvals[0])
+        V = np.ascontiguousarray(np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1])
+        base = self.offset + self.X @ beta
+        status, u, eta, mu, w, pdev, logdet, it = compiled.multi_kernels().pirls(
+            compiled.family_code(self.family), Z1, pat.codes, pat.l1, V, pat.cols, pat.qr,
+            pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp, pat.nzi, base, self.y, self.w_prior,
+            float(phi), self._dev_constant(), u, bool(try_zero), self.tol, self.max_iter)
+        return self._compiled_result(status, theta, beta, u, eta, mu, w, pdev, logdet, None, it,
+                                     False)
 
     def _pirls_compiled(self, theta, beta, u, phi, try_zero, joint) -> PirlsResult:
         """PIRLS by the compiled one-term kernel: the same algorithm as `pirls` below."""
@@ -167,6 +189,13 @@ class GlmmProblem:
             compiled.family_code(self.family), Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels, self._Xrows,
             self.offset, beta, self.y, self.w_prior, float(phi), self._dev_constant(), u,
             bool(try_zero), bool(joint), self.tol, self.max_iter)
+        return self._compiled_result(status, theta, beta, u, eta, mu, w, pdev, logdet, RX, it,
+                                     joint)
+
+    def _compiled_result(self, status, theta, beta, u, eta, mu, w, pdev, logdet, RX, it,
+                         joint) -> PirlsResult:
+        """A compiled PIRLS's outputs as a PirlsResult (its blocked factor built on demand)."""
+        rs = self.rs
         if status == 1:
             raise PirlsFailure("penalized system not positive definite")
         if status == 2:
@@ -193,7 +222,7 @@ class GlmmProblem:
             self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)
         nu = rs.terms[0].nlevels * rs.terms[0].p
         status, u, beta, *_ = compiled.kernels().pirls(
-            compiled.family_code(self.family), Xt, np.zeros(rs.ntheta), codes, rs.terms[0].nlevels,
+            compiled.family_code(self.family), Xt, np.zeros(rs.terms[0].ntheta), codes, rs.terms[0].nlevels,
             self._Xrows, self.offset, np.zeros(self.p), self.y, self.w_prior, 1.0,
             self._dev_constant(), np.zeros(nu), False, True, self.tol, maxit)
         return beta if status == 0 and np.all(np.isfinite(beta)) else None
@@ -212,7 +241,12 @@ class GlmmProblem:
         near = tw is not None and tw.shape == theta.shape and _max_abs_diff(theta, tw) < 0.05 * max(
             1.0, _max_abs_diff(tw, None))
         if self._kernel_code() is not None:
-            return self._pirls_compiled(theta, beta, u, phi, u0 is None and not near and np.any(u), joint)
+            try_zero = u0 is None and not near and np.any(u)
+            if len(rs.terms) == 1:
+                return self._pirls_compiled(theta, beta, u, phi, try_zero, joint)
+            pat = None if joint else self._multi_pattern()
+            if pat is not None:
+                return self._pirls_compiled_multi(pat, theta, beta, u, phi, try_zero)
         base = self.offset + X @ beta          # fixed during PIRLS unless joint
         zvals = rs.scaled_values(theta)
         eta = base + rs.Zu(zvals, u)

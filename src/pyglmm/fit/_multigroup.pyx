@@ -1,0 +1,458 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled PIRLS and Laplace gradient for GLMMs with several random-effects terms.
+
+M = Lambda'Z'WZLambda + I in the blocked form of linalg/blocked.py: the first term's levels
+give k x k diagonal blocks D_j; the other terms' q_r columns ("rest") meet them in sparse blocks
+B (one k-vector per pair of a rest column and a first-term level that share rows), and among
+themselves in R. The factor is L11 = chol(D_j), L21 = L11^{-1} B', and L22 = chol(S) for the
+Schur complement S = R - L21'L21, stored densely but factored on its symbolic pattern (fixed per
+model: `linalg/kernel_pattern.py`), so nested designs cost what their few nonzeros cost and
+crossed ones a dense q_r^3/3. The gradient needs M^{-1} on the pattern of Z'Z: S^{-1} on L22's
+pattern by the Takahashi recurrences, then the first-term blocks from it. Same algorithms and
+formulas as pirls.py and gradient.py; the tests compare the two paths.
+Families: 0 = Poisson with log link, 1 = binomial with logit link.
+"""
+import numpy as np
+from libc.stdint cimport int64_t
+
+include "_rowwise.pxi"
+
+cdef inline void _fwd(Py_ssize_t k, const double* L, double* x) noexcept nogil:
+    """x <- L^{-1} x (L lower, row-major k x k)."""
+    cdef Py_ssize_t a, c
+    cdef double s
+    for a in range(k):
+        s = x[a]
+        for c in range(a):
+            s -= L[a * k + c] * x[c]
+        x[a] = s / L[a * k + a]
+
+
+cdef inline void _bwd(Py_ssize_t k, const double* L, double* x) noexcept nogil:
+    """x <- L^{-T} x."""
+    cdef Py_ssize_t a, c
+    cdef double s
+    for a in range(k - 1, -1, -1):
+        s = x[a]
+        for c in range(a + 1, k):
+            s -= L[c * k + a] * x[c]
+        x[a] = s / L[a * k + a]
+
+
+cdef class _Design:
+    """Pointers to one model's fixed arrays and the per-theta values of Z Lambda."""
+    cdef Py_ssize_t n, k, nlev, m, qr, nblk
+    cdef const double* Z1          # n x k: first term's rows of Z Lambda
+    cdef const int64_t* codes      # n: first-term level
+    cdef const double* V           # n x m: rest values of Z Lambda
+    cdef const int64_t* cols       # n x m: rest column of each slot
+    cdef const int64_t* blk_ptr    # nlev + 1: blocks of each level (sorted by column)
+    cdef const int64_t* blk_col    # nblk: rest column of each block
+    cdef const int64_t* blk_of     # n x m: block of each (row, slot)
+    cdef const int64_t* nzp        # qr + 1: symbolic pattern of L22 below the diagonal
+    cdef const int64_t* nzi
+    cdef object keep               # the arrays behind the pointers
+
+
+cdef _Design _design(const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t nlev,
+                     const double[:, ::1] V, const int64_t[:, ::1] cols, Py_ssize_t qr,
+                     const int64_t[::1] blk_ptr, const int64_t[::1] blk_col,
+                     const int64_t[:, ::1] blk_of, const int64_t[::1] nzp, const int64_t[::1] nzi):
+    cdef _Design d = _Design()
+    d.n, d.k, d.nlev, d.m, d.qr, d.nblk = Z1.shape[0], Z1.shape[1], nlev, V.shape[1], qr, blk_col.shape[0]
+    d.Z1, d.codes, d.V, d.cols = &Z1[0, 0], &codes[0], &V[0, 0], &cols[0, 0]
+    d.blk_ptr, d.blk_col, d.blk_of = &blk_ptr[0], &blk_col[0], &blk_of[0, 0]
+    d.nzp = &nzp[0]
+    d.nzi = &nzi[0] if nzi.shape[0] > 0 else NULL
+    d.keep = (Z1, codes, V, cols, blk_ptr, blk_col, blk_of, nzp, nzi)
+    return d
+
+
+cdef int _factor(_Design d, const double* w, double* L11, double* L21, double* L22) noexcept nogil:
+    """The blocked Cholesky factor of M at weights w; -1 if not positive definite."""
+    cdef Py_ssize_t n = d.n, k = d.k, m = d.m, qr = d.qr, kk = d.k * d.k
+    cdef Py_ssize_t i, j, a, b, s, t, c, c2, b2, ia, ib, e
+    cdef double wi, vs, dot, piv
+    cdef double* Lj
+    for a in range(d.nlev * kk):
+        L11[a] = 0.0
+    for j in range(d.nlev):
+        for a in range(k):
+            L11[j * kk + a * k + a] = 1.0
+    for a in range(d.nblk * k):
+        L21[a] = 0.0
+    for a in range(qr * qr):
+        L22[a] = 0.0
+    for c in range(qr):
+        L22[c * qr + c] = 1.0
+    for i in range(n):
+        j = d.codes[i]
+        wi = w[i]
+        Lj = L11 + j * kk
+        for a in range(k):
+            for b in range(a + 1):
+                Lj[a * k + b] += wi * d.Z1[i * k + a] * d.Z1[i * k + b]
+        for s in range(m):
+            c = d.cols[i * m + s]
+            vs = wi * d.V[i * m + s]
+            e = d.blk_of[i * m + s] * k
+            for a in range(k):
+                L21[e + a] += vs * d.Z1[i * k + a]
+            for t in range(m):
+                c2 = d.cols[i * m + t]
+                if c2 <= c:
+                    L22[c * qr + c2] += vs * d.V[i * m + t]
+    # L11_j = chol(D_j); L21 blocks <- L11_j^{-1} B; S -= L21'L21 within each level
+    for j in range(d.nlev):
+        Lj = L11 + j * kk
+        for a in range(k):
+            piv = Lj[a * k + a]
+            for c in range(a):
+                piv -= Lj[a * k + c] * Lj[a * k + c]
+            if not piv > 0.0:
+                return -1
+            piv = sqrt(piv)
+            Lj[a * k + a] = piv
+            for b in range(a + 1, k):
+                dot = Lj[b * k + a]
+                for c in range(a):
+                    dot -= Lj[b * k + c] * Lj[a * k + c]
+                Lj[b * k + a] = dot / piv
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            _fwd(k, Lj, &L21[b * k])
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            c = d.blk_col[b]
+            for b2 in range(d.blk_ptr[j], b + 1):
+                dot = 0.0
+                for a in range(k):
+                    dot += L21[b * k + a] * L21[b2 * k + a]
+                L22[c * qr + d.blk_col[b2]] -= dot
+    # L22 = chol(S) on the symbolic pattern (columns' nonzeros below the diagonal in nzi)
+    for c in range(qr):
+        piv = L22[c * qr + c]
+        if not piv > 0.0:
+            return -1
+        piv = sqrt(piv)
+        L22[c * qr + c] = piv
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            L22[d.nzi[ia] * qr + c] /= piv
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            a = d.nzi[ia]
+            vs = L22[a * qr + c]
+            for ib in range(d.nzp[c], ia + 1):
+                b = d.nzi[ib]
+                L22[a * qr + b] -= vs * L22[b * qr + c]
+    return 0
+
+
+cdef double _logdet(_Design d, const double* L11, const double* L22) noexcept nogil:
+    cdef Py_ssize_t j, a
+    cdef double s = 0.0
+    for j in range(d.nlev):
+        for a in range(d.k):
+            s += log(L11[j * d.k * d.k + a * d.k + a])
+    for a in range(d.qr):
+        s += log(L22[a * d.qr + a])
+    return 2.0 * s
+
+
+cdef void _solve(_Design d, const double* L11, const double* L21, const double* L22,
+                 double* x) noexcept nogil:
+    """x <- M^{-1} x, x = (first-term levels' k-vectors, then the q_r rest columns)."""
+    cdef Py_ssize_t k = d.k, kk = d.k * d.k, qr = d.qr, j, b, a, c, ia
+    cdef double* x2 = x + d.nlev * k
+    cdef double t
+    for j in range(d.nlev):
+        _fwd(k, L11 + j * kk, x + j * k)
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            t = 0.0
+            for a in range(k):
+                t += L21[b * k + a] * x[j * k + a]
+            x2[d.blk_col[b]] -= t
+    for c in range(qr):
+        x2[c] /= L22[c * qr + c]
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            x2[d.nzi[ia]] -= L22[d.nzi[ia] * qr + c] * x2[c]
+    for c in range(qr - 1, -1, -1):
+        t = x2[c]
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            t -= L22[d.nzi[ia] * qr + c] * x2[d.nzi[ia]]
+        x2[c] = t / L22[c * qr + c]
+    for j in range(d.nlev):
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            t = x2[d.blk_col[b]]
+            for a in range(k):
+                x[j * k + a] -= L21[b * k + a] * t
+        _bwd(k, L11 + j * kk, x + j * k)
+
+
+cdef double _pdev(_Design d, int fam, const double* base, const double* y, const double* wt,
+                  const double* u, double dconst, double phi, double* eta, double* mu,
+                  Scratch sc) noexcept nogil:
+    """eta = base + Z Lambda u, mu, and sum(dev)/phi + |u|^2."""
+    cdef Py_ssize_t i, a, j, s, k = d.k, m = d.m
+    cdef Py_ssize_t nu = d.nlev * k + d.qr
+    cdef const double* u2 = u + d.nlev * k
+    cdef double tot, e, su = 0.0
+    for i in range(d.n):
+        j = d.codes[i] * k
+        e = base[i]
+        for a in range(k):
+            e += d.Z1[i * k + a] * u[j + a]
+        for s in range(m):
+            e += d.V[i * m + s] * u2[d.cols[i * m + s]]
+        eta[i] = e
+    tot = _mu_dev(fam, d.n, eta, y, wt, mu, sc)
+    for a in range(nu):
+        su += u[a] * u[a]
+    return (dconst + 2.0 * tot) / phi + su
+
+
+cdef void _zt(_Design d, const double* r, double* out) noexcept nogil:
+    """out += (Z Lambda)' r."""
+    cdef Py_ssize_t i, a, s, k = d.k, m = d.m
+    cdef double* o2 = out + d.nlev * k
+    for i in range(d.n):
+        for a in range(k):
+            out[d.codes[i] * k + a] += d.Z1[i * k + a] * r[i]
+        for s in range(m):
+            o2[d.cols[i * m + s]] += d.V[i * m + s] * r[i]
+
+
+def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t nlev,
+          const double[:, ::1] V, const int64_t[:, ::1] cols, Py_ssize_t qr,
+          const int64_t[::1] blk_ptr, const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
+          const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] base,
+          const double[::1] y, const double[::1] wt, double phi, double dconst,
+          const double[::1] u0, bint try_zero, double tol, int max_iter):
+    """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules).
+
+    Returns (status, u, eta, mu, w, pdev, logdet, iterations): status 0 ok, 1 not positive
+    definite, 2 diverged.
+    """
+    cdef _Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi)
+    cdef Py_ssize_t n = d.n, nu = nlev * d.k + qr, i, a, it, h
+    u_a = np.array(u0, dtype=np.float64)
+    un_a, d_a, g_a = np.empty(nu), np.empty(nu), np.empty(nu)
+    eta_a, mu_a, w_a, etan_a, mun_a, r_a = (np.empty(n), np.empty(n), np.empty(n), np.empty(n),
+                                            np.empty(n), np.empty(n))
+    L11_a, L21_a, L22_a = np.empty(nlev * d.k * d.k), np.empty(max(d.nblk * d.k, 1)), np.empty(max(qr * qr, 1))
+    cdef double[::1] u = u_a, un = un_a, delta = d_a, g = g_a, eta = eta_a, mu = mu_a, w = w_a
+    cdef double[::1] etan = etan_a, mun = mun_a, r = r_a, L11 = L11_a, L21 = L21_a, L22 = L22_a
+    ebuf, lbuf = np.empty(n), np.empty(n)
+    cdef Scratch sc = _scratch(ebuf, lbuf)
+    cdef double pdev, p0, pn, dec, dmax, step, change
+    cdef bint converged = False, have_factor = False
+    cdef int status = 0, iters = 0
+    with nogil:
+        pdev = _pdev(d, fam, &base[0], &y[0], &wt[0], &u[0], dconst, phi, &eta[0], &mu[0], sc)
+        if try_zero or not isfinite(pdev):
+            for a in range(nu):
+                un[a] = 0.0
+            p0 = _pdev(d, fam, &base[0], &y[0], &wt[0], &un[0], dconst, phi, &etan[0], &mun[0], sc)
+            if not isfinite(pdev) or p0 < pdev:
+                for a in range(nu):
+                    u[a] = 0.0
+                for i in range(n):
+                    eta[i] = etan[i]
+                    mu[i] = mun[i]
+                pdev = p0
+        _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+        for it in range(1, max_iter + 1):
+            iters = it
+            if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
+                status = 1
+                break
+            have_factor = True
+            for a in range(nu):
+                g[a] = -u[a]
+            for i in range(n):
+                r[i] = wt[i] * (y[i] - mu[i]) / phi
+            _zt(d, &r[0], &g[0])
+            for a in range(nu):
+                delta[a] = g[a]
+            _solve(d, &L11[0], &L21[0], &L22[0], &delta[0])
+            dec = 0.0
+            dmax = 0.0
+            for a in range(nu):
+                dec += g[a] * delta[a]
+                if fabs(delta[a]) > dmax:
+                    dmax = fabs(delta[a])
+            if dec < tol * (1.0 + fabs(pdev)) and dmax < 1e-10:
+                converged = True
+                break
+            step = 1.0
+            pn = 0.0
+            for h in range(30):
+                for a in range(nu):
+                    un[a] = u[a] + step * delta[a]
+                pn = _pdev(d, fam, &base[0], &y[0], &wt[0], &un[0], dconst, phi, &etan[0], &mun[0], sc)
+                if isfinite(pn) and pn <= pdev + 1e-10 * fabs(pdev):
+                    break
+                step *= 0.5
+            else:
+                have_factor = False
+                break
+            for a in range(nu):
+                u[a] = un[a]
+            for i in range(n):
+                eta[i] = etan[i]
+                mu[i] = mun[i]
+            change = pdev - pn
+            pdev = pn
+            _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+            have_factor = False
+            if change <= 1e-15 * (1.0 + fabs(pdev)) and step < 1.0:
+                converged = True
+                break
+        if status == 0 and not converged and not isfinite(pdev):
+            status = 2
+        if status == 0 and not have_factor:
+            if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
+                status = 1
+    logdet = _logdet(d, &L11[0], &L22[0]) if status == 0 else float("nan")
+    return status, u_a, eta_a, mu_a, w_a, pdev, logdet, iters
+
+
+def laplace_gradient(int fam, const double[:, ::1] Z1, const double[:, ::1] X1,
+                     const int64_t[::1] codes, Py_ssize_t nlev, const double[:, ::1] V,
+                     const double[:, ::1] Xr, const int64_t[::1] slot_term,
+                     const int64_t[:, ::1] cols, Py_ssize_t qr, const int64_t[::1] blk_ptr,
+                     const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
+                     const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] y,
+                     const double[::1] wt, double phi, const double[::1] eta, const double[::1] u):
+    """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas).
+
+    X1 / Xr: the unscaled model matrices of the first term (n x k) and of the rest terms, one
+    column per slot (n x m); slot_term: the rest term of each slot. Returns (G1, Gr, v): the
+    derivatives in the first term's T (k x k) and in the rest terms' T blocks (m x m, nonzero
+    within a term's slots), and v with g_beta = X'v.
+    """
+    cdef _Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi)
+    cdef Py_ssize_t n = d.n, k = d.k, kk = d.k * d.k, m = d.m, nu = nlev * d.k + qr
+    cdef Py_ssize_t i, j, a, b, c, e, s, t, b2, ia, ib, jj
+    mu_a, w_a, wp_a, s_a, v_a, h_a = (np.empty(n), np.empty(n), np.empty(n), np.empty(n),
+                                      np.empty(n), np.empty(n))
+    L11_a, L21_a, L22_a = np.empty(nlev * kk), np.empty(max(d.nblk * k, 1)), np.empty(max(qr * qr, 1))
+    Zs_a = np.zeros(max(qr * qr, 1))
+    BW_a, Q_a, G11_a = np.empty(max(d.nblk * k, 1)), np.empty(max(d.nblk * k, 1)), np.empty(nlev * kk)
+    R1_a, Rr_a = np.empty(n * k), np.empty(max(n * m, 1))
+    c_a = np.zeros(nu)
+    G1_a, Gr_a = np.zeros((k, k)), np.zeros((m, m))
+    work_a = np.empty(kk + k + 1)
+    cdef double[::1] mu = mu_a, w = w_a, wp = wp_a, sc = s_a, v = v_a, hh = h_a
+    cdef double[::1] L11 = L11_a, L21 = L21_a, L22 = L22_a, Zs = Zs_a, BW = BW_a, Q = Q_a
+    cdef double[::1] G11 = G11_a, R1 = R1_a, Rr = Rr_a, cc = c_a, work = work_a
+    cdef double[:, ::1] G1 = G1_a, Gr = Gr_a
+    cdef double mm, t1, t2, piv, zc
+    cdef double* c2 = &cc[0] + nlev * k
+    cdef int bad = 0
+    ebuf, lbuf = np.empty(n), np.empty(n)
+    cdef Scratch scr = _scratch(ebuf, lbuf)
+    with nogil:
+        _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], scr)
+        for i in range(n):
+            mm = mu[i]
+            if fam == 0:
+                w[i] = wt[i] * mm / phi
+                wp[i] = w[i]
+            else:
+                w[i] = wt[i] * mm * (1.0 - mm) / phi
+                wp[i] = w[i] * (1.0 - 2.0 * mm)
+            sc[i] = wt[i] * (y[i] - mm) / phi
+        if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
+            bad = 1
+        else:
+            # S^{-1} on L22's pattern (Takahashi): columns from the last, Zs lower, symmetric use
+            for c in range(qr - 1, -1, -1):
+                piv = L22[c * qr + c]
+                for ia in range(d.nzp[c], d.nzp[c + 1]):
+                    a = d.nzi[ia]
+                    t1 = 0.0
+                    for ib in range(d.nzp[c], d.nzp[c + 1]):
+                        b = d.nzi[ib]
+                        t1 += (Zs[a * qr + b] if a >= b else Zs[b * qr + a]) * L22[b * qr + c]
+                    Zs[a * qr + c] = -t1 / piv
+                t1 = 0.0
+                for ib in range(d.nzp[c], d.nzp[c + 1]):
+                    b = d.nzi[ib]
+                    t1 += Zs[b * qr + c] * L22[b * qr + c]
+                Zs[c * qr + c] = 1.0 / (piv * piv) - t1 / piv
+            # first-term blocks: BW_b = L11_j^{-T} L21_b (= W_j B_b'), Q_b = -sum S^{-1} BW,
+            # G11_j = W_j - sum_b BW_b Q_b'
+            for j in range(nlev):
+                for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                    for a in range(k):
+                        BW[b * k + a] = L21[b * k + a]
+                    _bwd(k, &L11[j * kk], &BW[b * k])
+                for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                    c = d.blk_col[b]
+                    for a in range(k):
+                        Q[b * k + a] = 0.0
+                    for b2 in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                        e = d.blk_col[b2]
+                        t1 = Zs[c * qr + e] if c >= e else Zs[e * qr + c]
+                        for a in range(k):
+                            Q[b * k + a] -= t1 * BW[b2 * k + a]
+                # W_j = (L11_j L11_j')^{-1}, column by column
+                for b in range(k):
+                    for a in range(k):
+                        work[kk + a] = 1.0 if a == b else 0.0
+                    _fwd(k, &L11[j * kk], &work[kk])
+                    _bwd(k, &L11[j * kk], &work[kk])
+                    for a in range(k):
+                        G11[j * kk + a * k + b] = work[kk + a]
+                for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                    for a in range(k):
+                        for e in range(k):
+                            G11[j * kk + a * k + e] -= BW[b * k + a] * Q[b * k + e]
+            # per row: R1 = (M^{-1} z_i) on the level's columns, Rr on the row's rest columns,
+            # h = z_i' M^{-1} z_i; then a = (Z Lambda)'(h w') into cc
+            for i in range(n):
+                j = d.codes[i]
+                for a in range(k):
+                    t1 = 0.0
+                    for e in range(k):
+                        t1 += G11[j * kk + a * k + e] * d.Z1[i * k + e]
+                    for s in range(m):
+                        t1 += d.V[i * m + s] * Q[d.blk_of[i * m + s] * k + a]
+                    R1[i * k + a] = t1
+                t2 = 0.0
+                for a in range(k):
+                    t2 += d.Z1[i * k + a] * R1[i * k + a]
+                for s in range(m):
+                    c = d.cols[i * m + s]
+                    t1 = 0.0
+                    for a in range(k):
+                        t1 += Q[d.blk_of[i * m + s] * k + a] * d.Z1[i * k + a]
+                    for t in range(m):
+                        e = d.cols[i * m + t]
+                        t1 += (Zs[c * qr + e] if c >= e else Zs[e * qr + c]) * d.V[i * m + t]
+                    Rr[i * m + s] = t1
+                    t2 += d.V[i * m + s] * t1
+                hh[i] = t2 * wp[i]
+            _zt(d, &hh[0], &cc[0])
+            _solve(d, &L11[0], &L21[0], &L22[0], &cc[0])
+            for i in range(n):
+                j = d.codes[i]
+                zc = 0.0
+                for a in range(k):
+                    zc += d.Z1[i * k + a] * cc[j * k + a]
+                for s in range(m):
+                    zc += d.V[i * m + s] * c2[d.cols[i * m + s]]
+                v[i] = -2.0 * sc[i] + hh[i] - w[i] * zc
+                # first term: G1[r, a] += X1[i, r] (v u_j[a] + s c_j[a] + 2 w R1[a])
+                for a in range(k):
+                    t1 = v[i] * u[j * k + a] + sc[i] * cc[j * k + a] + 2.0 * w[i] * R1[i * k + a]
+                    for e in range(k):
+                        G1[e, a] += X1[i, e] * t1
+                # rest terms: within a term's slots
+                for s in range(m):
+                    c = d.cols[i * m + s]
+                    t1 = v[i] * u[nlev * k + c] + sc[i] * c2[c] + 2.0 * w[i] * Rr[i * m + s]
+                    for t in range(m):
+                        if slot_term[t] == slot_term[s]:
+                            Gr[t, s] += Xr[i, t] * t1
+    if bad:
+        raise np.linalg.LinAlgError("penalized system not positive definite")
+    return G1_a, Gr_a, v_a

@@ -1,0 +1,104 @@
+# Row-wise pieces shared by the GLMM kernels (_onegroup.pyx, _multigroup.pyx): R's inverse links
+# with their clamps, the deviance forms of pirls.py, and the Fisher weights. Long vectors take
+# numpy's SIMD exp and log1p (several times faster than scalar libm calls, which dominate the
+# kernels' time from a few thousand rows on); short ones stay in scalar code, where a numpy
+# call's overhead would dominate instead.
+from cpython.object cimport PyObject
+from libc.math cimport exp, log, log1p, fabs, sqrt, isfinite
+
+cdef double EPS = 2.220446049250313e-16
+cdef Py_ssize_t VEC_MIN = 256
+
+
+cdef void _vexp(double* x, PyObject* arr, Py_ssize_t n) noexcept nogil:
+    """x[:n] <- exp(x[:n]) in place (arr: the float64 array of length n behind x)."""
+    cdef Py_ssize_t i
+    if n >= VEC_MIN:
+        with gil:
+            np.exp(<object> arr, out=<object> arr)
+    else:
+        for i in range(n):
+            x[i] = exp(x[i])
+
+
+cdef void _vlog1p(const double* x, double* out, PyObject* xarr, PyObject* oarr,
+                  Py_ssize_t n) noexcept nogil:
+    """out[:n] <- log1p(x[:n])."""
+    cdef Py_ssize_t i
+    if n >= VEC_MIN:
+        with gil:
+            np.log1p(<object> xarr, out=<object> oarr)
+    else:
+        for i in range(n):
+            out[i] = log1p(x[i])
+
+
+cdef struct Scratch:
+    double* e            # two float64 arrays of length n and their numpy objects
+    double* l
+    PyObject* earr
+    PyObject* larr
+
+
+cdef Scratch _scratch(object ebuf, object lbuf):
+    """Pointers to two scratch arrays (kept alive by the caller)."""
+    cdef double[::1] e = ebuf, l = lbuf
+    cdef Scratch sc
+    sc.e, sc.l, sc.earr, sc.larr = &e[0], &l[0], <PyObject*> ebuf, <PyObject*> lbuf
+    return sc
+
+
+cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, const double* wt,
+                    double* mu, Scratch sc) noexcept nogil:
+    """mu = linkinv(eta) for every row (R's clamps) and the sum over rows of (dev - its y-only
+    constant) / 2 in pirls.py's forms.
+    Poisson (fam 0): mu = max(exp(eta), eps). Binomial (fam 1): mu from e = exp(-|eta|), with
+    eta clamped at +-30 as R's logit_linkinv; log(1 + e^eta) = max(eta, 0) + log1p(e)."""
+    cdef double* e = sc.e
+    cdef double* l = sc.l
+    cdef Py_ssize_t i
+    cdef double s = 0.0, et, m
+    if fam == 0:
+        for i in range(n):
+            e[i] = eta[i]
+        _vexp(e, sc.earr, n)
+        for i in range(n):
+            m = e[i] if e[i] > EPS else EPS
+            mu[i] = m
+            et = eta[i]
+            if et > -30.0 and et < 700.0:
+                s += wt[i] * (m - y[i] * et)
+            else:
+                s += wt[i] * (m - y[i] * log(m))
+        return s
+    for i in range(n):
+        e[i] = -fabs(eta[i])
+    _vexp(e, sc.earr, n)
+    _vlog1p(e, l, sc.earr, sc.larr, n)
+    for i in range(n):
+        et = eta[i]
+        if et < -30.0:
+            m = EPS / (1.0 + EPS)
+        elif et > 30.0:
+            m = 1.0 / (1.0 + EPS)
+        elif et >= 0.0:
+            m = 1.0 / (1.0 + e[i])
+        else:
+            m = e[i] / (1.0 + e[i])
+        mu[i] = m
+        if fabs(et) < 30.0:
+            s += wt[i] * ((et if et > 0.0 else 0.0) + l[i] - y[i] * et)
+        else:
+            s -= wt[i] * (y[i] * log(m) + (1.0 - y[i]) * log1p(-m))
+    return s
+
+
+cdef inline void _weights(int fam, Py_ssize_t n, const double* mu, const double* wt, double phi,
+                          double* w) noexcept nogil:
+    """Fisher weights (= the observed curvature for canonical links)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        if fam == 0:
+            w[i] = wt[i] * mu[i] / phi
+        else:
+            w[i] = wt[i] * mu[i] * (1.0 - mu[i]) / phi
