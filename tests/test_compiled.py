@@ -386,3 +386,18 @@ def test_long_data_take_the_numpy_path(monkeypatch):
     assert pr._kernel_code() is None
     r = pr.pirls(rs.theta_start(), np.zeros(fr.X.shape[1]))
     assert r._factor is not None
+
+
+def test_many_levels_take_the_numpy_lmm_path(monkeypatch):
+    """Above LMM_MAX_LEVELS levels numpy's levels-last vector code is faster than the kernel's
+    per-level loops: the numpy path runs, with the same deviance."""
+    from pyglmm.fit.lmm import LmmProblem
+    fr = model_frame("Reaction ~ Days + (Days | Subject)", _data("sleepstudy"))
+    rs, _, sv = _structure(fr)
+    th = np.array([0.9, 0.02, 0.2])
+    a = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=True)
+    assert a._xp.solve(th)[-1] is not None              # the kernel's gradient pieces
+    monkeypatch.setattr(compiled, "LMM_MAX_LEVELS", 10)
+    b = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=True)
+    assert b._xp.solve(th)[-1] is None
+    assert a.deviance(th) == pytest.approx(b.deviance(th), rel=1e-12)

@@ -16,28 +16,7 @@ import numpy as np
 from libc.stdint cimport int64_t
 
 include "_rowwise.pxi"
-
-cdef inline void _fwd(Py_ssize_t k, const double* L, double* x) noexcept nogil:
-    """x <- L^{-1} x (L lower, row-major k x k)."""
-    cdef Py_ssize_t a, c
-    cdef double s
-    for a in range(k):
-        s = x[a]
-        for c in range(a):
-            s -= L[a * k + c] * x[c]
-        x[a] = s / L[a * k + a]
-
-
-cdef inline void _bwd(Py_ssize_t k, const double* L, double* x) noexcept nogil:
-    """x <- L^{-T} x."""
-    cdef Py_ssize_t a, c
-    cdef double s
-    for a in range(k - 1, -1, -1):
-        s = x[a]
-        for c in range(a + 1, k):
-            s -= L[c * k + a] * x[c]
-        x[a] = s / L[a * k + a]
-
+include "_dense.pxi"
 
 cdef class _Design:
     """Pointers to one model's fixed arrays and the per-theta values of Z Lambda."""
@@ -105,19 +84,8 @@ cdef int _factor(_Design d, const double* w, double* L11, double* L21, double* L
     # L11_j = chol(D_j); L21 blocks <- L11_j^{-1} B; S -= L21'L21 within each level
     for j in range(d.nlev):
         Lj = L11 + j * kk
-        for a in range(k):
-            piv = Lj[a * k + a]
-            for c in range(a):
-                piv -= Lj[a * k + c] * Lj[a * k + c]
-            if not piv > 0.0:
-                return -1
-            piv = sqrt(piv)
-            Lj[a * k + a] = piv
-            for b in range(a + 1, k):
-                dot = Lj[b * k + a]
-                for c in range(a):
-                    dot -= Lj[b * k + c] * Lj[a * k + c]
-                Lj[b * k + a] = dot / piv
+        if _chol(k, Lj) != 0:
+            return -1
         for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
             _fwd(k, Lj, &L21[b * k])
         for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):

@@ -11,6 +11,7 @@ import numpy as np
 from libc.stdint cimport int64_t
 
 include "_rowwise.pxi"
+include "_dense.pxi"
 
 from libc.string cimport memset
 
@@ -51,37 +52,9 @@ cdef int _factor(Py_ssize_t n, Py_ssize_t k, Py_ssize_t nlev, const double* Z, c
             for b in range(a + 1):
                 Lj[a * k + b] += wi * Z[i * k + a] * Z[i * k + b]
     for j in range(nlev):
-        Lj = L + j * kk
-        for a in range(k):
-            s = Lj[a * k + a]
-            for c in range(a):
-                s -= Lj[a * k + c] * Lj[a * k + c]
-            if not s > 0.0:
-                return -1
-            s = sqrt(s)
-            Lj[a * k + a] = s
-            for b in range(a + 1, k):
-                wi = Lj[b * k + a]
-                for c in range(a):
-                    wi -= Lj[b * k + c] * Lj[a * k + c]
-                Lj[b * k + a] = wi / s
+        if _chol(k, L + j * kk) != 0:
+            return -1
     return 0
-
-
-cdef inline void _block_solve(Py_ssize_t k, const double* Lj, double* x) noexcept nogil:
-    """x <- (L_j L_j')^{-1} x in place."""
-    cdef Py_ssize_t a, c
-    cdef double s
-    for a in range(k):
-        s = x[a]
-        for c in range(a):
-            s -= Lj[a * k + c] * x[c]
-        x[a] = s / Lj[a * k + a]
-    for a in range(k - 1, -1, -1):
-        s = x[a]
-        for c in range(a + 1, k):
-            s -= Lj[c * k + a] * x[c]
-        x[a] = s / Lj[a * k + a]
 
 
 cdef double _logdet(Py_ssize_t k, Py_ssize_t nlev, const double* L) noexcept nogil:
@@ -414,48 +387,6 @@ def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, 
     if bad:
         raise np.linalg.LinAlgError("penalized system not positive definite")
     return gth_a, v_a
-
-
-cdef int _chol(Py_ssize_t k, double* M) noexcept nogil:
-    """In-place lower Cholesky factor of a k x k row-major SPD matrix (upper part untouched);
-    -1 if not positive definite."""
-    cdef Py_ssize_t a, b, c
-    cdef double s, t
-    for a in range(k):
-        s = M[a * k + a]
-        for c in range(a):
-            s -= M[a * k + c] * M[a * k + c]
-        if not s > 0.0:
-            return -1
-        s = sqrt(s)
-        M[a * k + a] = s
-        for b in range(a + 1, k):
-            t = M[b * k + a]
-            for c in range(a):
-                t -= M[b * k + c] * M[a * k + c]
-            M[b * k + a] = t / s
-    return 0
-
-
-cdef void _chol_inverse(Py_ssize_t k, const double* L, double* out, double* Li) noexcept nogil:
-    """out = (L L')^{-1}, full k x k row-major, from the lower factor L: L^{-1} by columns, then
-    L^{-T} L^{-1} on one triangle (k^3/3 flops). Li: k x k doubles of work."""
-    cdef Py_ssize_t a, b, m
-    cdef double t
-    for b in range(k):
-        Li[b * k + b] = 1.0 / L[b * k + b]
-        for a in range(b + 1, k):
-            t = 0.0
-            for m in range(b, a):
-                t = t + L[a * k + m] * Li[m * k + b]
-            Li[a * k + b] = -t / L[a * k + a]
-    for a in range(k):
-        for b in range(a + 1):
-            t = 0.0
-            for m in range(a, k):
-                t = t + Li[m * k + a] * Li[m * k + b]
-            out[a * k + b] = t
-            out[b * k + a] = t
 
 
 cdef void _a_times_t(Py_ssize_t k, const double* A, const double* T, double* out) noexcept nogil:

@@ -24,6 +24,11 @@ ENABLED = AVAILABLE and os.environ.get("PYGLMM_PURE_PYTHON", "").strip() in ("",
 #: VerbAgg (7,584 rows) 87 / 76 ms.
 GLMM_MAX_ROWS = 6000
 
+#: The one-term LMM kernel against numpy's levels-last vector code, per evaluation with the
+#: gradient ((1 + x | g), two fixed effects): 32 / 118 us at 100 levels, 97 / 138 us at 500,
+#: 179 / 164 us at 1,000, 933 / 373 us at 5,000 (16 / 7 ms at 100,000).
+LMM_MAX_LEVELS = 800
+
 #: (family, link) -> the kernels' family code
 FAMILY_CODES = {("poisson", "log"): 0, ("binomial", "logit"): 1}
 
