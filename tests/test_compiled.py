@@ -108,6 +108,24 @@ def test_joint_pirls_matches_numpy(src, f, fam, wt, pure):
     np.testing.assert_allclose(c.factor.RX(), p.factor.RX(), rtol=1e-8, atol=1e-10)
 
 
+@pytest.mark.parametrize("src,f,fam,wt", CASES)
+def test_joint_gradient_matches_numpy(src, f, fam, wt, pure):
+    """The theta gradient of the nAGQ = 0 objective (beta at its PIRLS optimum), whose implicit
+    derivative runs through the joint (u, beta) system."""
+    fr, rs, pr = _problem(src, f, fam, wt)
+    th = rs.theta_start() * 0.7
+    out = {}
+    for on in (False, True):
+        pure(on)
+        pr._u_warm[:] = 0.0
+        pr._theta_warm = None
+        r = pr.pirls(th, np.zeros(fr.X.shape[1]), joint=True)
+        out[on] = laplace_gradient(rs, fr.X, fr.y, fr.weights, pr.family, th, r.u, r.eta,
+                                   joint=True, factor=r._factor)
+    assert out[False].shape == (rs.ntheta,)
+    np.testing.assert_allclose(out[False], out[True], rtol=1e-8, atol=1e-8)
+
+
 @pytest.mark.parametrize("src,f,fam,wt", CASES[:3])
 def test_nagq0_fits_match_numpy(src, f, fam, wt, pure):
     d = _data(src)

@@ -308,27 +308,33 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
 
 def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64_t[::1] codes,
                      Py_ssize_t nlev, const double[::1] y, const double[::1] wt, double phi,
-                     const double[::1] eta, const double[::1] u):
+                     const double[::1] eta, const double[::1] u, const double[:, ::1] X,
+                     bint joint):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas, one term).
 
     Returns (g_theta, v): g_theta in lme4's theta order, and v with g_beta = X'v.
-    Xt: the term's model matrix (n x k), theta its relative covariance factor.
+    Xt: the term's model matrix (n x k), theta its relative covariance factor. With ``joint``
+    beta is at its PIRLS optimum too (lme4's nAGQ = 0 objective): the implicit derivative runs
+    through the joint (u, beta) system, with X (n x p, row-major), and only g_theta is meant.
     """
     cdef double[:, ::1] Z = _scaled_rows(Xt, theta)
     cdef Py_ssize_t n = Z.shape[0], k = Z.shape[1], kk = k * k, i, j, a, b, c, slot
+    cdef Py_ssize_t p = X.shape[1] if joint else 0, nu = nlev * k
     mu_a, w_a, wp_a, s_a, v_a = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     L_a = np.empty(nlev * kk)
     Gi_a = np.empty(nlev * kk)
     R1_a = np.empty(n * k)
-    acc_a = np.zeros(nlev * k)
+    acc_a = np.zeros(nu + p)
     G_a = np.zeros(kk)
     gth_a = np.empty(k * (k + 1) // 2)
+    K_a, S_a, work_a = np.empty(max(nu * p, 1)), np.empty(max(p * p, 1)), np.empty(k * p + k + 1)
     cdef double[::1] mu = mu_a, w = w_a, wp = wp_a, s = s_a, v = v_a, L = L_a, Gi = Gi_a
-    cdef double[::1] R1 = R1_a, acc = acc_a, G = G_a, gth = gth_a
+    cdef double[::1] R1 = R1_a, acc = acc_a, G = G_a, gth = gth_a, K = K_a, S = S_a, work = work_a
     cdef double m, h, t, zc
     cdef double* col
     cdef int bad = 0
     cdef const double* Zp = &Z[0, 0]
+    cdef const double* Xp = &X[0, 0] if p > 0 else NULL
     ebuf, lbuf = np.empty(n), np.empty(n)
     cdef Scratch sc = _scratch(ebuf, lbuf)
     with nogil:
@@ -365,14 +371,25 @@ def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, 
                 v[i] = h * wp[i]                       # hw, for now
                 for a in range(k):
                     acc[j * k + a] += Zp[i * k + a] * v[i]
-            # c_j = G_j a_j (in place)
-            for j in range(nlev):
-                _block_solve(k, &L[j * kk], &acc[j * k])
+            if joint:
+                # (c, c_beta) = H^{-1} (a, X'hw) through the joint system
+                for i in range(n):
+                    for a in range(p):
+                        acc[nu + a] += Xp[i * p + a] * v[i]
+                if _joint_step(n, k, nlev, p, Zp, Xp, &codes[0], &w[0], &L[0], &K[0], &S[0],
+                               &acc[0], &work[0]) != 0:
+                    bad = 1
+            else:
+                # c_j = G_j a_j (in place)
+                for j in range(nlev):
+                    _block_solve(k, &L[j * kk], &acc[j * k])
             for i in range(n):
                 j = codes[i]
                 zc = 0.0
                 for a in range(k):
                     zc += Zp[i * k + a] * acc[j * k + a]
+                for a in range(p):
+                    zc += Xp[i * p + a] * acc[nu + a]
                 v[i] = -2.0 * s[i] + v[i] - w[i] * zc
                 # G[r, c] += Xt[i, r] (v_i u_j[c] + s_i c_j[c] + 2 w_i R1_i[c])
                 for c in range(k):

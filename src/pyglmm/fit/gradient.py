@@ -25,6 +25,8 @@ CANONICAL = {("binomial", "logit"), ("poisson", "log"), ("gaussian", "identity")
 
 OBSERVED_CLOSED = {("nbinom2", "log"), ("Gamma", "log")}
 
+_NO_X = np.zeros((0, 0))          # the one-term kernel's X argument outside the joint stage
+
 
 def supports_analytic(family, laplace_weights: str) -> bool:
     """True when the curvature W in M is the exact one and dW/deta has a closed form:
@@ -87,15 +89,16 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     only the theta gradient is returned; the implicit derivative then runs through the joint
     (u, beta) system.
     """
-    code = compiled.family_code(family) if not joint and rs.n <= compiled.GLMM_MAX_ROWS else None
+    code = compiled.family_code(family) if rs.n <= compiled.GLMM_MAX_ROWS else None
     if code is not None and compiled.kernels() is not None:
         if len(rs.terms) == 1:
             Xt, codes = rs.term_rows(0)
             g_theta, v = compiled.kernels().laplace_gradient(
                 code, Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels, y,
-                w_prior, float(phi), eta, u)
-            return np.concatenate([g_theta, X.T @ v])
-        pat = kernel_pattern(rs) if compiled.multi_kernels() is not None else None
+                w_prior, float(phi), eta, u,
+                np.ascontiguousarray(X, dtype=float) if joint else _NO_X, joint)
+            return g_theta if joint else np.concatenate([g_theta, X.T @ v])
+        pat = kernel_pattern(rs) if compiled.multi_kernels() is not None and not joint else None
         if pat is not None:
             return _gradient_multi(pat, rs, code, X, y, w_prior, theta, u, eta, phi)
     zvals = rs.scaled_values(theta)
