@@ -209,7 +209,7 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
     cdef double[::1] etan = etan_a, mun = mun_a, r = r_a, L11 = L11_a, L21 = L21_a, L22 = L22_a
     ebuf, lbuf = np.empty(n), np.empty(n)
     cdef Scratch sc = _scratch(ebuf, lbuf)
-    cdef double pdev, p0, pn, dec, dmax, step, change
+    cdef double pdev, p0, pn, dec, dmax, step, change, iphi = 1.0 / phi
     cdef bint converged = False, have_factor = False
     cdef int status = 0, iters = 0
     with nogil:
@@ -235,7 +235,7 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
             for a in range(nu):
                 g[a] = -u[a]
             for i in range(n):
-                r[i] = wt[i] * (y[i] - mu[i]) / phi
+                r[i] = wt[i] * (y[i] - mu[i]) * iphi
             _zt(d, &r[0], &g[0])
             for a in range(nu):
                 delta[a] = g[a]
@@ -319,15 +319,7 @@ def laplace_gradient(int fam, const double[:, ::1] Z1, const double[:, ::1] X1,
     cdef Scratch scr = _scratch(ebuf, lbuf)
     with nogil:
         _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], scr)
-        for i in range(n):
-            mm = mu[i]
-            if fam == 0:
-                w[i] = wt[i] * mm / phi
-                wp[i] = w[i]
-            else:
-                w[i] = wt[i] * mm * (1.0 - mm) / phi
-                wp[i] = w[i] * (1.0 - 2.0 * mm)
-            sc[i] = wt[i] * (y[i] - mm) / phi
+        _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, &w[0], &wp[0], &sc[0])
         if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
             bad = 1
         else:

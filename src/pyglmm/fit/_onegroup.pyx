@@ -191,7 +191,7 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
     cdef double[::1] base = base_a, basen = basen_a, K = K_a, work = work_a, S = S_a
     ebuf, lbuf = np.empty(n), np.empty(n)
     cdef Scratch sc = _scratch(ebuf, lbuf)
-    cdef double pdev, p0, pn, dec, dmax, step, change, r
+    cdef double pdev, p0, pn, dec, dmax, step, change, r, iphi = 1.0 / phi
     cdef bint converged = False, have_factor = False
     cdef int status = 0, iters = 0
     cdef const double* Zp = &Z[0, 0]
@@ -226,7 +226,7 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
             for a in range(nu):
                 g[a] = -u[a]
             for i in range(n):
-                r = wt[i] * (y[i] - mu[i]) / phi
+                r = wt[i] * (y[i] - mu[i]) * iphi
                 j = codes[i] * k
                 for a in range(k):
                     g[j + a] += Zp[i * k + a] * r
@@ -339,15 +339,7 @@ def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, 
     cdef Scratch sc = _scratch(ebuf, lbuf)
     with nogil:
         _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], sc)
-        for i in range(n):
-            m = mu[i]
-            if fam == 0:
-                w[i] = wt[i] * m / phi
-                wp[i] = w[i]
-            else:
-                w[i] = wt[i] * m * (1.0 - m) / phi
-                wp[i] = w[i] * (1.0 - 2.0 * m)
-            s[i] = wt[i] * (y[i] - m) / phi
+        _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, &w[0], &wp[0], &s[0])
         if _factor(n, k, nlev, &Z[0, 0], &codes[0], &w[0], &L[0]) != 0:
             bad = 1
         else:

@@ -97,8 +97,28 @@ cdef inline void _weights(int fam, Py_ssize_t n, const double* mu, const double*
                           double* w) noexcept nogil:
     """Fisher weights (= the observed curvature for canonical links)."""
     cdef Py_ssize_t i
+    cdef double iphi = 1.0 / phi
     for i in range(n):
         if fam == 0:
-            w[i] = wt[i] * mu[i] / phi
+            w[i] = wt[i] * mu[i] * iphi
         else:
-            w[i] = wt[i] * mu[i] * (1.0 - mu[i]) / phi
+            w[i] = wt[i] * mu[i] * (1.0 - mu[i]) * iphi
+
+
+cdef inline void _curvature(int fam, Py_ssize_t n, const double* mu, const double* y,
+                            const double* wt, double phi, double* w, double* wp,
+                            double* s) noexcept nogil:
+    """The gradient's row quantities (gradient.py's curvature): w, dw/deta and the score
+    s = d log f / d eta. Poisson-log: w = wp = mu; binomial-logit: w = mu(1 - mu),
+    wp = w(1 - 2mu); all times the prior weights / phi."""
+    cdef Py_ssize_t i
+    cdef double iphi = 1.0 / phi, m
+    for i in range(n):
+        m = mu[i]
+        if fam == 0:
+            w[i] = wt[i] * m * iphi
+            wp[i] = w[i]
+        else:
+            w[i] = wt[i] * m * (1.0 - m) * iphi
+            wp[i] = w[i] * (1.0 - 2.0 * m)
+        s[i] = wt[i] * (y[i] - m) * iphi
