@@ -419,3 +419,26 @@ def test_many_levels_take_the_numpy_lmm_path(monkeypatch):
     b = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=True)
     assert b._xp.solve(th)[-1] is None
     assert a.deviance(th) == pytest.approx(b.deviance(th), rel=1e-12)
+
+
+@pytest.mark.parametrize("src,f,fam,wt", [CASES[2], MULTI_CASES[0], MULTI_CASES[3]])
+def test_kernels_on_the_boundary(src, f, fam, wt, pure):
+    """Variances at zero (a singular fit's theta): Z Lambda has zero columns, M has identity
+    blocks; modes, deviance and the gradient (which must see the zero components) agree."""
+    fr, rs, pr = _problem(src, f, fam, wt)
+    lb = rs.lower_bounds()
+    th = np.where(lb == 0, 0.0, 0.1)
+    th[0] = 0.5                                     # one variance kept away from zero
+    be = np.linalg.lstsq(fr.X, np.log(fr.y + 0.5) if fam == "poisson" else fr.y - 0.5, rcond=None)[0]
+    out = {}
+    for on in (False, True):
+        pure(on)
+        pr._u_warm[:] = 0.0
+        pr._theta_warm = None
+        r = pr.pirls(th, be)
+        out[on] = (r, laplace_gradient(rs, fr.X, fr.y, fr.weights, pr.family, th, r.u, r.eta,
+                                       factor=r._factor))
+    (rc, gc), (rp, gp) = out[False], out[True]
+    assert rc.deviance == pytest.approx(rp.deviance, rel=1e-12)
+    np.testing.assert_allclose(rc.u, rp.u, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(gc, gp, rtol=1e-7, atol=1e-8)
