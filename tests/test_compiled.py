@@ -442,3 +442,60 @@ def test_kernels_on_the_boundary(src, f, fam, wt, pure):
     assert rc.deviance == pytest.approx(rp.deviance, rel=1e-12)
     np.testing.assert_allclose(rc.u, rp.u, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(gc, gp, rtol=1e-7, atol=1e-8)
+
+
+# ------------------------------------------------- nbinom2 and Gamma (log links; glmmTMB's curvature)
+
+SHAPE_CASES = [
+    ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | LOCATION)", "nbinom2", 2.0, 1.0),
+    ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | LOCATION)", "nbinom2", 3.3, 1.0),
+    ("gamma_sim", "y ~ x + (1 | g)", "Gamma(link='log')", None, 0.33),
+]
+
+
+@pytest.mark.parametrize("laplace", ["observed", "expected"])
+@pytest.mark.parametrize("src,f,fam,shape,phi", SHAPE_CASES)
+def test_shape_families_pirls_and_gradient_match_numpy(src, f, fam, shape, phi, laplace, pure):
+    d = _data(src)
+    fr = model_frame(f, d)
+    rs, _, _ = _structure(fr)
+    family = make_family(fam)
+    if shape is not None:
+        family = family.with_shape(shape)
+    pr = GlmmProblem(fr.y, fr.X, rs, fr.weights, fr.offset, family, laplace_weights=laplace)
+    th = rs.theta_start() * 0.6
+    be = np.linalg.lstsq(fr.X, np.log(fr.y + 0.5), rcond=None)[0]
+    out = {}
+    for on in (False, True):
+        pure(on)
+        pr._u_warm[:] = 0.0
+        pr._theta_warm = None
+        r = pr.pirls(th, be, phi)
+        g = laplace_gradient(rs, fr.X, fr.y, fr.weights, family, th, r.u, r.eta, phi=phi,
+                             factor=r._factor) if laplace == "observed" else None
+        out[on] = (r, g)
+    (rc, gc), (rp, gp) = out[False], out[True]
+    assert rc._factor is None and rp._factor is not None
+    assert rc.iterations == rp.iterations
+    np.testing.assert_allclose(rc.u, rp.u, rtol=1e-8, atol=1e-10)
+    assert rc.deviance == pytest.approx(rp.deviance, rel=1e-11)
+    assert rc.factor.logdet_Z() == pytest.approx(rp.factor.logdet_Z(), rel=1e-10)
+    if gc is not None:
+        np.testing.assert_allclose(gc, gp, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("src,f,fam,shape,phi", SHAPE_CASES)
+def test_shape_families_fits_match_numpy(src, f, fam, shape, phi, pure):
+    d = _data(src)
+    fits = {}
+    for on in (False, True):
+        pure(on)
+        fits[on] = pyglmm.glmer(f, d, family=fam)
+    c, p = fits[False], fits[True]
+    assert float(c.loglik) == pytest.approx(float(p.loglik), abs=1e-6)
+    np.testing.assert_allclose(np.asarray(c.theta), np.asarray(p.theta), rtol=1e-4, atol=1e-5)
+    ec = c._r.shape if c._r.shape is not None else c._r.dispersion
+    ep = p._r.shape if p._r.shape is not None else p._r.dispersion
+    assert ec == pytest.approx(ep, rel=1e-5)
+    np.testing.assert_allclose(np.sqrt(np.diag(np.asarray(c.vcov, float))),
+                               np.sqrt(np.diag(np.asarray(p.vcov, float))), rtol=1e-3)

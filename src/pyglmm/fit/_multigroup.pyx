@@ -10,7 +10,7 @@ model: `linalg/kernel_pattern.py`), so nested designs cost what their few nonzer
 crossed ones a dense q_r^3/3. The gradient needs M^{-1} on the pattern of Z'Z: S^{-1} on L22's
 pattern by the Takahashi recurrences, then the first-term blocks from it. Same algorithms and
 formulas as pirls.py and gradient.py; the tests compare the two paths.
-Families: 0 = Poisson with log link, 1 = binomial with logit link.
+Families: see _rowwise.pxi (Poisson, binomial, nbinom2 and Gamma with their log/logit links).
 """
 import numpy as np
 from libc.stdint cimport int64_t
@@ -156,7 +156,7 @@ cdef void _solve(_Design d, const double* L11, const double* L21, const double* 
 
 cdef double _pdev(_Design d, int fam, const double* base, const double* y, const double* wt,
                   const double* u, double dconst, double phi, double* eta, double* mu,
-                  Scratch sc) noexcept nogil:
+                  Scratch sc, double shape) noexcept nogil:
     """eta = base + Z Lambda u, mu, and sum(dev)/phi + |u|^2."""
     cdef Py_ssize_t i, a, j, s, k = d.k, m = d.m
     cdef Py_ssize_t nu = d.nlev * k + d.qr
@@ -170,7 +170,7 @@ cdef double _pdev(_Design d, int fam, const double* base, const double* y, const
         for s in range(m):
             e += d.V[i * m + s] * u2[d.cols[i * m + s]]
         eta[i] = e
-    tot = _mu_dev(fam, d.n, eta, y, wt, mu, sc)
+    tot = _mu_dev(fam, d.n, eta, y, wt, mu, sc, shape)
     for a in range(nu):
         su += u[a] * u[a]
     return (dconst + 2.0 * tot) / phi + su
@@ -192,7 +192,8 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
           const int64_t[::1] blk_ptr, const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
           const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] base,
           const double[::1] y, const double[::1] wt, double phi, double dconst,
-          const double[::1] u0, bint try_zero, double tol, int max_iter):
+          const double[::1] u0, bint try_zero, double tol, int max_iter, double shape=0.0,
+          bint observed=False):
     """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules).
 
     Returns (status, u, eta, mu, w, pdev, logdet, iterations): status 0 ok, 1 not positive
@@ -213,11 +214,11 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
     cdef bint converged = False, have_factor = False
     cdef int status = 0, iters = 0
     with nogil:
-        pdev = _pdev(d, fam, &base[0], &y[0], &wt[0], &u[0], dconst, phi, &eta[0], &mu[0], sc)
+        pdev = _pdev(d, fam, &base[0], &y[0], &wt[0], &u[0], dconst, phi, &eta[0], &mu[0], sc, shape)
         if try_zero or not isfinite(pdev):
             for a in range(nu):
                 un[a] = 0.0
-            p0 = _pdev(d, fam, &base[0], &y[0], &wt[0], &un[0], dconst, phi, &etan[0], &mun[0], sc)
+            p0 = _pdev(d, fam, &base[0], &y[0], &wt[0], &un[0], dconst, phi, &etan[0], &mun[0], sc, shape)
             if not isfinite(pdev) or p0 < pdev:
                 for a in range(nu):
                     u[a] = 0.0
@@ -225,7 +226,7 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
                     eta[i] = etan[i]
                     mu[i] = mun[i]
                 pdev = p0
-        _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+        _weights(fam, n, &mu[0], &wt[0], phi, shape, &w[0])
         for it in range(1, max_iter + 1):
             iters = it
             if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
@@ -235,7 +236,7 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
             for a in range(nu):
                 g[a] = -u[a]
             for i in range(n):
-                r[i] = wt[i] * (y[i] - mu[i]) * iphi
+                r[i] = _score(fam, y[i], mu[i], wt[i], iphi, shape)
             _zt(d, &r[0], &g[0])
             for a in range(nu):
                 delta[a] = g[a]
@@ -254,7 +255,7 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
             for h in range(30):
                 for a in range(nu):
                     un[a] = u[a] + step * delta[a]
-                pn = _pdev(d, fam, &base[0], &y[0], &wt[0], &un[0], dconst, phi, &etan[0], &mun[0], sc)
+                pn = _pdev(d, fam, &base[0], &y[0], &wt[0], &un[0], dconst, phi, &etan[0], &mun[0], sc, shape)
                 if isfinite(pn) and pn <= pdev + 1e-10 * fabs(pdev):
                     break
                 step *= 0.5
@@ -268,13 +269,17 @@ def pirls(int fam, const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t
                 mu[i] = mun[i]
             change = pdev - pn
             pdev = pn
-            _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+            _weights(fam, n, &mu[0], &wt[0], phi, shape, &w[0])
             have_factor = False
             if change <= 1e-15 * (1.0 + fabs(pdev)) and step < 1.0:
                 converged = True
                 break
         if status == 0 and not converged and not isfinite(pdev):
             status = 2
+        if status == 0 and observed and fam >= 2:
+            # the Laplace log-determinant with the exact curvature (glmmTMB's convention)
+            _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, shape, &w[0], &etan[0], &mun[0])
+            have_factor = False
         if status == 0 and not have_factor:
             if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
                 status = 1
@@ -288,7 +293,8 @@ def laplace_gradient(int fam, const double[:, ::1] Z1, const double[:, ::1] X1,
                      const int64_t[:, ::1] cols, Py_ssize_t qr, const int64_t[::1] blk_ptr,
                      const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
                      const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] y,
-                     const double[::1] wt, double phi, const double[::1] eta, const double[::1] u):
+                     const double[::1] wt, double phi, const double[::1] eta, const double[::1] u,
+                     double shape=0.0):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas).
 
     X1 / Xr: the unscaled model matrices of the first term (n x k) and of the rest terms, one
@@ -318,8 +324,8 @@ def laplace_gradient(int fam, const double[:, ::1] Z1, const double[:, ::1] X1,
     ebuf, lbuf = np.empty(n), np.empty(n)
     cdef Scratch scr = _scratch(ebuf, lbuf)
     with nogil:
-        _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], scr)
-        _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, &w[0], &wp[0], &sc[0])
+        _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], scr, shape)
+        _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, shape, &w[0], &wp[0], &sc[0])
         if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
             bad = 1
         else:

@@ -5,7 +5,7 @@ One term with k columns makes Lambda'Z'WZLambda + I block diagonal, one k x k bl
 These loops do per row and per level what fit/pirls.py and fit/gradient.py do with numpy calls,
 without the per-call overhead that dominates small and medium data sets; the algorithms (step
 halving, stopping rules, deviance forms) are the same, and the tests compare the two paths.
-Families: 0 = Poisson with log link, 1 = binomial with logit link (R's clamps included).
+Families: see _rowwise.pxi (Poisson, binomial, nbinom2 and Gamma with their log/logit links).
 """
 import numpy as np
 from libc.stdint cimport int64_t
@@ -18,7 +18,7 @@ from libc.string cimport memset
 cdef double _pdev(int fam, Py_ssize_t n, Py_ssize_t k, const double* Z, const int64_t* codes,
                   const double* base, const double* y, const double* wt, const double* u,
                   Py_ssize_t nu, double dconst, double phi, double* eta, double* mu,
-                  Scratch sc) noexcept nogil:
+                  Scratch sc, double shape) noexcept nogil:
     """eta = base + Z Lambda u, mu, and the penalised deviance sum(dev)/phi + |u|^2."""
     cdef Py_ssize_t i, a, j
     cdef double s, e, su = 0.0
@@ -28,7 +28,7 @@ cdef double _pdev(int fam, Py_ssize_t n, Py_ssize_t k, const double* Z, const in
         for a in range(k):
             e += Z[i * k + a] * u[j + a]
         eta[i] = e
-    s = _mu_dev(fam, n, eta, y, wt, mu, sc)
+    s = _mu_dev(fam, n, eta, y, wt, mu, sc, shape)
     for a in range(nu):
         su += u[a] * u[a]
     return (dconst + 2.0 * s) / phi + su
@@ -162,7 +162,8 @@ cdef void _base(Py_ssize_t n, Py_ssize_t p, const double* X, const double* offse
 def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64_t[::1] codes, Py_ssize_t nlev,
           const double[:, ::1] X, const double[::1] offset, const double[::1] beta0,
           const double[::1] y, const double[::1] wt, double phi, double dconst, const double[::1] u0,
-          bint try_zero, bint joint, double tol, int max_iter):
+          bint try_zero, bint joint, double tol, int max_iter, double shape=0.0,
+          bint observed=False):
     """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules);
     with ``joint`` beta is updated with u (lme4's nAGQ = 0 stage).
 
@@ -199,13 +200,13 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
     with nogil:
         _base(n, p, Xp, &offset[0], &beta[0] if p > 0 else NULL, &base[0])
         pdev = _pdev(fam, n, k, Zp, &codes[0], &base[0], &y[0], &wt[0], &u[0], nu, dconst,
-                     phi, &eta[0], &mu[0], sc)
+                     phi, &eta[0], &mu[0], sc, shape)
         if try_zero or not isfinite(pdev):
             # the mode of the penalty alone, u = 0, when the warm start is worse (or not finite)
             for a in range(nu):
                 un[a] = 0.0
             p0 = _pdev(fam, n, k, Zp, &codes[0], &base[0], &y[0], &wt[0], &un[0], nu, dconst,
-                       phi, &etan[0], &mun[0], sc)
+                       phi, &etan[0], &mun[0], sc, shape)
             if not isfinite(pdev) or p0 < pdev:
                 for a in range(nu):
                     u[a] = 0.0
@@ -213,7 +214,7 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
                     eta[i] = etan[i]
                     mu[i] = mun[i]
                 pdev = p0
-        _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+        _weights(fam, n, &mu[0], &wt[0], phi, shape, &w[0])
         for it in range(1, max_iter + 1):
             iters = it
             if _factor(n, k, nlev, Zp, &codes[0], &w[0], &L[0]) != 0:
@@ -226,7 +227,7 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
             for a in range(nu):
                 g[a] = -u[a]
             for i in range(n):
-                r = wt[i] * (y[i] - mu[i]) * iphi
+                r = _score(fam, y[i], mu[i], wt[i], iphi, shape)
                 j = codes[i] * k
                 for a in range(k):
                     g[j + a] += Zp[i * k + a] * r
@@ -262,7 +263,7 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
                         bn[a] = beta[a] + step * delta[nu + a]
                     _base(n, p, Xp, &offset[0], &bn[0] if p > 0 else NULL, &basen[0])
                 pn = _pdev(fam, n, k, Zp, &codes[0], &basen[0] if joint else &base[0], &y[0],
-                           &wt[0], &un[0], nu, dconst, phi, &etan[0], &mun[0], sc)
+                           &wt[0], &un[0], nu, dconst, phi, &etan[0], &mun[0], sc, shape)
                 if isfinite(pn) and pn <= pdev + 1e-10 * fabs(pdev):
                     break
                 step *= 0.5
@@ -279,13 +280,17 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
                 mu[i] = mun[i]
             change = pdev - pn
             pdev = pn
-            _weights(fam, n, &mu[0], &wt[0], phi, &w[0])
+            _weights(fam, n, &mu[0], &wt[0], phi, shape, &w[0])
             have_factor = False
             if change <= 1e-15 * (1.0 + fabs(pdev)) and step < 1.0:
                 converged = True
                 break
         if status == 0 and not converged and not isfinite(pdev):
             status = 2
+        if status == 0 and observed and fam >= 2:
+            # the Laplace log-determinant with the exact curvature (glmmTMB's convention)
+            _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, shape, &w[0], &etan[0], &mun[0])
+            have_factor = False
         if status == 0 and not have_factor:
             if _factor(n, k, nlev, Zp, &codes[0], &w[0], &L[0]) != 0:
                 status = 1
@@ -309,7 +314,7 @@ def pirls(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64
 def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, const int64_t[::1] codes,
                      Py_ssize_t nlev, const double[::1] y, const double[::1] wt, double phi,
                      const double[::1] eta, const double[::1] u, const double[:, ::1] X,
-                     bint joint):
+                     bint joint, double shape=0.0):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas, one term).
 
     Returns (g_theta, v): g_theta in lme4's theta order, and v with g_beta = X'v.
@@ -338,8 +343,8 @@ def laplace_gradient(int fam, const double[:, ::1] Xt, const double[::1] theta, 
     ebuf, lbuf = np.empty(n), np.empty(n)
     cdef Scratch sc = _scratch(ebuf, lbuf)
     with nogil:
-        _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], sc)
-        _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, &w[0], &wp[0], &s[0])
+        _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], sc, shape)
+        _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, shape, &w[0], &wp[0], &s[0])
         if _factor(n, k, nlev, &Z[0, 0], &codes[0], &w[0], &L[0]) != 0:
             bad = 1
         else:

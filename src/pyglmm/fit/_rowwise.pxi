@@ -48,17 +48,22 @@ cdef Scratch _scratch(object ebuf, object lbuf):
     return sc
 
 
+# Families (codes of pyglmm.fit.compiled.FAMILY_CODES): 0 Poisson-log, 1 binomial-logit,
+# 2 negative binomial (nbinom2, shape k) with log link, 3 Gamma with log link (dispersion phi).
+
+
 cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, const double* wt,
-                    double* mu, Scratch sc) noexcept nogil:
-    """mu = linkinv(eta) for every row (R's clamps) and the sum over rows of (dev - its y-only
-    constant) / 2 in pirls.py's forms.
-    Poisson (fam 0): mu = max(exp(eta), eps). Binomial (fam 1): mu from e = exp(-|eta|), with
-    eta clamped at +-30 as R's logit_linkinv; log(1 + e^eta) = max(eta, 0) + log1p(e)."""
+                    double* mu, Scratch sc, double shape) noexcept nogil:
+    """mu = linkinv(eta) for every row (R's clamps) and half the sum of the rows' deviance
+    residuals, minus its y-only part for Poisson and binomial (pirls.py's forms).
+    Log link (fam 0, 2, 3): mu = max(exp(eta), eps). Binomial (fam 1): mu from e = exp(-|eta|),
+    with eta clamped at +-30 as R's logit_linkinv; log(1 + e^eta) = max(eta, 0) + log1p(e).
+    nbinom2 and Gamma: their full deviance residuals, as families/family.py computes them."""
     cdef double* e = sc.e
     cdef double* l = sc.l
     cdef Py_ssize_t i
-    cdef double s = 0.0, et, m
-    if fam == 0:
+    cdef double s = 0.0, et, m, yi
+    if fam != 1:
         for i in range(n):
             e[i] = eta[i]
         _vexp(e, sc.earr, n)
@@ -66,10 +71,17 @@ cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, c
             m = e[i] if e[i] > EPS else EPS
             mu[i] = m
             et = eta[i]
-            if et > -30.0 and et < 700.0:
-                s += wt[i] * (m - y[i] * et)
+            yi = y[i]
+            if fam == 0:
+                if et > -30.0 and et < 700.0:
+                    s += wt[i] * (m - yi * et)
+                else:
+                    s += wt[i] * (m - yi * log(m))
+            elif fam == 2:
+                s += wt[i] * (yi * log((yi if yi > 1.0 else 1.0) / m)
+                              - (yi + shape) * log((yi + shape) / (m + shape)))
             else:
-                s += wt[i] * (m - y[i] * log(m))
+                s -= wt[i] * (log(yi / m) - (yi - m) / m)
         return s
     for i in range(n):
         e[i] = -fabs(eta[i])
@@ -94,31 +106,58 @@ cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, c
 
 
 cdef inline void _weights(int fam, Py_ssize_t n, const double* mu, const double* wt, double phi,
-                          double* w) noexcept nogil:
-    """Fisher weights (= the observed curvature for canonical links)."""
+                          double shape, double* w) noexcept nogil:
+    """Fisher weights w = wt (dmu/deta)^2 / V(mu) / phi (for canonical links also the observed
+    curvature)."""
     cdef Py_ssize_t i
     cdef double iphi = 1.0 / phi
     for i in range(n):
         if fam == 0:
             w[i] = wt[i] * mu[i] * iphi
-        else:
+        elif fam == 1:
             w[i] = wt[i] * mu[i] * (1.0 - mu[i]) * iphi
+        elif fam == 2:
+            w[i] = wt[i] * mu[i] / (1.0 + mu[i] / shape) * iphi
+        else:
+            w[i] = wt[i] * iphi
+
+
+cdef inline double _score(int fam, double y, double mu, double wt, double iphi,
+                          double shape) noexcept nogil:
+    """The working score w (y - mu) / (dmu/deta) of a row: d(-dev/2)/d eta under Fisher scoring."""
+    if fam == 0 or fam == 1:
+        return wt * (y - mu) * iphi
+    if fam == 2:
+        return wt * (y - mu) / (1.0 + mu / shape) * iphi
+    return wt * (y - mu) / mu * iphi
 
 
 cdef inline void _curvature(int fam, Py_ssize_t n, const double* mu, const double* y,
-                            const double* wt, double phi, double* w, double* wp,
+                            const double* wt, double phi, double shape, double* w, double* wp,
                             double* s) noexcept nogil:
-    """The gradient's row quantities (gradient.py's curvature): w, dw/deta and the score
-    s = d log f / d eta. Poisson-log: w = wp = mu; binomial-logit: w = mu(1 - mu),
-    wp = w(1 - 2mu); all times the prior weights / phi."""
+    """The exact curvature w = -d2 log f / d eta2, dw/deta and the score s = d log f / d eta of
+    every row (gradient.py's `curvature`): Poisson-log w = wp = mu; binomial-logit
+    w = mu(1 - mu), wp = w(1 - 2mu); nbinom2-log (shape k) w = (y + k) mu k / (mu + k)^2,
+    wp = (y + k) k mu (k - mu) / (mu + k)^3, s = y - (y + k) mu / (mu + k); Gamma-log
+    w = y / (mu phi), wp = -w, s = (y / mu - 1) / phi; all times the prior weights (and / phi)."""
     cdef Py_ssize_t i
-    cdef double iphi = 1.0 / phi, m
+    cdef double iphi = 1.0 / phi, m, mk
     for i in range(n):
         m = mu[i]
         if fam == 0:
             w[i] = wt[i] * m * iphi
             wp[i] = w[i]
-        else:
+            s[i] = wt[i] * (y[i] - m) * iphi
+        elif fam == 1:
             w[i] = wt[i] * m * (1.0 - m) * iphi
             wp[i] = w[i] * (1.0 - 2.0 * m)
-        s[i] = wt[i] * (y[i] - m) * iphi
+            s[i] = wt[i] * (y[i] - m) * iphi
+        elif fam == 2:
+            mk = m + shape
+            s[i] = wt[i] * (y[i] - (y[i] + shape) * m / mk)
+            w[i] = wt[i] * (y[i] + shape) * m * shape / (mk * mk)
+            wp[i] = wt[i] * (y[i] + shape) * shape * m * (shape - m) / (mk * mk * mk)
+        else:
+            w[i] = wt[i] * y[i] / (m * phi)
+            wp[i] = -w[i]
+            s[i] = wt[i] * (y[i] / m - 1.0) * iphi

@@ -30,7 +30,8 @@ GLMM_MAX_ROWS = 6000
 LMM_MAX_LEVELS = 800
 
 #: (family, link) -> the kernels' family code
-FAMILY_CODES = {("poisson", "log"): 0, ("binomial", "logit"): 1}
+FAMILY_CODES = {("poisson", "log"): 0, ("binomial", "logit"): 1, ("nbinom2", "log"): 2,
+                ("Gamma", "log"): 3}
 
 
 def kernels():

@@ -96,11 +96,11 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
             g_theta, v = compiled.kernels().laplace_gradient(
                 code, Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels, y,
                 w_prior, float(phi), eta, u,
-                np.ascontiguousarray(X, dtype=float) if joint else _NO_X, joint)
+                np.ascontiguousarray(X, dtype=float) if joint else _NO_X, joint, _shape(family))
             return g_theta if joint else np.concatenate([g_theta, X.T @ v])
         pat = kernel_pattern(rs) if compiled.multi_kernels() is not None and not joint else None
         if pat is not None:
-            return _gradient_multi(pat, rs, code, X, y, w_prior, theta, u, eta, phi)
+            return _gradient_multi(pat, rs, code, X, y, w_prior, theta, u, eta, phi, family)
     zvals = rs.scaled_values(theta)
     mu = family.link.inverse(eta)
     w, wp, s = curvature(family, mu, y, w_prior, phi)     # s = d log f / d eta
@@ -161,7 +161,13 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     return g_theta if joint else np.concatenate([g_theta, g_beta])
 
 
-def _gradient_multi(pat, rs: ReStructure, code: int, X, y, w_prior, theta, u, eta, phi) -> np.ndarray:
+def _shape(family) -> float:
+    """nbinom2's shape for the kernels (0 for the other families)."""
+    return float(family.shape) if family.name == "nbinom2" else 0.0
+
+
+def _gradient_multi(pat, rs: ReStructure, code: int, X, y, w_prior, theta, u, eta, phi,
+                    family) -> np.ndarray:
     """The gradient by the compiled several-terms kernel: its derivatives in each term's T
     mapped to theta (lme4's order), then beta."""
     zvals = rs.scaled_values(theta)
@@ -169,7 +175,7 @@ def _gradient_multi(pat, rs: ReStructure, code: int, X, y, w_prior, theta, u, et
     G1, Gr, v = compiled.multi_kernels().laplace_gradient(
         code, np.ascontiguousarray(zvals[0]), pat.X1, pat.codes, pat.l1, np.ascontiguousarray(V),
         pat.Xr, pat.slot_term, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp,
-        pat.nzi, y, w_prior, float(phi), eta, u)
+        pat.nzi, y, w_prior, float(phi), eta, u, _shape(family))
     g_theta = np.empty(rs.ntheta)
     for k, t in enumerate(rs.terms):
         if k == 0:

@@ -16,6 +16,7 @@ from ..linalg.blocked import BlockedFactor, NotPositiveDefinite
 from ..linalg.kernel_pattern import kernel_pattern
 from ..linalg.restructure import ReStructure
 from . import compiled
+from .gradient import OBSERVED_CLOSED, curvature
 
 
 def _max_abs_diff(a: np.ndarray, b: np.ndarray | None) -> float:
@@ -93,8 +94,12 @@ class GlmmProblem:
         return mu, d, var, w
 
     def _observed_weights(self, eta, mu, d, var, w, phi):
-        """-d2 log f / d eta2: the exact Laplace curvature (glmmTMB), not the Fisher weight."""
+        """-d2 log f / d eta2: the exact Laplace curvature (glmmTMB), not the Fisher weight; in
+        closed form where gradient.py has it (log-link nbinom2 and Gamma, the curvature the exact
+        gradient assumes), else by central differences of mu.eta and the variance function."""
         fam = self.family
+        if (fam.name, fam.link.name) in OBSERVED_CLOSED:
+            return curvature(fam, mu, self.y, self.w_prior, phi)[0]
         h = 1e-5 * np.maximum(1.0, np.abs(eta))
         d2 = (fam.link.mu_eta(eta + h) - fam.link.mu_eta(eta - h)) / (2 * h)
         hm = 1e-5 * np.maximum(1.0, np.abs(mu))
@@ -152,12 +157,22 @@ class GlmmProblem:
         return self._devsum(mu, eta) / phi + float(u @ u)
 
     def _kernel_code(self) -> int | None:
-        """The compiled kernels' family code when they cover this problem (Poisson-log or
-        binomial-logit, lme4's Fisher weights, up to compiled.GLMM_MAX_ROWS rows), else None."""
-        if self.laplace_weights != "expected" or compiled.kernels() is None or \
-                self.n > compiled.GLMM_MAX_ROWS:
+        """The compiled kernels' family code when they cover this problem (Poisson-log,
+        binomial-logit, nbinom2-log, Gamma-log; up to compiled.GLMM_MAX_ROWS rows), else None."""
+        if compiled.kernels() is None or self.n > compiled.GLMM_MAX_ROWS:
             return None
-        return compiled.family_code(self.family)
+        code = compiled.family_code(self.family)
+        if code == 2 and not (0.0 < float(getattr(self.family, "shape", None) or 0.0) < np.inf):
+            return None                           # nbinom2 without a finite shape
+        return code
+
+    def _kernel_family(self) -> tuple[int, float, float, bool]:
+        """(family code, y-only deviance constant, nbinom2 shape, observed curvature) for the
+        kernels; the constant is split off for Poisson and binomial only."""
+        code = compiled.family_code(self.family)
+        dconst = self._dev_constant() if code in (0, 1) else 0.0
+        shape = float(self.family.shape) if code == 2 else 0.0
+        return code, dconst, shape, self.laplace_weights == "observed"
 
     def _multi_pattern(self):
         """The fixed arrays of the several-terms kernel, or None when it does not apply."""
@@ -172,12 +187,13 @@ class GlmmProblem:
         Z1 = np.ascontiguousarray(zvals[0])
         V = np.ascontiguousarray(np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1])
         base = self.offset + self.X @ beta
+        code, dconst, shape, observed = self._kernel_family()
         status, u, eta, mu, w, pdev, logdet, it = compiled.multi_kernels().pirls(
-            compiled.family_code(self.family), Z1, pat.codes, pat.l1, V, pat.cols, pat.qr,
-            pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp, pat.nzi, base, self.y, self.w_prior,
-            float(phi), self._dev_constant(), u, bool(try_zero), self.tol, self.max_iter)
+            code, Z1, pat.codes, pat.l1, V, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of,
+            pat.nzp, pat.nzi, base, self.y, self.w_prior, float(phi), dconst, u, bool(try_zero),
+            self.tol, self.max_iter, shape, observed)
         return self._compiled_result(status, theta, beta, u, eta, mu, w, pdev, logdet, None, it,
-                                     False)
+                                     False, phi)
 
     def _pirls_compiled(self, theta, beta, u, phi, try_zero, joint) -> PirlsResult:
         """PIRLS by the compiled one-term kernel: the same algorithm as `pirls` below."""
@@ -185,15 +201,16 @@ class GlmmProblem:
         Xt, codes = rs.term_rows(0)
         if getattr(self, "_Xrows", None) is None:
             self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)   # row-major, once
+        code, dconst, shape, observed = self._kernel_family()
         status, u, beta, eta, mu, w, pdev, logdet, RX, it = compiled.kernels().pirls(
-            compiled.family_code(self.family), Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels, self._Xrows,
-            self.offset, beta, self.y, self.w_prior, float(phi), self._dev_constant(), u,
-            bool(try_zero), bool(joint), self.tol, self.max_iter)
+            code, Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels,
+            self._Xrows, self.offset, beta, self.y, self.w_prior, float(phi), dconst, u,
+            bool(try_zero), bool(joint), self.tol, self.max_iter, shape, observed)
         return self._compiled_result(status, theta, beta, u, eta, mu, w, pdev, logdet, RX, it,
-                                     joint)
+                                     joint, phi)
 
     def _compiled_result(self, status, theta, beta, u, eta, mu, w, pdev, logdet, RX, it,
-                         joint) -> PirlsResult:
+                         joint, phi) -> PirlsResult:
         """A compiled PIRLS's outputs as a PirlsResult (its blocked factor built on demand)."""
         rs = self.rs
         if status == 1:
@@ -206,7 +223,10 @@ class GlmmProblem:
         self._u_warm = u.copy()
         self._theta_warm = theta.copy()
         sqr_u = float(u @ u)
-        ll = -0.5 * ((pdev - sqr_u) + self._saturated_m2ll())
+        if self.family.name in ("binomial", "poisson"):
+            ll = -0.5 * ((pdev - sqr_u) + self._saturated_m2ll())
+        else:
+            ll = float(self.family.loglik(self.y, mu, self.w_prior, phi).sum())
         X = self.X if joint else None
         return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, loglik_cond=ll, sqr_u=sqr_u,
                            deviance=-2.0 * ll + sqr_u + logdet, iterations=it, _RX=RX,
@@ -221,10 +241,11 @@ class GlmmProblem:
         if getattr(self, "_Xrows", None) is None:
             self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)
         nu = rs.terms[0].nlevels * rs.terms[0].p
+        code, dconst, shape, _ = self._kernel_family()
         status, u, beta, *_ = compiled.kernels().pirls(
-            compiled.family_code(self.family), Xt, np.zeros(rs.terms[0].ntheta), codes, rs.terms[0].nlevels,
-            self._Xrows, self.offset, np.zeros(self.p), self.y, self.w_prior, 1.0,
-            self._dev_constant(), np.zeros(nu), False, True, self.tol, maxit)
+            code, Xt, np.zeros(rs.terms[0].ntheta), codes, rs.terms[0].nlevels, self._Xrows,
+            self.offset, np.zeros(self.p), self.y, self.w_prior, 1.0, dconst, np.zeros(nu), False,
+            True, self.tol, maxit, shape, False)
         return beta if status == 0 and np.all(np.isfinite(beta)) else None
 
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
