@@ -1,9 +1,8 @@
 """The optional compiled kernels (Cython, built at install when a C compiler is there).
 
-`kernels()` returns the module of one-term kernels (GLMM PIRLS and Laplace gradient, LMM
-deviance and gradient from cross-products), `multi_kernels()` that of GLMMs with several terms,
-or None: then, or with the
-environment variable PYGLMM_PURE_PYTHON=1, every fit runs the numpy code paths, which give
+`glmm_kernels()` returns the module of GLMM kernels (PIRLS and the Laplace gradient, `_glmm`),
+`lmm_kernels()` that of the LMM deviance from cross-products (`_lmm`), or None: then, or with
+the environment variable PYGLMM_PURE_PYTHON=1, every fit runs the numpy code paths, which give
 the same estimates (the tests compare the two paths).
 """
 from __future__ import annotations
@@ -11,11 +10,11 @@ from __future__ import annotations
 import os
 
 try:
-    from . import _multigroup, _onegroup
+    from . import _glmm, _lmm
 except ImportError:          # not built (no compiler at install): numpy paths only
-    _onegroup = _multigroup = None
+    _glmm = _lmm = None
 
-AVAILABLE = _onegroup is not None
+AVAILABLE = _glmm is not None and _lmm is not None
 ENABLED = AVAILABLE and os.environ.get("PYGLMM_PURE_PYTHON", "").strip() in ("", "0")
 
 #: The GLMM kernels loop over rows in scalar code; numpy's vectorised passes win on long data.
@@ -34,14 +33,14 @@ FAMILY_CODES = {("poisson", "log"): 0, ("binomial", "logit"): 1, ("nbinom2", "lo
                 ("Gamma", "log"): 3}
 
 
-def kernels():
-    """The compiled one-term kernels when built and enabled, else None."""
-    return _onegroup if ENABLED else None
+def glmm_kernels():
+    """The compiled GLMM kernels when built and enabled, else None."""
+    return _glmm if ENABLED else None
 
 
-def multi_kernels():
-    """The compiled kernels for GLMMs with several terms when built and enabled, else None."""
-    return _multigroup if ENABLED else None
+def lmm_kernels():
+    """The compiled LMM kernel when built and enabled, else None."""
+    return _lmm if ENABLED else None
 
 
 def family_code(family) -> int | None:

@@ -90,17 +90,12 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     (u, beta) system.
     """
     code = compiled.family_code(family) if rs.n <= compiled.GLMM_MAX_ROWS else None
-    if code is not None and compiled.kernels() is not None:
-        if len(rs.terms) == 1:
-            Xt, codes = rs.term_rows(0)
-            g_theta, v = compiled.kernels().laplace_gradient(
-                code, Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels, y,
-                w_prior, float(phi), eta, u,
-                np.ascontiguousarray(X, dtype=float) if joint else _NO_X, joint, _shape(family))
-            return g_theta if joint else np.concatenate([g_theta, X.T @ v])
-        pat = kernel_pattern(rs) if compiled.multi_kernels() is not None and not joint else None
+    if code is not None and compiled.glmm_kernels() is not None and \
+            (len(rs.terms) == 1 or not joint):
+        pat = kernel_pattern(rs)                      # None: too many rest columns
         if pat is not None:
-            return _gradient_multi(pat, rs, code, X, y, w_prior, theta, u, eta, phi, family)
+            return _gradient_compiled(pat, code, X, y, w_prior, family, theta, u, eta, phi,
+                                      joint)
     zvals = rs.scaled_values(theta)
     mu = family.link.inverse(eta)
     w, wp, s = curvature(family, mu, y, w_prior, phi)     # s = d log f / d eta
@@ -161,31 +156,16 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     return g_theta if joint else np.concatenate([g_theta, g_beta])
 
 
-def _shape(family) -> float:
-    """nbinom2's shape for the kernels (0 for the other families)."""
-    return float(family.shape) if family.name == "nbinom2" else 0.0
-
-
-def _gradient_multi(pat, rs: ReStructure, code: int, X, y, w_prior, theta, u, eta, phi,
-                    family) -> np.ndarray:
-    """The gradient by the compiled several-terms kernel: its derivatives in each term's T
-    mapped to theta (lme4's order), then beta."""
-    zvals = rs.scaled_values(theta)
-    V = np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1]
-    G1, Gr, v = compiled.multi_kernels().laplace_gradient(
-        code, np.ascontiguousarray(zvals[0]), pat.X1, pat.codes, pat.l1, np.ascontiguousarray(V),
-        pat.Xr, pat.slot_term, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp,
-        pat.nzi, y, w_prior, float(phi), eta, u, _shape(family))
-    g_theta = np.empty(rs.ntheta)
-    for k, t in enumerate(rs.terms):
-        if k == 0:
-            G = G1
-        else:
-            o = pat.slot_off[k - 1]
-            G = Gr[o:o + t.p, o:o + t.p]
-        rows, cols = rs._tril[k]
-        g_theta[rs.theta_slices[k]] = G[rows, cols]
-    return np.concatenate([g_theta, X.T @ v])
+def _gradient_compiled(pat, code: int, X, y, w_prior, family, theta, u, eta, phi,
+                       joint: bool) -> np.ndarray:
+    """The gradient by the compiled kernel (`fit/_glmm.pyx`): theta's, then beta's (not with
+    ``joint``)."""
+    g_theta, v = compiled.glmm_kernels().laplace_gradient(
+        code, pat.X1, pat.Xr, pat.slot_off, np.ascontiguousarray(theta, float), pat.codes, pat.l1,
+        pat.slot_term, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp, pat.nzi,
+        y, w_prior, float(phi), eta, u, np.ascontiguousarray(X, dtype=float) if joint else _NO_X,
+        joint, float(family.shape) if family.name == "nbinom2" else 0.0)
+    return g_theta if joint else np.concatenate([g_theta, X.T @ v])
 
 
 def pattern_rows(rs: ReStructure, zvals: list[np.ndarray], F: BlockedFactor):

@@ -158,7 +158,7 @@ class SingleTermCrossprods(CrossprodsLmm):
     def _solve(self, theta: np.ndarray):
         """(T, log|M|, M^{-1}, B, R_X, beta_centred, u, pwrss, gradient pieces or None) at theta."""
         T = self.rs.T_blocks(theta)[0]
-        kern = compiled.kernels() if self.A.shape[2] <= compiled.LMM_MAX_LEVELS else None
+        kern = compiled.lmm_kernels() if self.A.shape[2] <= compiled.LMM_MAX_LEVELS else None
         if kern is not None:
             if getattr(self, "_levels_first", None) is None:     # the kernel's layout, made once
                 self._levels_first = tuple(np.ascontiguousarray(np.moveaxis(a, -1, 0))

@@ -24,14 +24,14 @@ DENSE_MAX_CELLS = 4_000_000  # n x q of the dense Z built once
 
 def dense_applies(rs: ReStructure) -> bool:
     """Whether a model is small enough for the dense path (and the kernels are built)."""
-    return compiled.kernels() is not None and rs.q <= DENSE_MAX_Q and rs.n * rs.q <= DENSE_MAX_CELLS
+    return compiled.lmm_kernels() is not None and rs.q <= DENSE_MAX_Q and rs.n * rs.q <= DENSE_MAX_CELLS
 
 
 class DenseCrossprods(CrossprodsLmm):
     """Dense cross-products of a small LMM and its profiled deviance and gradient from them."""
 
     def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray):
-        self.rs, self.p, self._kern = rs, X.shape[1], compiled.kernels()
+        self.rs, self.p, self._kern = rs, X.shape[1], compiled.lmm_kernels()
         unit = bool(np.all(w == 1.0))
         y, wX = self._centre(y, X, w, unit)
         q, n = rs.q, rs.n

@@ -159,7 +159,7 @@ class GlmmProblem:
     def _kernel_code(self) -> int | None:
         """The compiled kernels' family code when they cover this problem (Poisson-log,
         binomial-logit, nbinom2-log, Gamma-log; up to compiled.GLMM_MAX_ROWS rows), else None."""
-        if compiled.kernels() is None or self.n > compiled.GLMM_MAX_ROWS:
+        if compiled.glmm_kernels() is None or self.n > compiled.GLMM_MAX_ROWS:
             return None
         code = compiled.family_code(self.family)
         if code == 2 and not (0.0 < float(getattr(self.family, "shape", None) or 0.0) < np.inf):
@@ -174,38 +174,22 @@ class GlmmProblem:
         shape = float(self.family.shape) if code == 2 else 0.0
         return code, dconst, shape, self.laplace_weights == "observed"
 
-    def _multi_pattern(self):
-        """The fixed arrays of the several-terms kernel, or None when it does not apply."""
-        if len(self.rs.terms) < 2 or compiled.multi_kernels() is None:
-            return None
-        return kernel_pattern(self.rs)
-
-    def _pirls_compiled_multi(self, pat, theta, beta, u, phi, try_zero) -> PirlsResult:
-        """PIRLS by the compiled several-terms kernel (same algorithm as `pirls`)."""
-        rs = self.rs
-        zvals = rs.scaled_values(theta)
-        Z1 = np.ascontiguousarray(zvals[0])
-        V = np.ascontiguousarray(np.concatenate(zvals[1:], axis=1) if len(zvals) > 2 else zvals[1])
-        base = self.offset + self.X @ beta
-        code, dconst, shape, observed = self._kernel_family()
-        status, u, eta, mu, w, pdev, logdet, it = compiled.multi_kernels().pirls(
-            code, Z1, pat.codes, pat.l1, V, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of,
-            pat.nzp, pat.nzi, base, self.y, self.w_prior, float(phi), dconst, u, bool(try_zero),
-            self.tol, self.max_iter, shape, observed)
-        return self._compiled_result(status, theta, beta, u, eta, mu, w, pdev, logdet, None, it,
-                                     False, phi)
-
-    def _pirls_compiled(self, theta, beta, u, phi, try_zero, joint) -> PirlsResult:
-        """PIRLS by the compiled one-term kernel: the same algorithm as `pirls` below."""
-        rs = self.rs
-        Xt, codes = rs.term_rows(0)
+    def _kernel_call(self, pat, theta, beta, u, phi, try_zero, joint, maxit):
+        """One call of the compiled PIRLS (`fit/_glmm.pyx`) on the design arrays of ``pat``."""
         if getattr(self, "_Xrows", None) is None:
             self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)   # row-major, once
         code, dconst, shape, observed = self._kernel_family()
-        status, u, beta, eta, mu, w, pdev, logdet, RX, it = compiled.kernels().pirls(
-            code, Xt, np.ascontiguousarray(theta, dtype=float), codes, rs.terms[0].nlevels,
-            self._Xrows, self.offset, beta, self.y, self.w_prior, float(phi), dconst, u,
-            bool(try_zero), bool(joint), self.tol, self.max_iter, shape, observed)
+        return compiled.glmm_kernels().pirls(
+            code, pat.X1, pat.Xr, pat.slot_off, np.ascontiguousarray(theta, float), pat.codes,
+            pat.l1, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp, pat.nzi,
+            self._Xrows,
+            self.offset, beta, self.y, self.w_prior, float(phi), dconst, u, bool(try_zero),
+            bool(joint), self.tol, maxit, shape, observed)
+
+    def _pirls_compiled(self, pat, theta, beta, u, phi, try_zero, joint) -> PirlsResult:
+        """PIRLS by the compiled kernel: the same algorithm as `pirls` below."""
+        status, u, beta, eta, mu, w, pdev, logdet, RX, it = self._kernel_call(
+            pat, theta, beta, u, phi, try_zero, joint, self.max_iter)
         return self._compiled_result(status, theta, beta, u, eta, mu, w, pdev, logdet, RX, it,
                                      joint, phi)
 
@@ -236,16 +220,11 @@ class GlmmProblem:
         """The GLM without random effects (the start of beta) by the compiled joint PIRLS at
         Lambda = 0, where it is Newton's method on the GLM deviance with step halving (= IRLS
         for canonical links) from beta = 0; None when it fails (then R's glm.fit path)."""
-        rs = self.rs
-        Xt, codes = rs.term_rows(0)
-        if getattr(self, "_Xrows", None) is None:
-            self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)
-        nu = rs.terms[0].nlevels * rs.terms[0].p
-        code, dconst, shape, _ = self._kernel_family()
-        status, u, beta, *_ = compiled.kernels().pirls(
-            code, Xt, np.zeros(rs.terms[0].ntheta), codes, rs.terms[0].nlevels, self._Xrows,
-            self.offset, np.zeros(self.p), self.y, self.w_prior, 1.0, dconst, np.zeros(nu), False,
-            True, self.tol, maxit, shape, False)
+        pat = kernel_pattern(self.rs, first_only=True)
+        t0 = self.rs.terms[0]
+        theta0 = np.zeros(self.rs.ntheta)
+        status, u, beta, *_ = self._kernel_call(pat, theta0, np.zeros(self.p), np.zeros(t0.q), 1.0,
+                                                False, True, maxit)
         return beta if status == 0 and np.all(np.isfinite(beta)) else None
 
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
@@ -261,13 +240,11 @@ class GlmmProblem:
         # a short step in theta (finite differences, late optimiser steps): the warm mode is good
         near = tw is not None and tw.shape == theta.shape and _max_abs_diff(theta, tw) < 0.05 * max(
             1.0, _max_abs_diff(tw, None))
-        if self._kernel_code() is not None:
-            try_zero = u0 is None and not near and np.any(u)
-            if len(rs.terms) == 1:
-                return self._pirls_compiled(theta, beta, u, phi, try_zero, joint)
-            pat = None if joint else self._multi_pattern()
+        if self._kernel_code() is not None and (len(rs.terms) == 1 or not joint):
+            pat = kernel_pattern(rs)                 # None: too many rest columns
             if pat is not None:
-                return self._pirls_compiled_multi(pat, theta, beta, u, phi, try_zero)
+                try_zero = u0 is None and not near and np.any(u)
+                return self._pirls_compiled(pat, theta, beta, u, phi, try_zero, joint)
         base = self.offset + X @ beta          # fixed during PIRLS unless joint
         zvals = rs.scaled_values(theta)
         eta = base + rs.Zu(zvals, u)

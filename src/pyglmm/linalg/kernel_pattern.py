@@ -1,9 +1,10 @@
-"""Fixed index arrays of a model with several random-effects terms for the compiled kernels.
+"""Fixed index arrays of a model's random-effects design for the compiled GLMM kernels.
 
-Built once per model: the blocks (first-term level j, rest column c) where Z'Z couples them,
-grouped by level; the symbolic Cholesky pattern of the Schur complement S over the rest columns
-(its entries from rows and from shared levels, plus the fill of eliminating the columns in
-order); and the rest terms' unscaled model matrices by slot, for the gradient.
+Built once per model: the blocks (first-term level j, rest column c) where Z'Z couples the
+first term with the others, grouped by level; the symbolic Cholesky pattern of the Schur
+complement S over the rest columns (its entries from rows and from shared levels, plus the fill
+of eliminating the columns in order); and the rest terms' unscaled model matrices by slot, for
+the gradient. A one-term model has no rest (every rest array empty).
 """
 from __future__ import annotations
 
@@ -17,13 +18,26 @@ KERNEL_MAX_QR = 400
 
 
 class KernelPattern:
-    """The arrays `fit/_multigroup.pyx` takes besides the per-theta values of Z Lambda."""
+    """The arrays `fit/_glmm.pyx` takes besides the per-theta values of Z Lambda; with
+    ``first_only`` those of the first term alone (the GLM start, where Lambda = 0)."""
 
-    def __init__(self, rs: ReStructure):
-        t0, rest = rs.terms[0], rs.terms[1:]
-        n, m, qr, l1 = rs.n, rs._rest_m, rs.qr, t0.nlevels
+    def __init__(self, rs: ReStructure, first_only: bool = False):
+        t0, rest = rs.terms[0], ([] if first_only else rs.terms[1:])
+        n, l1 = rs.n, t0.nlevels
+        m, qr = (rs._rest_m, rs.qr) if rest else (0, 0)
         self.codes = np.ascontiguousarray(t0.codes, dtype=np.int64)
         self.X1 = np.ascontiguousarray(t0.X, dtype=np.float64)
+        self.ntheta1 = t0.ntheta
+        if not rest:
+            self.cols = self.blk_of = np.zeros((n, 0), dtype=np.int64)
+            self.blk_col = self.nzi = np.zeros(0, dtype=np.int64)
+            self.blk_ptr = np.zeros(l1 + 1, dtype=np.int64)
+            self.nzp = np.zeros(1, dtype=np.int64)
+            self.Xr = np.zeros((n, 0))
+            self.slot_term = np.zeros(0, dtype=np.int64)
+            self.slot_off = np.zeros(1, dtype=np.int64)
+            self.qr, self.l1 = 0, l1
+            return
         self.cols = np.ascontiguousarray(rs._rest_indices.reshape(n, m), dtype=np.int64)
         keys = self.codes[:, None] * qr + self.cols               # blocks sorted by level, column
         uniq, inv = np.unique(keys.ravel(), return_inverse=True)
@@ -37,14 +51,16 @@ class KernelPattern:
         self.qr, self.l1 = qr, l1
 
 
-def kernel_pattern(rs: ReStructure) -> KernelPattern | None:
-    """The model's pattern (made once, kept on rs), or None when the kernels do not take it."""
-    if len(rs.terms) < 2 or rs.qr > KERNEL_MAX_QR:
+def kernel_pattern(rs: ReStructure, first_only: bool = False) -> KernelPattern | None:
+    """The model's pattern (made once, kept on rs), or None when the kernels do not take it (more
+    than KERNEL_MAX_QR rest columns)."""
+    if rs.qr > KERNEL_MAX_QR and not first_only:
         return None
-    pat = getattr(rs, "_kernel_pattern", None)
-    if pat is None:
-        pat = rs._kernel_pattern = KernelPattern(rs)
-    return pat
+    cache = rs.__dict__.setdefault("_kernel_patterns", {})
+    if first_only not in cache:
+        cache[first_only] = (cache[False] if False in cache and len(rs.terms) == 1
+                             else KernelPattern(rs, first_only))
+    return cache[first_only]
 
 
 def _symbolic_cholesky(qr: int, cols: np.ndarray, blk_col: np.ndarray, blk_lev: np.ndarray,

@@ -120,16 +120,6 @@ class ReStructure:
             return np.repeat(V, self.count0, axis=0)
         return V[self.terms[0].codes]
 
-    def term_rows(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Term k's model matrix row-major (n x p_k) and its codes as int64, made once: the
-        layout of the compiled kernels."""
-        cache = self.__dict__.setdefault("_term_rows", {})
-        if k not in cache:
-            t = self.terms[k]
-            cache[k] = (np.ascontiguousarray(t.X, dtype=np.float64),
-                        np.ascontiguousarray(t.codes, dtype=np.int64))
-        return cache[k]
-
     def lower_bounds(self) -> np.ndarray:
         """lme4's bounds on theta: 0 for diagonal elements of each T_k, -inf otherwise."""
         lb = []

@@ -1,0 +1,650 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled PIRLS and Laplace gradient for GLMMs (one or several random-effects terms).
+
+M = Lambda'Z'WZLambda + I in the blocked form of linalg/blocked.py: the first term's levels
+give k x k diagonal blocks D_j; the other terms' q_r columns ("rest") meet them in sparse blocks
+B (one k-vector per pair of a rest column and a first-term level that share rows), and among
+themselves in R. The factor is L11 = chol(D_j), L21 = L11^{-1} B', and L22 = chol(S) for the
+Schur complement S = R - L21'L21, stored densely but factored on its symbolic pattern (fixed per
+model: `linalg/kernel_pattern.py`), so nested designs cost what their few nonzeros cost and
+crossed ones a dense q_r^3/3. The gradient needs M^{-1} on the pattern of Z'Z: S^{-1} on L22's
+pattern by the Takahashi recurrences, then the first-term blocks from it. With one term there is
+no rest (q_r = 0), and beta can be updated jointly with u (the nAGQ = 0 stage and the start),
+by block elimination of the fixed effects. Same algorithms and formulas as pirls.py and
+gradient.py; the tests compare the two paths.
+Families: see _rowwise.pxi (Poisson, binomial, nbinom2 and Gamma with their log/logit links).
+"""
+import numpy as np
+from libc.stdint cimport int64_t
+
+include "_rowwise.pxi"
+include "_dense.pxi"
+
+cdef struct Design:
+    # pointers to one model's fixed arrays and the per-theta values of Z Lambda; passed by
+    # value, so that the hot loops keep them in registers (Python builds with
+    # -fno-strict-aliasing: fields read through a pointer would be reloaded after every store)
+    Py_ssize_t n, k, nlev, m, qr, nblk
+    const double* Z1          # n x k: first term's rows of Z Lambda
+    const int64_t* codes      # n: first-term level
+    const double* V           # n x m: rest values of Z Lambda
+    const int64_t* cols       # n x m: rest column of each slot
+    const int64_t* blk_ptr    # nlev + 1: blocks of each level (sorted by column)
+    const int64_t* blk_col    # nblk: rest column of each block
+    const int64_t* blk_of     # n x m: block of each (row, slot)
+    const int64_t* nzp        # qr + 1: symbolic pattern of L22 below the diagonal
+    const int64_t* nzi
+
+
+cdef Design _design(const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t nlev,
+                    const double[:, ::1] V, const int64_t[:, ::1] cols, Py_ssize_t qr,
+                    const int64_t[::1] blk_ptr, const int64_t[::1] blk_col,
+                    const int64_t[:, ::1] blk_of, const int64_t[::1] nzp, const int64_t[::1] nzi):
+    """The design's pointers (the caller keeps the arrays alive while it is used)."""
+    cdef Design d
+    d.n, d.k, d.nlev, d.m, d.qr, d.nblk = Z1.shape[0], Z1.shape[1], nlev, V.shape[1], qr, blk_col.shape[0]
+    d.Z1, d.codes, d.blk_ptr, d.nzp = &Z1[0, 0], &codes[0], &blk_ptr[0], &nzp[0]
+    d.V = &V[0, 0] if d.m > 0 else NULL                  # one term: no rest columns
+    d.cols = &cols[0, 0] if d.m > 0 else NULL
+    d.blk_of = &blk_of[0, 0] if d.m > 0 else NULL
+    d.blk_col = &blk_col[0] if d.nblk > 0 else NULL
+    d.nzi = &nzi[0] if nzi.shape[0] > 0 else NULL
+    return d
+
+
+cdef int _factor(Design d, const double* w, double* L11, double* L21, double* L22) noexcept nogil:
+    """The blocked Cholesky factor of M at weights w; -1 if not positive definite."""
+    cdef Py_ssize_t n = d.n, k = d.k, m = d.m, qr = d.qr, kk = d.k * d.k
+    cdef Py_ssize_t i, j, a, b, s, t, c, c2, b2, ia, ib, e
+    cdef double wi, vs, dot, piv
+    cdef double* Lj
+    for a in range(d.nlev * kk):
+        L11[a] = 0.0
+    for j in range(d.nlev):
+        for a in range(k):
+            L11[j * kk + a * k + a] = 1.0
+    for a in range(d.nblk * k):
+        L21[a] = 0.0
+    for a in range(qr * qr):
+        L22[a] = 0.0
+    for c in range(qr):
+        L22[c * qr + c] = 1.0
+    cdef const double* Z1 = d.Z1
+    for i in range(n):
+        j = d.codes[i]
+        wi = w[i]
+        Lj = L11 + j * kk
+        for a in range(k):
+            vs = wi * Z1[i * k + a]
+            for b in range(a + 1):
+                Lj[a * k + b] += vs * Z1[i * k + b]
+        for s in range(m):
+            c = d.cols[i * m + s]
+            vs = wi * d.V[i * m + s]
+            e = d.blk_of[i * m + s] * k
+            for a in range(k):
+                L21[e + a] += vs * d.Z1[i * k + a]
+            for t in range(m):
+                c2 = d.cols[i * m + t]
+                if c2 <= c:
+                    L22[c * qr + c2] += vs * d.V[i * m + t]
+    # L11_j = chol(D_j); L21 blocks <- L11_j^{-1} B; S -= L21'L21 within each level
+    for j in range(d.nlev):
+        Lj = L11 + j * kk
+        if _chol(k, Lj) != 0:
+            return -1
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            _fwd(k, Lj, &L21[b * k])
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            c = d.blk_col[b]
+            for b2 in range(d.blk_ptr[j], b + 1):
+                dot = 0.0
+                for a in range(k):
+                    dot += L21[b * k + a] * L21[b2 * k + a]
+                L22[c * qr + d.blk_col[b2]] -= dot
+    # L22 = chol(S) on the symbolic pattern (columns' nonzeros below the diagonal in nzi)
+    for c in range(qr):
+        piv = L22[c * qr + c]
+        if not piv > 0.0:
+            return -1
+        piv = sqrt(piv)
+        L22[c * qr + c] = piv
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            L22[d.nzi[ia] * qr + c] /= piv
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            a = d.nzi[ia]
+            vs = L22[a * qr + c]
+            for ib in range(d.nzp[c], ia + 1):
+                b = d.nzi[ib]
+                L22[a * qr + b] -= vs * L22[b * qr + c]
+    return 0
+
+
+cdef double _logdet(Design d, const double* L11, const double* L22) noexcept nogil:
+    cdef Py_ssize_t j, a
+    cdef double s = 0.0
+    for j in range(d.nlev):
+        for a in range(d.k):
+            s += log(L11[j * d.k * d.k + a * d.k + a])
+    for a in range(d.qr):
+        s += log(L22[a * d.qr + a])
+    return 2.0 * s
+
+
+cdef void _solve(Design d, const double* L11, const double* L21, const double* L22,
+                 double* x) noexcept nogil:
+    """x <- M^{-1} x, x = (first-term levels' k-vectors, then the q_r rest columns)."""
+    cdef Py_ssize_t k = d.k, kk = d.k * d.k, qr = d.qr, j, b, a, c, ia
+    cdef double* x2 = x + d.nlev * k
+    cdef double t
+    for j in range(d.nlev):
+        _fwd(k, L11 + j * kk, x + j * k)
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            t = 0.0
+            for a in range(k):
+                t += L21[b * k + a] * x[j * k + a]
+            x2[d.blk_col[b]] -= t
+    for c in range(qr):
+        x2[c] /= L22[c * qr + c]
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            x2[d.nzi[ia]] -= L22[d.nzi[ia] * qr + c] * x2[c]
+    for c in range(qr - 1, -1, -1):
+        t = x2[c]
+        for ia in range(d.nzp[c], d.nzp[c + 1]):
+            t -= L22[d.nzi[ia] * qr + c] * x2[d.nzi[ia]]
+        x2[c] = t / L22[c * qr + c]
+    for j in range(d.nlev):
+        for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+            t = x2[d.blk_col[b]]
+            for a in range(k):
+                x[j * k + a] -= L21[b * k + a] * t
+        _bwd(k, L11 + j * kk, x + j * k)
+
+
+cdef double _pdev(Design d, int fam, const double* base, const double* y, const double* wt,
+                  const double* u, double dconst, double phi, double* eta, double* mu,
+                  Scratch sc, double shape) noexcept nogil:
+    """eta = base + Z Lambda u, mu, and sum(dev)/phi + |u|^2."""
+    cdef Py_ssize_t i, a, j, s, k = d.k, m = d.m
+    cdef Py_ssize_t nu = d.nlev * k + d.qr
+    cdef const double* u2 = u + d.nlev * k
+    cdef double tot, e, su = 0.0
+    cdef const double* Z1 = d.Z1
+    cdef const int64_t* codes = d.codes
+    for i in range(d.n):
+        j = codes[i] * k
+        e = base[i]
+        for a in range(k):
+            e += Z1[i * k + a] * u[j + a]
+        if m:
+            for s in range(m):
+                e += d.V[i * m + s] * u2[d.cols[i * m + s]]
+        eta[i] = e
+    tot = _mu_dev(fam, d.n, eta, y, wt, mu, sc, shape)
+    for a in range(nu):
+        su += u[a] * u[a]
+    return (dconst + 2.0 * tot) / phi + su
+
+
+cdef void _zt(Design d, const double* r, double* out) noexcept nogil:
+    """out += (Z Lambda)' r."""
+    cdef Py_ssize_t i, a, s, j, k = d.k, m = d.m
+    cdef double* o2 = out + d.nlev * k
+    cdef const double* Z1 = d.Z1
+    cdef const int64_t* codes = d.codes
+    cdef double ri
+    for i in range(d.n):
+        j = codes[i] * k
+        ri = r[i]
+        for a in range(k):
+            out[j + a] += Z1[i * k + a] * ri
+        if m:
+            for s in range(m):
+                o2[d.cols[i * m + s]] += d.V[i * m + s] * ri
+
+
+cdef void _score_zt(Design d, int fam, const double* y, const double* mu, const double* wt,
+                    double iphi, double shape, double* r, double* out) noexcept nogil:
+    """r = the rows' working scores, and out += (Z Lambda)' r, in one pass."""
+    cdef Py_ssize_t i, a, s, j, k = d.k, m = d.m
+    cdef double* o2 = out + d.nlev * k
+    cdef const double* Z1 = d.Z1
+    cdef const int64_t* codes = d.codes
+    cdef double ri
+    for i in range(d.n):
+        ri = _score(fam, y[i], mu[i], wt[i], iphi, shape)
+        r[i] = ri
+        j = codes[i] * k
+        for a in range(k):
+            out[j + a] += Z1[i * k + a] * ri
+        if m:
+            for s in range(m):
+                o2[d.cols[i * m + s]] += d.V[i * m + s] * ri
+
+
+cdef void _times_tril(Py_ssize_t n, Py_ssize_t ld, Py_ssize_t off, Py_ssize_t k,
+                      const double* X, const double* theta, double* out) noexcept nogil:
+    """out[i, off + b] = sum_{a >= b} X[i, off + a] T[a, b] (row stride ld) for the k x k lower
+    factor T filled from theta column by column (lme4's order)."""
+    cdef Py_ssize_t i, a, b, idx
+    cdef double t
+    for i in range(n):
+        idx = 0
+        for b in range(k):
+            t = 0.0
+            for a in range(b, k):
+                t = t + X[i * ld + off + a] * theta[idx + a - b]
+            out[i * ld + off + b] = t
+            idx += k - b
+
+
+cpdef tuple scaled_design(const double[:, ::1] X1, const double[:, ::1] Xr,
+                          const int64_t[::1] slot_off, const double[::1] theta):
+    """The rows of Z Lambda from the terms' model matrices and theta: the first term's (n x k)
+    and the rest terms' by slot (n x m), as ReStructure.scaled_values gives them."""
+    cdef Py_ssize_t n = X1.shape[0], k = X1.shape[1], m = Xr.shape[1], t, pt, th = k * (k + 1) // 2
+    Z1_a, V_a = np.empty((n, k)), np.empty((n, m))
+    cdef double[:, ::1] Z1 = Z1_a, V = V_a
+    with nogil:
+        _times_tril(n, k, 0, k, &X1[0, 0], &theta[0], &Z1[0, 0])
+        for t in range(slot_off.shape[0] - 1):
+            pt = slot_off[t + 1] - slot_off[t]
+            _times_tril(n, m, slot_off[t], pt, &Xr[0, 0], &theta[th], &V[0, 0])
+            th += pt * (pt + 1) // 2
+    return Z1_a, V_a
+
+
+cdef int _joint_step(Py_ssize_t n, Py_ssize_t k, Py_ssize_t nlev, Py_ssize_t p, const double* Z,
+                     const double* X, const int64_t* codes, const double* w, const double* L,
+                     double* K, double* S, double* delta, double* work) noexcept nogil:
+    """The Newton step of the joint (u, beta) system by block elimination: delta holds the
+    gradient (g_u, g_beta) on entry and the step on exit; S ends as the lower Cholesky factor of
+    the Schur complement X'WX - sum K_j' M_j^{-1} K_j, K_j = sum w z x' (levels x k x p).
+    work: k * p + p doubles. -1 if S is not positive definite."""
+    cdef Py_ssize_t i, j, a, b, c, kp = k * p
+    cdef double t
+    cdef double* Bj = work                  # M_j^{-1} K_j, one level at a time (k x p)
+    cdef double* db = delta + nlev * k
+    for a in range(nlev * kp):
+        K[a] = 0.0
+    for a in range(p * p):
+        S[a] = 0.0
+    for i in range(n):
+        j = codes[i]
+        for a in range(k):
+            t = w[i] * Z[i * k + a]
+            for b in range(p):
+                K[j * kp + a * p + b] += t * X[i * p + b]
+        for a in range(p):
+            t = w[i] * X[i * p + a]
+            for b in range(a + 1):
+                S[a * p + b] += t * X[i * p + b]
+    for j in range(nlev):
+        for b in range(p):                   # column b of B_j = M_j^{-1} K_j
+            for a in range(k):
+                work[kp + a] = K[j * kp + a * p + b]
+            _block_solve(k, &L[j * k * k], &work[kp])
+            for a in range(k):
+                Bj[a * p + b] = work[kp + a]
+        for a in range(p):
+            for b in range(a + 1):
+                t = 0.0
+                for c in range(k):
+                    t = t + K[j * kp + c * p + a] * Bj[c * p + b]
+                S[a * p + b] -= t
+        # g_beta -= K_j' M_j^{-1} g_u_j  (= B_j' g_u_j)
+        for a in range(p):
+            t = 0.0
+            for c in range(k):
+                t = t + Bj[c * p + a] * delta[j * k + c]
+            db[a] -= t
+    if p > 0:
+        if _chol(p, S) != 0:
+            return -1
+        _block_solve(p, S, db)
+    # du_j = M_j^{-1} (g_u_j - K_j db)
+    for j in range(nlev):
+        for a in range(k):
+            t = delta[j * k + a]
+            for b in range(p):
+                t = t - K[j * kp + a * p + b] * db[b]
+            delta[j * k + a] = t
+        _block_solve(k, &L[j * k * k], &delta[j * k])
+    return 0
+
+
+cdef void _base(Py_ssize_t n, Py_ssize_t p, const double* X, const double* offset, const double* beta,
+                double* base) noexcept nogil:
+    cdef Py_ssize_t i, b
+    cdef double t
+    for i in range(n):
+        t = offset[i]
+        for b in range(p):
+            t = t + X[i * p + b] * beta[b]
+        base[i] = t
+
+
+def pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
+          const int64_t[::1] slot_off, const double[::1] theta, const int64_t[::1] codes,
+          Py_ssize_t nlev, const int64_t[:, ::1] cols, Py_ssize_t qr,
+          const int64_t[::1] blk_ptr, const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
+          const int64_t[::1] nzp, const int64_t[::1] nzi, const double[:, ::1] X,
+          const double[::1] offset, const double[::1] beta0, const double[::1] y,
+          const double[::1] wt, double phi, double dconst, const double[::1] u0, bint try_zero,
+          bint joint, double tol, int max_iter, double shape=0.0, bint observed=False):
+    """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules);
+    with ``joint`` (one term only) beta is updated with u (lme4's nAGQ = 0 stage).
+
+    X1 / Xr: the unscaled model matrices of the first term (n x k) and of the rest terms by slot
+    (n x m, term t's slots from slot_off[t]), theta the relative covariance factors (lme4's
+    order); X the fixed effects (n x p, row-major). Returns (status, u, beta, eta, mu, w, pdev, logdet, R_X,
+    iterations): status 0 ok, 1 not positive definite, 2 diverged, 3 the joint fixed-effects
+    block not positive definite; R_X (joint only) the lower Cholesky factor of the fixed
+    effects' Schur complement at the mode.
+    """
+    Z1, V = scaled_design(X1, Xr, slot_off, theta)
+    cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi)
+    if joint and qr > 0:
+        raise ValueError("the compiled joint PIRLS takes one random-effects term")
+    cdef Py_ssize_t n = d.n, k = d.k, nu = nlev * d.k + qr, p = X.shape[1], i, a, it, h
+    cdef Py_ssize_t nd = nu + (p if joint else 0)
+    u_a = np.array(u0, dtype=np.float64)
+    beta_a = np.array(beta0, dtype=np.float64)
+    un_a, bn_a, d_a, g_a = np.empty(nu), np.empty(p), np.empty(nd), np.empty(nd)
+    eta_a, mu_a, w_a, etan_a, mun_a, r_a = (np.empty(n), np.empty(n), np.empty(n), np.empty(n),
+                                            np.empty(n), np.empty(n))
+    base_a, basen_a = np.empty(n), np.empty(n)
+    L11_a, L21_a, L22_a = np.empty(nlev * k * k), np.empty(max(d.nblk * k, 1)), np.empty(max(qr * qr, 1))
+    K_a, S_a, work_a = np.empty(max(nlev * k * p, 1)), np.zeros(max(p * p, 1)), np.empty(k * p + k + 1)
+    cdef double[::1] u = u_a, un = un_a, beta = beta_a, bn = bn_a, delta = d_a, g = g_a
+    cdef double[::1] eta = eta_a, mu = mu_a, w = w_a, etan = etan_a, mun = mun_a, r = r_a
+    cdef double[::1] base = base_a, basen = basen_a, L11 = L11_a, L21 = L21_a, L22 = L22_a
+    cdef double[::1] K = K_a, S = S_a, work = work_a
+    ebuf, lbuf = np.empty(n), np.empty(n)
+    cdef Scratch sc = _scratch(ebuf, lbuf)
+    cdef double pdev, p0, pn, dec, dmax, step, change, iphi = 1.0 / phi
+    cdef bint converged = False, have_factor = False
+    cdef int status = 0, iters = 0
+    cdef const double* Xp = &X[0, 0] if p > 0 else NULL
+    with nogil:
+        _base(n, p, Xp, &offset[0], &beta[0] if p > 0 else NULL, &base[0])
+        pdev = _pdev(d, fam, &base[0], &y[0], &wt[0], &u[0], dconst, phi, &eta[0], &mu[0], sc, shape)
+        if try_zero or not isfinite(pdev):
+            # the mode of the penalty alone, u = 0, when the warm start is worse (or not finite)
+            for a in range(nu):
+                un[a] = 0.0
+            p0 = _pdev(d, fam, &base[0], &y[0], &wt[0], &un[0], dconst, phi, &etan[0], &mun[0], sc,
+                       shape)
+            if not isfinite(pdev) or p0 < pdev:
+                for a in range(nu):
+                    u[a] = 0.0
+                for i in range(n):
+                    eta[i] = etan[i]
+                    mu[i] = mun[i]
+                pdev = p0
+        _weights(fam, n, &mu[0], &wt[0], phi, shape, &w[0])
+        for it in range(1, max_iter + 1):
+            iters = it
+            if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
+                status = 1
+                break
+            have_factor = True
+            # gradient: g_u = (Z Lambda)' score - u  [, g_beta = X' score]
+            for a in range(nd):
+                g[a] = 0.0
+            for a in range(nu):
+                g[a] = -u[a]
+            _score_zt(d, fam, &y[0], &mu[0], &wt[0], iphi, shape, &r[0], &g[0])
+            if joint:
+                for i in range(n):
+                    for a in range(p):
+                        g[nu + a] += Xp[i * p + a] * r[i]
+            for a in range(nd):
+                delta[a] = g[a]
+            if joint:
+                if _joint_step(n, k, nlev, p, d.Z1, Xp, d.codes, &w[0], &L11[0], &K[0], &S[0],
+                               &delta[0], &work[0]) != 0:
+                    status = 3
+                    break
+            else:
+                _solve(d, &L11[0], &L21[0], &L22[0], &delta[0])
+            dec = 0.0
+            dmax = 0.0
+            for a in range(nd):
+                dec += g[a] * delta[a]
+                if fabs(delta[a]) > dmax:
+                    dmax = fabs(delta[a])
+            if dec < tol * (1.0 + fabs(pdev)) and dmax < 1e-10:
+                converged = True
+                break
+            step = 1.0
+            pn = 0.0
+            for h in range(30):
+                for a in range(nu):
+                    un[a] = u[a] + step * delta[a]
+                if joint:
+                    for a in range(p):
+                        bn[a] = beta[a] + step * delta[nu + a]
+                    _base(n, p, Xp, &offset[0], &bn[0] if p > 0 else NULL, &basen[0])
+                pn = _pdev(d, fam, &basen[0] if joint else &base[0], &y[0], &wt[0], &un[0], dconst,
+                           phi, &etan[0], &mun[0], sc, shape)
+                if isfinite(pn) and pn <= pdev + 1e-10 * fabs(pdev):
+                    break
+                step *= 0.5
+            else:
+                have_factor = False
+                break
+            for a in range(nu):
+                u[a] = un[a]
+            if joint:
+                for a in range(p):
+                    beta[a] = bn[a]
+            for i in range(n):
+                eta[i] = etan[i]
+                mu[i] = mun[i]
+            change = pdev - pn
+            pdev = pn
+            _weights(fam, n, &mu[0], &wt[0], phi, shape, &w[0])
+            have_factor = False
+            if change <= 1e-15 * (1.0 + fabs(pdev)) and step < 1.0:
+                converged = True
+                break
+        if status == 0 and not converged and not isfinite(pdev):
+            status = 2
+        if status == 0 and observed and fam >= 2:
+            # the Laplace log-determinant with the exact curvature (glmmTMB's convention)
+            _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, shape, &w[0], &etan[0], &mun[0])
+            have_factor = False
+        if status == 0 and not have_factor:
+            if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
+                status = 1
+            elif joint:
+                # R_X at the final mode: the fixed effects' Schur complement there
+                for a in range(nd):
+                    delta[a] = 0.0
+                if _joint_step(n, k, nlev, p, d.Z1, Xp, d.codes, &w[0], &L11[0], &K[0], &S[0],
+                               &delta[0], &work[0]) != 0:
+                    status = 3
+    logdet = _logdet(d, &L11[0], &L22[0]) if status == 0 else float("nan")
+    RX = None
+    if joint:
+        for a in range(p):
+            for h in range(a + 1, p):
+                S[a * p + h] = 0.0
+        RX = S_a[:p * p].reshape(p, p)
+    return status, u_a, beta_a, eta_a, mu_a, w_a, pdev, logdet, RX, iters
+
+
+def laplace_gradient(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
+                     const int64_t[::1] slot_off, const double[::1] theta,
+                     const int64_t[::1] codes, Py_ssize_t nlev, const int64_t[::1] slot_term,
+                     const int64_t[:, ::1] cols, Py_ssize_t qr, const int64_t[::1] blk_ptr,
+                     const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
+                     const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] y,
+                     const double[::1] wt, double phi, const double[::1] eta, const double[::1] u,
+                     const double[:, ::1] X, bint joint, double shape=0.0):
+    """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas).
+
+    X1 / Xr / slot_off / theta as for `pirls`; slot_term: the rest term of each slot. Returns
+    (g_theta, v): the gradient in theta (lme4's order) and v with g_beta = X'v. With ``joint`` (one term only) beta is at
+    its PIRLS optimum too (the nAGQ = 0 objective): the implicit derivative runs through the
+    joint (u, beta) system with X (n x p, row-major), and only the theta parts are meant.
+    """
+    Z1, V = scaled_design(X1, Xr, slot_off, theta)
+    cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi)
+    if joint and qr > 0:
+        raise ValueError("the compiled joint gradient takes one random-effects term")
+    cdef Py_ssize_t n = d.n, k = d.k, kk = d.k * d.k, m = d.m, nu = nlev * d.k + qr
+    cdef Py_ssize_t p = X.shape[1] if joint else 0
+    cdef Py_ssize_t i, j, a, b, c, e, s, t, b2, ia, ib, jj
+    mu_a, w_a, wp_a, s_a, v_a, h_a = (np.empty(n), np.empty(n), np.empty(n), np.empty(n),
+                                      np.empty(n), np.empty(n))
+    L11_a, L21_a, L22_a = np.empty(nlev * kk), np.empty(max(d.nblk * k, 1)), np.empty(max(qr * qr, 1))
+    Zs_a = np.zeros(max(qr * qr, 1))
+    BW_a, Q_a, G11_a = np.empty(max(d.nblk * k, 1)), np.empty(max(d.nblk * k, 1)), np.empty(nlev * kk)
+    R1_a, Rr_a = np.empty(n * k), np.empty(max(n * m, 1))
+    c_a = np.zeros(nu + p)
+    G1_a, Gr_a = np.zeros((k, k)), np.zeros((m, m))
+    work_a = np.empty(kk + k + k * p + 1)
+    K_a, S_a = np.empty(max(nlev * k * p, 1)), np.empty(max(p * p, 1))
+    cdef double[::1] K = K_a, S = S_a
+    cdef const double* Xp = &X[0, 0] if p > 0 else NULL
+    cdef double[::1] mu = mu_a, w = w_a, wp = wp_a, sc = s_a, v = v_a, hh = h_a
+    cdef double[::1] L11 = L11_a, L21 = L21_a, L22 = L22_a, Zs = Zs_a, BW = BW_a, Q = Q_a
+    cdef double[::1] G11 = G11_a, R1 = R1_a, Rr = Rr_a, cc = c_a, work = work_a
+    cdef double[:, ::1] G1 = G1_a, Gr = Gr_a
+    cdef const double* Z1p = d.Z1
+    cdef const int64_t* codesp = d.codes
+    cdef const double* X1p = &X1[0, 0]
+    cdef const double* Xrp = &Xr[0, 0] if m > 0 else NULL
+    cdef double* G1p = &G1[0, 0]
+    cdef double* Grp = &Gr[0, 0] if m > 0 else NULL
+    cdef double mm, t1, t2, piv, zc
+    cdef double* c2 = &cc[0] + nlev * k
+    cdef int bad = 0
+    ebuf, lbuf = np.empty(n), np.empty(n)
+    cdef Scratch scr = _scratch(ebuf, lbuf)
+    with nogil:
+        _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], scr, shape)
+        _curvature(fam, n, &mu[0], &y[0], &wt[0], phi, shape, &w[0], &wp[0], &sc[0])
+        if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
+            bad = 1
+        else:
+            # S^{-1} on L22's pattern (Takahashi): columns from the last, Zs lower, symmetric use
+            for c in range(qr - 1, -1, -1):
+                piv = L22[c * qr + c]
+                for ia in range(d.nzp[c], d.nzp[c + 1]):
+                    a = d.nzi[ia]
+                    t1 = 0.0
+                    for ib in range(d.nzp[c], d.nzp[c + 1]):
+                        b = d.nzi[ib]
+                        t1 += (Zs[a * qr + b] if a >= b else Zs[b * qr + a]) * L22[b * qr + c]
+                    Zs[a * qr + c] = -t1 / piv
+                t1 = 0.0
+                for ib in range(d.nzp[c], d.nzp[c + 1]):
+                    b = d.nzi[ib]
+                    t1 += Zs[b * qr + c] * L22[b * qr + c]
+                Zs[c * qr + c] = 1.0 / (piv * piv) - t1 / piv
+            # first-term blocks: BW_b = L11_j^{-T} L21_b (= W_j B_b'), Q_b = -sum S^{-1} BW,
+            # G11_j = W_j - sum_b BW_b Q_b'
+            for j in range(nlev):
+                for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                    for a in range(k):
+                        BW[b * k + a] = L21[b * k + a]
+                    _bwd(k, &L11[j * kk], &BW[b * k])
+                for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                    c = d.blk_col[b]
+                    for a in range(k):
+                        Q[b * k + a] = 0.0
+                    for b2 in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                        e = d.blk_col[b2]
+                        t1 = Zs[c * qr + e] if c >= e else Zs[e * qr + c]
+                        for a in range(k):
+                            Q[b * k + a] -= t1 * BW[b2 * k + a]
+                # W_j = (L11_j L11_j')^{-1}, column by column
+                for b in range(k):
+                    for a in range(k):
+                        work[kk + a] = 1.0 if a == b else 0.0
+                    _fwd(k, &L11[j * kk], &work[kk])
+                    _bwd(k, &L11[j * kk], &work[kk])
+                    for a in range(k):
+                        G11[j * kk + a * k + b] = work[kk + a]
+                for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                    for a in range(k):
+                        for e in range(k):
+                            G11[j * kk + a * k + e] -= BW[b * k + a] * Q[b * k + e]
+            # per row: R1 = (M^{-1} z_i) on the level's columns, Rr on the row's rest columns,
+            # h = z_i' M^{-1} z_i; then a = (Z Lambda)'(h w') into cc
+            for i in range(n):
+                j = codesp[i]
+                for a in range(k):
+                    t1 = 0.0
+                    for e in range(k):
+                        t1 += G11[j * kk + a * k + e] * Z1p[i * k + e]
+                    for s in range(m):
+                        t1 += d.V[i * m + s] * Q[d.blk_of[i * m + s] * k + a]
+                    R1[i * k + a] = t1
+                t2 = 0.0
+                for a in range(k):
+                    t2 += Z1p[i * k + a] * R1[i * k + a]
+                for s in range(m):
+                    c = d.cols[i * m + s]
+                    t1 = 0.0
+                    for a in range(k):
+                        t1 += Q[d.blk_of[i * m + s] * k + a] * Z1p[i * k + a]
+                    for t in range(m):
+                        e = d.cols[i * m + t]
+                        t1 += (Zs[c * qr + e] if c >= e else Zs[e * qr + c]) * d.V[i * m + t]
+                    Rr[i * m + s] = t1
+                    t2 += d.V[i * m + s] * t1
+                hh[i] = t2 * wp[i]
+            _zt(d, &hh[0], &cc[0])
+            if joint:
+                # (c, c_beta) = H^{-1} (a, X'hw) through the joint system
+                for i in range(n):
+                    for a in range(p):
+                        cc[nu + a] += Xp[i * p + a] * hh[i]
+                if _joint_step(n, k, nlev, p, d.Z1, Xp, d.codes, &w[0], &L11[0], &K[0], &S[0],
+                               &cc[0], &work[0]) != 0:
+                    bad = 1
+            else:
+                _solve(d, &L11[0], &L21[0], &L22[0], &cc[0])
+            for i in range(n):
+                j = codesp[i]
+                zc = 0.0
+                for a in range(k):
+                    zc += Z1p[i * k + a] * cc[j * k + a]
+                for s in range(m):
+                    zc += d.V[i * m + s] * c2[d.cols[i * m + s]]
+                for a in range(p):
+                    zc += Xp[i * p + a] * cc[nu + a]
+                v[i] = -2.0 * sc[i] + hh[i] - w[i] * zc
+                # first term: G1[r, a] += X1[i, r] (v u_j[a] + s c_j[a] + 2 w R1[a])
+                for a in range(k):
+                    t1 = v[i] * u[j * k + a] + sc[i] * cc[j * k + a] + 2.0 * w[i] * R1[i * k + a]
+                    for e in range(k):
+                        G1p[e * k + a] += X1p[i * k + e] * t1
+                # rest terms: within a term's slots
+                for s in range(m):
+                    c = d.cols[i * m + s]
+                    t1 = v[i] * u[nlev * k + c] + sc[i] * c2[c] + 2.0 * w[i] * Rr[i * m + s]
+                    for t in range(m):
+                        if slot_term[t] == slot_term[s]:
+                            Grp[t * m + s] += Xrp[i * m + t] * t1
+    if bad:
+        raise np.linalg.LinAlgError("penalized system not positive definite")
+    # the entries of each term's T that carry a parameter, column by column (lme4's order)
+    gth_a = np.empty(theta.shape[0])
+    cdef double[::1] gth = gth_a
+    cdef Py_ssize_t slot = 0, pt, o
+    for c in range(k):
+        for a in range(c, k):
+            gth[slot] = G1[a, c]
+            slot += 1
+    for t in range(slot_off.shape[0] - 1):
+        o, pt = slot_off[t], slot_off[t + 1] - slot_off[t]
+        for c in range(pt):
+            for a in range(c, pt):
+                gth[slot] = Gr[o + a, o + c]
+                slot += 1
+    return gth_a, v_a
