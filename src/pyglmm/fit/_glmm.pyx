@@ -324,14 +324,15 @@ cdef void _base(Py_ssize_t n, Py_ssize_t p, const double* X, const double* offse
         base[i] = t
 
 
-def pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
-          const int64_t[::1] slot_off, const double[::1] theta, const int64_t[::1] codes,
-          Py_ssize_t nlev, const int64_t[:, ::1] cols, Py_ssize_t qr,
-          const int64_t[::1] blk_ptr, const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
-          const int64_t[::1] nzp, const int64_t[::1] nzi, const double[:, ::1] X,
-          const double[::1] offset, const double[::1] beta0, const double[::1] y,
-          const double[::1] wt, double phi, double dconst, const double[::1] u0, bint try_zero,
-          bint joint, double tol, int max_iter, double shape=0.0, bint observed=False):
+cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
+                  const int64_t[::1] slot_off, const double[::1] theta, const int64_t[::1] codes,
+                  Py_ssize_t nlev, const int64_t[:, ::1] cols, Py_ssize_t qr,
+                  const int64_t[::1] blk_ptr, const int64_t[::1] blk_col,
+                  const int64_t[:, ::1] blk_of, const int64_t[::1] nzp, const int64_t[::1] nzi,
+                  const double[:, ::1] X, const double[::1] offset, const double[::1] beta0,
+                  const double[::1] y, const double[::1] wt, double phi, double dconst,
+                  const double[::1] u0, bint try_zero, bint joint, double tol, int max_iter,
+                  double shape, bint observed):
     """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules);
     with ``joint`` (one term only) beta is updated with u (lme4's nAGQ = 0 stage).
 
@@ -475,17 +476,19 @@ def pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
     return status, u_a, beta_a, eta_a, mu_a, w_a, pdev, logdet, RX, iters
 
 
-def laplace_gradient(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
-                     const int64_t[::1] slot_off, const double[::1] theta,
-                     const int64_t[::1] codes, Py_ssize_t nlev, const int64_t[::1] slot_term,
-                     const int64_t[:, ::1] cols, Py_ssize_t qr, const int64_t[::1] blk_ptr,
-                     const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
-                     const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] y,
-                     const double[::1] wt, double phi, const double[::1] eta, const double[::1] u,
-                     const double[:, ::1] X, bint joint, double shape=0.0):
+cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
+                             const int64_t[::1] slot_off, const double[::1] theta,
+                             const int64_t[::1] codes, Py_ssize_t nlev,
+                             const int64_t[::1] slot_term, const int64_t[:, ::1] cols,
+                             Py_ssize_t qr, const int64_t[::1] blk_ptr,
+                             const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
+                             const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] y,
+                             const double[::1] wt, double phi, const double[::1] eta,
+                             const double[::1] u, const double[:, ::1] X, bint joint,
+                             double shape):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas).
 
-    X1 / Xr / slot_off / theta as for `pirls`; slot_term: the rest term of each slot. Returns
+    X1 / Xr / slot_off / theta as for `_pirls`; slot_term: the rest term of each slot. Returns
     (g_theta, v): the gradient in theta (lme4's order) and v with g_beta = X'v. With ``joint`` (one term only) beta is at
     its PIRLS optimum too (the nAGQ = 0 objective): the implicit derivative runs through the
     joint (u, beta) system with X (n x p, row-major), and only the theta parts are meant.
@@ -581,8 +584,9 @@ def laplace_gradient(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
                     t1 = 0.0
                     for e in range(k):
                         t1 += G11[j * kk + a * k + e] * Z1p[i * k + e]
-                    for s in range(m):
-                        t1 += d.V[i * m + s] * Q[d.blk_of[i * m + s] * k + a]
+                    if m:
+                        for s in range(m):
+                            t1 += d.V[i * m + s] * Q[d.blk_of[i * m + s] * k + a]
                     R1[i * k + a] = t1
                 t2 = 0.0
                 for a in range(k):
@@ -614,10 +618,12 @@ def laplace_gradient(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
                 zc = 0.0
                 for a in range(k):
                     zc += Z1p[i * k + a] * cc[j * k + a]
-                for s in range(m):
-                    zc += d.V[i * m + s] * c2[d.cols[i * m + s]]
-                for a in range(p):
-                    zc += Xp[i * p + a] * cc[nu + a]
+                if m:
+                    for s in range(m):
+                        zc += d.V[i * m + s] * c2[d.cols[i * m + s]]
+                if p:
+                    for a in range(p):
+                        zc += Xp[i * p + a] * cc[nu + a]
                 v[i] = -2.0 * sc[i] + hh[i] - w[i] * zc
                 # first term: G1[r, a] += X1[i, r] (v u_j[a] + s c_j[a] + 2 w R1[a])
                 for a in range(k):
@@ -648,3 +654,42 @@ def laplace_gradient(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
                 gth[slot] = Gr[o + a, o + c]
                 slot += 1
     return gth_a, v_a
+
+
+_NO_X = np.zeros((0, 0))
+
+
+cdef class GlmmData:
+    """One model's fixed arrays for the kernels: the design pattern (linalg/kernel_pattern.py),
+    the fixed effects (row-major), offset, response and prior weights. Bound once per model, so
+    that a call passes only what changes (theta, beta, the modes): the arguments of a kernel call
+    cost microseconds each, as much as the numerics on a small data set."""
+    cdef const double[:, ::1] X1, Xr, X
+    cdef const int64_t[::1] slot_off, slot_term, codes, blk_ptr, blk_col, nzp, nzi
+    cdef const int64_t[:, ::1] cols, blk_of
+    cdef const double[::1] offset, y, wt
+    cdef Py_ssize_t nlev, qr
+
+    def __init__(self, pat, X, offset, y, wt):
+        self.X1, self.Xr, self.slot_off, self.slot_term = pat.X1, pat.Xr, pat.slot_off, pat.slot_term
+        self.codes, self.nlev, self.cols, self.qr = pat.codes, pat.l1, pat.cols, pat.qr
+        self.blk_ptr, self.blk_col, self.blk_of = pat.blk_ptr, pat.blk_col, pat.blk_of
+        self.nzp, self.nzi = pat.nzp, pat.nzi
+        self.X, self.offset, self.y, self.wt = X, offset, y, wt
+
+    def pirls(self, int fam, const double[::1] theta, const double[::1] beta0,
+              const double[::1] u0, double phi, double dconst, bint try_zero, bint joint,
+              double tol, int max_iter, double shape=0.0, bint observed=False):
+        """Conditional modes at (theta, beta) by PIRLS; see `_pirls` for the returned tuple."""
+        return _pirls(fam, self.X1, self.Xr, self.slot_off, theta, self.codes, self.nlev,
+                      self.cols, self.qr, self.blk_ptr, self.blk_col, self.blk_of, self.nzp,
+                      self.nzi, self.X, self.offset, beta0, self.y, self.wt, phi, dconst, u0,
+                      try_zero, joint, tol, max_iter, shape, observed)
+
+    def laplace_gradient(self, int fam, const double[::1] theta, const double[::1] eta,
+                         const double[::1] u, double phi, bint joint, double shape=0.0):
+        """(g_theta, v) at the mode u; see `_laplace_gradient`."""
+        return _laplace_gradient(fam, self.X1, self.Xr, self.slot_off, theta, self.codes,
+                                 self.nlev, self.slot_term, self.cols, self.qr, self.blk_ptr,
+                                 self.blk_col, self.blk_of, self.nzp, self.nzi, self.y, self.wt,
+                                 phi, eta, u, self.X if joint else _NO_X, joint, shape)

@@ -176,7 +176,8 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             return np.zeros_like(x)   # the deviance there is +inf: the line search backtracks
         fam, phi = fam_phi(ex)
         g = laplace_gradient(rs, problem.X, problem.y, problem.w_prior, fam, th, r.u,
-                             r.eta, phi=phi, joint=True, factor=r._factor)
+                             r.eta, phi=phi, joint=True, factor=r._factor,
+                             kdata=problem.kernel_data())
         if nx:
             beta_here = r.beta
             g = np.concatenate([g, _extra_fd(lambda e: pirls_at(th, beta_here, e, True).deviance, ex)])
@@ -265,7 +266,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         ex = x[nth + p:]
         fam, phi = fam_phi(ex)
         gx = laplace_gradient(rs, problem.X, problem.y, problem.w_prior, fam, th, r.u, r.eta,
-                              phi=phi, factor=r._factor)
+                              phi=phi, factor=r._factor, kdata=problem.kernel_data())
         if nx:
             # the shape / dispersion (log scale) by central differences: two warm PIRLS runs
             gx = np.concatenate([gx, _extra_fd(lambda e: pirls_at(th, be, e, False).deviance, ex)])

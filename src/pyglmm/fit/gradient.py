@@ -25,8 +25,6 @@ CANONICAL = {("binomial", "logit"), ("poisson", "log"), ("gaussian", "identity")
 
 OBSERVED_CLOSED = {("nbinom2", "log"), ("Gamma", "log")}
 
-_NO_X = np.zeros((0, 0))          # the one-term kernel's X argument outside the joint stage
-
 
 def supports_analytic(family, laplace_weights: str) -> bool:
     """True when the curvature W in M is the exact one and dW/deta has a closed form:
@@ -82,20 +80,26 @@ def curvature(family, mu, y, w_prior, phi):
 def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.ndarray,
                      family, theta: np.ndarray, u: np.ndarray, eta: np.ndarray,
                      phi: float = 1.0, joint: bool = False,
-                     factor: BlockedFactor | None = None) -> np.ndarray:
+                     factor: BlockedFactor | None = None, kdata=None) -> np.ndarray:
     """Gradient of the Laplace deviance in (theta, beta) at the conditional mode u (for eta).
 
     With ``joint=True`` beta is itself at its PIRLS optimum (lme4's nAGQ = 0 objective) and
     only the theta gradient is returned; the implicit derivative then runs through the joint
-    (u, beta) system.
+    (u, beta) system. ``kdata``: the problem's arrays bound for the compiled kernels
+    (`GlmmProblem.kernel_data`), saving their binding on every call.
     """
     code = compiled.family_code(family) if rs.n <= compiled.GLMM_MAX_ROWS else None
     if code is not None and compiled.glmm_kernels() is not None and \
             (len(rs.terms) == 1 or not joint):
-        pat = kernel_pattern(rs)                      # None: too many rest columns
-        if pat is not None:
-            return _gradient_compiled(pat, code, X, y, w_prior, family, theta, u, eta, phi,
-                                      joint)
+        if kdata is None:                             # bind the arrays for this call
+            pat = kernel_pattern(rs)                  # None: too many rest columns
+            kdata = None if pat is None else compiled.glmm_kernels().GlmmData(
+                pat, np.ascontiguousarray(X, dtype=float), np.zeros(rs.n), y, w_prior)
+        if kdata is not None:
+            g_theta, v = kdata.laplace_gradient(
+                code, np.ascontiguousarray(theta, float), eta, u, float(phi), joint,
+                float(family.shape) if family.name == "nbinom2" else 0.0)
+            return g_theta if joint else np.concatenate([g_theta, X.T @ v])
     zvals = rs.scaled_values(theta)
     mu = family.link.inverse(eta)
     w, wp, s = curvature(family, mu, y, w_prior, phi)     # s = d log f / d eta
@@ -154,18 +158,6 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
         rows, colsT = _tril(t.p)
         g_theta[rs.theta_slices[k]] = G[rows, colsT]
     return g_theta if joint else np.concatenate([g_theta, g_beta])
-
-
-def _gradient_compiled(pat, code: int, X, y, w_prior, family, theta, u, eta, phi,
-                       joint: bool) -> np.ndarray:
-    """The gradient by the compiled kernel (`fit/_glmm.pyx`): theta's, then beta's (not with
-    ``joint``)."""
-    g_theta, v = compiled.glmm_kernels().laplace_gradient(
-        code, pat.X1, pat.Xr, pat.slot_off, np.ascontiguousarray(theta, float), pat.codes, pat.l1,
-        pat.slot_term, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp, pat.nzi,
-        y, w_prior, float(phi), eta, u, np.ascontiguousarray(X, dtype=float) if joint else _NO_X,
-        joint, float(family.shape) if family.name == "nbinom2" else 0.0)
-    return g_theta if joint else np.concatenate([g_theta, X.T @ v])
 
 
 def pattern_rows(rs: ReStructure, zvals: list[np.ndarray], F: BlockedFactor):

@@ -174,22 +174,30 @@ class GlmmProblem:
         shape = float(self.family.shape) if code == 2 else 0.0
         return code, dconst, shape, self.laplace_weights == "observed"
 
-    def _kernel_call(self, pat, theta, beta, u, phi, try_zero, joint, maxit):
-        """One call of the compiled PIRLS (`fit/_glmm.pyx`) on the design arrays of ``pat``."""
-        if getattr(self, "_Xrows", None) is None:
-            self._Xrows = np.ascontiguousarray(self.X, dtype=np.float64)   # row-major, once
-        code, dconst, shape, observed = self._kernel_family()
-        return compiled.glmm_kernels().pirls(
-            code, pat.X1, pat.Xr, pat.slot_off, np.ascontiguousarray(theta, float), pat.codes,
-            pat.l1, pat.cols, pat.qr, pat.blk_ptr, pat.blk_col, pat.blk_of, pat.nzp, pat.nzi,
-            self._Xrows,
-            self.offset, beta, self.y, self.w_prior, float(phi), dconst, u, bool(try_zero),
-            bool(joint), self.tol, maxit, shape, observed)
+    def kernel_data(self, first_only: bool = False):
+        """The model's arrays bound for the compiled kernels (made once), or None when they do
+        not apply (family, size, too many rest columns). ``first_only``: the first term alone
+        (the GLM start)."""
+        if self._kernel_code() is None:
+            return None
+        cache = self.__dict__.setdefault("_kdata", {})
+        if first_only not in cache:
+            pat = kernel_pattern(self.rs, first_only)
+            cache[first_only] = None if pat is None else compiled.glmm_kernels().GlmmData(
+                pat, np.ascontiguousarray(self.X, dtype=np.float64), self.offset, self.y,
+                self.w_prior)
+        return cache[first_only]
 
-    def _pirls_compiled(self, pat, theta, beta, u, phi, try_zero, joint) -> PirlsResult:
+    def _kernel_call(self, kd, theta, beta, u, phi, try_zero, joint, maxit):
+        """One call of the compiled PIRLS (`fit/_glmm.pyx`) on the bound arrays ``kd``."""
+        code, dconst, shape, observed = self._kernel_family()
+        return kd.pirls(code, np.ascontiguousarray(theta, float), beta, u, float(phi), dconst,
+                        bool(try_zero), bool(joint), self.tol, maxit, shape, observed)
+
+    def _pirls_compiled(self, kd, theta, beta, u, phi, try_zero, joint) -> PirlsResult:
         """PIRLS by the compiled kernel: the same algorithm as `pirls` below."""
         status, u, beta, eta, mu, w, pdev, logdet, RX, it = self._kernel_call(
-            pat, theta, beta, u, phi, try_zero, joint, self.max_iter)
+            kd, theta, beta, u, phi, try_zero, joint, self.max_iter)
         return self._compiled_result(status, theta, beta, u, eta, mu, w, pdev, logdet, RX, it,
                                      joint, phi)
 
@@ -220,11 +228,10 @@ class GlmmProblem:
         """The GLM without random effects (the start of beta) by the compiled joint PIRLS at
         Lambda = 0, where it is Newton's method on the GLM deviance with step halving (= IRLS
         for canonical links) from beta = 0; None when it fails (then R's glm.fit path)."""
-        pat = kernel_pattern(self.rs, first_only=True)
-        t0 = self.rs.terms[0]
-        theta0 = np.zeros(self.rs.ntheta)
-        status, u, beta, *_ = self._kernel_call(pat, theta0, np.zeros(self.p), np.zeros(t0.q), 1.0,
-                                                False, True, maxit)
+        kd = self.kernel_data(first_only=True)
+        status, u, beta, *_ = self._kernel_call(kd, np.zeros(self.rs.ntheta), np.zeros(self.p),
+                                                np.zeros(self.rs.terms[0].q), 1.0, False, True,
+                                                maxit)
         return beta if status == 0 and np.all(np.isfinite(beta)) else None
 
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
@@ -240,11 +247,10 @@ class GlmmProblem:
         # a short step in theta (finite differences, late optimiser steps): the warm mode is good
         near = tw is not None and tw.shape == theta.shape and _max_abs_diff(theta, tw) < 0.05 * max(
             1.0, _max_abs_diff(tw, None))
-        if self._kernel_code() is not None and (len(rs.terms) == 1 or not joint):
-            pat = kernel_pattern(rs)                 # None: too many rest columns
-            if pat is not None:
-                try_zero = u0 is None and not near and np.any(u)
-                return self._pirls_compiled(pat, theta, beta, u, phi, try_zero, joint)
+        kd = self.kernel_data() if len(rs.terms) == 1 or not joint else None
+        if kd is not None:
+            try_zero = u0 is None and not near and np.any(u)
+            return self._pirls_compiled(kd, theta, beta, u, phi, try_zero, joint)
         base = self.offset + X @ beta          # fixed during PIRLS unless joint
         zvals = rs.scaled_values(theta)
         eta = base + rs.Zu(zvals, u)
