@@ -499,3 +499,19 @@ def test_shape_families_fits_match_numpy(src, f, fam, shape, phi, pure):
     assert ec == pytest.approx(ep, rel=1e-5)
     np.testing.assert_allclose(np.sqrt(np.diag(np.asarray(c.vcov, float))),
                                np.sqrt(np.diag(np.asarray(p.vcov, float))), rtol=1e-3)
+
+
+@pytest.mark.parametrize("src,f,fam", [
+    ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+    ("grouseticks", "TICKS ~ YEAR + cHEIGHT + (1 | BROOD) + (1 | INDEX) + (1 | LOCATION)", "poisson"),
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", None),
+])
+def test_fitted_models_pickle_with_kernels_in_use(src, f, fam):
+    """The kernels' bound arrays stay out of pickles (bootstrap workers, save/load): a model
+    fitted through them pickles, and its refit gives the same fit."""
+    import pickle
+    from pyglmm.models import refit
+    d = _data(src)
+    m = pyglmm.lmer(f, d) if fam is None else pyglmm.glmer(f, d, family=fam)
+    m2 = pickle.loads(pickle.dumps(m))
+    assert float(refit(m2, m.frame.y).loglik) == pytest.approx(float(m.loglik), abs=1e-7)

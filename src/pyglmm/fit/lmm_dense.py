@@ -31,7 +31,7 @@ class DenseCrossprods(CrossprodsLmm):
     """Dense cross-products of a small LMM and its profiled deviance and gradient from them."""
 
     def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray):
-        self.rs, self.p, self._kern = rs, X.shape[1], compiled.lmm_kernels()
+        self.rs, self.p = rs, X.shape[1]
         unit = bool(np.all(w == 1.0))
         y, wX = self._centre(y, X, w, unit)
         q, n = rs.q, rs.n
@@ -64,8 +64,8 @@ class DenseCrossprods(CrossprodsLmm):
         return T.reshape(q, q)
 
     def _solve(self, theta: np.ndarray):
-        return self._kern.single_term_lmm(self._lambda(theta), self.A, self.C, self.d, self.XtWX,
-                                          self.XtWy, self.yWy, self._need)
+        return compiled.lmm_kernels().single_term_lmm(
+            self._lambda(theta), self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy, self._need)
 
     def parts(self, theta: np.ndarray):
         """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""

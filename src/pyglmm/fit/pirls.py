@@ -174,6 +174,12 @@ class GlmmProblem:
         shape = float(self.family.shape) if code == 2 else 0.0
         return code, dconst, shape, self.laplace_weights == "observed"
 
+    def __getstate__(self):
+        """Pickled without the arrays bound for the kernels (rebuilt on first use)."""
+        state = self.__dict__.copy()
+        state.pop("_kdata", None)
+        return state
+
     def kernel_data(self, first_only: bool = False):
         """The model's arrays bound for the compiled kernels (made once), or None when they do
         not apply (family, size, too many rest columns). ``first_only``: the first term alone
