@@ -186,34 +186,19 @@ cdef double _pdev(Design d, int fam, const double* base, const double* y, const 
     return (dconst + 2.0 * tot) / phi + su
 
 
-cdef void _zt(Design d, const double* r, double* out) noexcept nogil:
-    """out += (Z Lambda)' r."""
+cdef void _zt(Design d, double* r, double* out, int fam, const double* y, const double* mu,
+              const double* wt, double iphi, double shape) noexcept nogil:
+    """out += (Z Lambda)' r; with fam >= 0, r is first set to the rows' working scores (in the
+    same pass: PIRLS's gradient), else r is given (the Laplace gradient's h w')."""
     cdef Py_ssize_t i, a, s, j, k = d.k, m = d.m
     cdef double* o2 = out + d.nlev * k
     cdef const double* Z1 = d.Z1
     cdef const int64_t* codes = d.codes
     cdef double ri
     for i in range(d.n):
-        j = codes[i] * k
+        if fam >= 0:
+            r[i] = _score(fam, y[i], mu[i], wt[i], iphi, shape)
         ri = r[i]
-        for a in range(k):
-            out[j + a] += Z1[i * k + a] * ri
-        if m:
-            for s in range(m):
-                o2[d.cols[i * m + s]] += d.V[i * m + s] * ri
-
-
-cdef void _score_zt(Design d, int fam, const double* y, const double* mu, const double* wt,
-                    double iphi, double shape, double* r, double* out) noexcept nogil:
-    """r = the rows' working scores, and out += (Z Lambda)' r, in one pass."""
-    cdef Py_ssize_t i, a, s, j, k = d.k, m = d.m
-    cdef double* o2 = out + d.nlev * k
-    cdef const double* Z1 = d.Z1
-    cdef const int64_t* codes = d.codes
-    cdef double ri
-    for i in range(d.n):
-        ri = _score(fam, y[i], mu[i], wt[i], iphi, shape)
-        r[i] = ri
         j = codes[i] * k
         for a in range(k):
             out[j + a] += Z1[i * k + a] * ri
@@ -395,7 +380,7 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
                 g[a] = 0.0
             for a in range(nu):
                 g[a] = -u[a]
-            _score_zt(d, fam, &y[0], &mu[0], &wt[0], iphi, shape, &r[0], &g[0])
+            _zt(d, &r[0], &g[0], fam, &y[0], &mu[0], &wt[0], iphi, shape)
             if joint:
                 for i in range(n):
                     for a in range(p):
@@ -602,7 +587,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                     Rr[i * m + s] = t1
                     t2 += d.V[i * m + s] * t1
                 hh[i] = t2 * wp[i]
-            _zt(d, &hh[0], &cc[0])
+            _zt(d, &hh[0], &cc[0], -1, NULL, NULL, NULL, 1.0, 0.0)
             if joint:
                 # (c, c_beta) = H^{-1} (a, X'hw) through the joint system
                 for i in range(n):

@@ -218,17 +218,22 @@ class GlmmProblem:
         if status == 3:
             raise PirlsFailure("the fixed-effects block of the joint PIRLS system is not positive "
                                "definite")
-        self._u_warm = u.copy()
-        self._theta_warm = theta.copy()
-        sqr_u = float(u @ u)
-        if self.family.name in ("binomial", "poisson"):
-            ll = -0.5 * ((pdev - sqr_u) + self._saturated_m2ll())
-        else:
-            ll = float(self.family.loglik(self.y, mu, self.w_prior, phi).sum())
+        ll, sqr_u = self._at_mode(theta, u, mu, pdev, phi)
         X = self.X if joint else None
         return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, loglik_cond=ll, sqr_u=sqr_u,
                            deviance=-2.0 * ll + sqr_u + logdet, iterations=it, _RX=RX,
                            _factor_fn=lambda: BlockedFactor(rs, rs.scaled_values(theta), w, X))
+
+    def _at_mode(self, theta, u, mu, pdev, phi) -> tuple[float, float]:
+        """Keep the mode as the next warm start; return (log f(y | u), |u|^2). For Poisson and
+        binomial -2 log f(y|u) = sum(dev_resids) - 2 log f_saturated(y): the penalized deviance
+        already computed is reused instead of evaluating lgamma terms again."""
+        self._u_warm = u.copy()
+        self._theta_warm = theta.copy()
+        sqr_u = float(u @ u)
+        if self.family.name in ("binomial", "poisson"):
+            return -0.5 * ((pdev - sqr_u) + self._saturated_m2ll()), sqr_u
+        return float(self.family.loglik(self.y, mu, self.w_prior, phi).sum()), sqr_u
 
     def glm_fit_compiled(self, maxit: int) -> np.ndarray | None:
         """The GLM without random effects (the start of beta) by the compiled joint PIRLS at
@@ -330,15 +335,7 @@ class GlmmProblem:
                 F = BlockedFactor(rs, zvals, w, X if joint else None)
             except (NotPositiveDefinite, np.linalg.LinAlgError, FloatingPointError) as e:
                 raise PirlsFailure(str(e)) from e
-        self._u_warm = u.copy()
-        self._theta_warm = theta.copy()
-        sqr_u = float(u @ u)
-        if self.family.name in ("binomial", "poisson"):
-            # -2 log f(y|u) = sum(dev_resids) - 2 log f_saturated(y): reuse the penalized
-            # deviance already computed instead of evaluating lgamma terms again
-            ll = -0.5 * ((pdev - sqr_u) + self._saturated_m2ll())
-        else:
-            ll = float(self.family.loglik(y, mu, self.w_prior, phi).sum())
+        ll, sqr_u = self._at_mode(theta, u, mu, pdev, phi)
         dev = -2.0 * ll + sqr_u + F.logdet_Z()
         return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, _factor=F, loglik_cond=ll, sqr_u=sqr_u,
                            deviance=dev, iterations=it)
