@@ -10,6 +10,7 @@ derivative of the mode is du*/dpsi = H^{-1} dg/dpsi with H = M when W is the exa
 (canonical links with Fisher weights, or observed weights). Everything needed from M^{-1} is
 its selected inverse on the pattern of Z'Z, which the blocked factor provides; one gradient
 then costs about one extra factorisation instead of 2 (k) PIRLS runs for finite differences.
+Where the compiled kernels cover a model, fit/_glmm.pyx computes the same formulas.
 """
 from __future__ import annotations
 

@@ -3,7 +3,9 @@
 For fixed (theta, beta) PIRLS finds the conditional mode u of the spherical random effects by
 minimising sum(devresid)/phi + ||u||^2; the Laplace approximation to -2 log L is then
 -2 sum(log f(y | u)) + ||u||^2 + log det(Lambda'Z'WZLambda + I), as in lme4 and MixedModels.jl.
-With ``joint=True`` beta is updated with u (lme4's nAGQ = 0 stage).
+With ``joint=True`` beta is updated with u (lme4's nAGQ = 0 stage). Where the compiled kernels
+cover a model (fit/compiled.py: family, size) the same algorithm runs in fit/_glmm.pyx; this
+numpy version is the fallback and the reference the tests compare it with.
 """
 from __future__ import annotations
 
