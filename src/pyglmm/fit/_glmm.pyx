@@ -207,6 +207,22 @@ cdef void _zt(Design d, double* r, double* out, int fam, const double* y, const 
                 o2[d.cols[i * m + s]] += d.V[i * m + s] * ri
 
 
+cdef double _dot(Py_ssize_t n, const double* x, Py_ssize_t sx, const double* y,
+                 Py_ssize_t sy) noexcept nogil:
+    """sum_i x[i sx] y[i sy], with four partial sums (a row-wise += into one place would chain
+    every row's addition on the previous one through memory)."""
+    cdef Py_ssize_t i, n4 = n - n % 4
+    cdef double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+    for i in range(0, n4, 4):
+        s0 += x[i * sx] * y[i * sy]
+        s1 += x[(i + 1) * sx] * y[(i + 1) * sy]
+        s2 += x[(i + 2) * sx] * y[(i + 2) * sy]
+        s3 += x[(i + 3) * sx] * y[(i + 3) * sy]
+    for i in range(n4, n):
+        s0 += x[i * sx] * y[i * sy]
+    return (s0 + s1) + (s2 + s3)
+
+
 cdef void _times_tril(Py_ssize_t n, Py_ssize_t ld, Py_ssize_t off, Py_ssize_t k,
                       const double* X, const double* theta, double* out) noexcept nogil:
     """out[i, off + b] = sum_{a >= b} X[i, off + a] T[a, b] (row stride ld) for the k x k lower
@@ -610,18 +626,24 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                     for a in range(p):
                         zc += Xp[i * p + a] * cc[nu + a]
                 v[i] = -2.0 * sc[i] + hh[i] - w[i] * zc
-                # first term: G1[r, a] += X1[i, r] (v u_j[a] + s c_j[a] + 2 w R1[a])
+                # the rows' factors F[i, a] = v u_j[a] + s c_j[a] + 2 w R1[a] (first term) and
+                # likewise per rest slot, in R1 / Rr's place: G = X' F below
                 for a in range(k):
-                    t1 = v[i] * u[j * k + a] + sc[i] * cc[j * k + a] + 2.0 * w[i] * R1[i * k + a]
-                    for e in range(k):
-                        G1p[e * k + a] += X1p[i * k + e] * t1
-                # rest terms: within a term's slots
+                    R1[i * k + a] = (v[i] * u[j * k + a] + sc[i] * cc[j * k + a]
+                                     + 2.0 * w[i] * R1[i * k + a])
+                if m:
+                    for s in range(m):
+                        c = d.cols[i * m + s]
+                        Rr[i * m + s] = (v[i] * u[nlev * k + c] + sc[i] * c2[c]
+                                         + 2.0 * w[i] * Rr[i * m + s])
+            # G1[r, a] = sum_i X1[i, r] F[i, a]; rest: within each term's slots
+            for e in range(k):
+                for a in range(k):
+                    G1p[e * k + a] = _dot(n, X1p + e, k, &R1[a], k)
+            for t in range(m):
                 for s in range(m):
-                    c = d.cols[i * m + s]
-                    t1 = v[i] * u[nlev * k + c] + sc[i] * c2[c] + 2.0 * w[i] * Rr[i * m + s]
-                    for t in range(m):
-                        if slot_term[t] == slot_term[s]:
-                            Grp[t * m + s] += Xrp[i * m + t] * t1
+                    if slot_term[t] == slot_term[s]:
+                        Grp[t * m + s] = _dot(n, Xrp + t, m, &Rr[s], m)
     if bad:
         raise np.linalg.LinAlgError("penalized system not positive definite")
     # the entries of each term's T that carry a parameter, column by column (lme4's order)
