@@ -392,11 +392,14 @@ def test_schur_pattern_has_every_entry():
     assert np.array_equal(np.diff(pat.nzp), [5, 4, 3, 2, 1, 0])
 
 
-def test_long_data_take_the_numpy_path(monkeypatch):
-    """Above GLMM_MAX_ROWS rows the numpy path's vectorised passes are faster: no kernel runs."""
-    fr, rs, pr = _problem(*CASES[0])
+@pytest.mark.parametrize("case,limit", [(CASES[0], "GLMM_MAX_ROWS"),
+                                        (MULTI_CASES[0], "GLMM_MULTI_MAX_ROWS")])
+def test_long_data_take_the_numpy_path(case, limit, monkeypatch):
+    """Above the row limits (one term; several terms) the numpy path's vectorised passes are
+    faster: no kernel runs."""
+    fr, rs, pr = _problem(*case)
     assert pr._kernel_code() is not None
-    monkeypatch.setattr(compiled, "GLMM_MAX_ROWS", 10)
+    monkeypatch.setattr(compiled, limit, 10)
     assert pr._kernel_code() is None
     r = pr.pirls(rs.theta_start(), np.zeros(fr.X.shape[1]))
     assert r._factor is not None

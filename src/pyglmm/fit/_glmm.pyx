@@ -524,6 +524,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     cdef double* G1p = &G1[0, 0]
     cdef double* Grp = &Gr[0, 0] if m > 0 else NULL
     cdef double mm, t1, t2, piv, zc
+    cdef double* zrow
     cdef double* c2 = &cc[0] + nlev * k
     cdef int bad = 0
     ebuf, lbuf = np.empty(n), np.empty(n)
@@ -534,7 +535,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
         if _factor(d, &w[0], &L11[0], &L21[0], &L22[0]) != 0:
             bad = 1
         else:
-            # S^{-1} on L22's pattern (Takahashi): columns from the last, Zs lower, symmetric use
+            # S^{-1} on L22's pattern (Takahashi): columns from the last, both triangles kept
             for c in range(qr - 1, -1, -1):
                 piv = L22[c * qr + c]
                 for ia in range(d.nzp[c], d.nzp[c + 1]):
@@ -542,8 +543,9 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                     t1 = 0.0
                     for ib in range(d.nzp[c], d.nzp[c + 1]):
                         b = d.nzi[ib]
-                        t1 += (Zs[a * qr + b] if a >= b else Zs[b * qr + a]) * L22[b * qr + c]
+                        t1 += Zs[a * qr + b] * L22[b * qr + c]
                     Zs[a * qr + c] = -t1 / piv
+                    Zs[c * qr + a] = Zs[a * qr + c]
                 t1 = 0.0
                 for ib in range(d.nzp[c], d.nzp[c + 1]):
                     b = d.nzi[ib]
@@ -557,14 +559,12 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                         BW[b * k + a] = L21[b * k + a]
                     _bwd(k, &L11[j * kk], &BW[b * k])
                 for b in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
-                    c = d.blk_col[b]
+                    zrow = &Zs[d.blk_col[b] * qr]
                     for a in range(k):
-                        Q[b * k + a] = 0.0
-                    for b2 in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
-                        e = d.blk_col[b2]
-                        t1 = Zs[c * qr + e] if c >= e else Zs[e * qr + c]
-                        for a in range(k):
-                            Q[b * k + a] -= t1 * BW[b2 * k + a]
+                        t1 = 0.0                     # a register sum, not a += in memory
+                        for b2 in range(d.blk_ptr[j], d.blk_ptr[j + 1]):
+                            t1 -= zrow[d.blk_col[b2]] * BW[b2 * k + a]
+                        Q[b * k + a] = t1
                 # W_j = (L11_j L11_j')^{-1}, column by column
                 for b in range(k):
                     for a in range(k):
@@ -599,7 +599,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                         t1 += Q[d.blk_of[i * m + s] * k + a] * Z1p[i * k + a]
                     for t in range(m):
                         e = d.cols[i * m + t]
-                        t1 += (Zs[c * qr + e] if c >= e else Zs[e * qr + c]) * d.V[i * m + t]
+                        t1 += Zs[c * qr + e] * d.V[i * m + t]
                     Rr[i * m + s] = t1
                     t2 += d.V[i * m + s] * t1
                 hh[i] = t2 * wp[i]

@@ -18,10 +18,17 @@ AVAILABLE = _glmm is not None and _lmm is not None
 ENABLED = AVAILABLE and os.environ.get("PYGLMM_PURE_PYTHON", "").strip() in ("", "0")
 
 #: The GLMM kernels loop over rows in scalar code; numpy's vectorised passes win on long data.
-#: Measured crossovers (fit times, kernels / numpy): Poisson (1 | g) 8.3 / 11.2 ms at 3,000 rows,
-#: 24.8 / 23.7 ms at 10,000; crossed binomial 19.1 / 30.4 ms at 3,000, 55 / 59 ms at 10,000,
-#: VerbAgg (7,584 rows) 87 / 76 ms.
+#: Measured crossovers (fit times, kernels / numpy), one term: Poisson (1 | g) 8.8 / 11.4 ms at
+#: 3,000 rows, 12.7 / 13.2 ms at 5,000, 19.5 / 17.4 ms at 8,000. Several terms (crossed
+#: binomial, 20 or 60 levels of the second factor): 31.9 / 45.5 and 48.6 / 50.3 ms at 6,000
+#: rows, 82.9 / 92.6 and 102 / 98 ms at 15,000; VerbAgg (7,584 rows, 24 items) 67 / 79 ms.
 GLMM_MAX_ROWS = 6000
+GLMM_MULTI_MAX_ROWS = 10000
+
+
+def glmm_rows_ok(n: int, n_terms: int) -> bool:
+    """Whether the GLMM kernels are the faster path for n rows and this many terms."""
+    return n <= (GLMM_MAX_ROWS if n_terms == 1 else GLMM_MULTI_MAX_ROWS)
 
 #: The one-term LMM kernel against numpy's levels-last vector code, per evaluation with the
 #: gradient ((1 + x | g), two fixed effects): 32 / 118 us at 100 levels, 97 / 138 us at 500,

@@ -89,7 +89,7 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     (u, beta) system. ``kdata``: the problem's arrays bound for the compiled kernels
     (`GlmmProblem.kernel_data`), saving their binding on every call.
     """
-    code = compiled.family_code(family) if rs.n <= compiled.GLMM_MAX_ROWS else None
+    code = compiled.family_code(family) if compiled.glmm_rows_ok(rs.n, len(rs.terms)) else None
     if code is not None and compiled.glmm_kernels() is not None and \
             (len(rs.terms) == 1 or not joint):
         if kdata is None:                             # bind the arrays for this call

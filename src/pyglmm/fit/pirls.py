@@ -160,8 +160,8 @@ class GlmmProblem:
 
     def _kernel_code(self) -> int | None:
         """The compiled kernels' family code when they cover this problem (Poisson-log,
-        binomial-logit, nbinom2-log, Gamma-log; up to compiled.GLMM_MAX_ROWS rows), else None."""
-        if compiled.glmm_kernels() is None or self.n > compiled.GLMM_MAX_ROWS:
+        binomial-logit, nbinom2-log, Gamma-log; up to the sizes where they win), else None."""
+        if compiled.glmm_kernels() is None or not compiled.glmm_rows_ok(self.n, len(self.rs.terms)):
             return None
         code = compiled.family_code(self.family)
         if code == 2 and not (0.0 < float(getattr(self.family, "shape", None) or 0.0) < np.inf):
