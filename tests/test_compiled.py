@@ -490,3 +490,23 @@ def test_fitted_models_pickle_with_kernels_in_use(src, f, fam):
     m = pyglmm.lmer(f, d) if fam is None else pyglmm.glmer(f, d, family=fam)
     m2 = pickle.loads(pickle.dumps(m))
     assert float(refit(m2, m.frame.y).loglik) == pytest.approx(float(m.loglik), abs=1e-7)
+
+
+@pytest.mark.parametrize("src,f,fam,wt", [CASES[2], MULTI_CASES[1]])
+def test_kernels_on_rows_not_grouped_by_level(src, f, fam, wt, pure):
+    """Fits sort the rows by the first term's levels, and the kernels then sum each level's rows
+    in one run; in the user's row order they scatter row by row, with the same results."""
+    from pyglmm.linalg.kernel_pattern import kernel_pattern
+    d = _data(src)
+    d = d.iloc[np.random.default_rng(7).permutation(len(d))].reset_index(drop=True)
+    fr = model_frame(f, d, weights=wt, binomial=fam == "binomial")
+    rs, _, sv = _structure(fr, sort=False)
+    assert kernel_pattern(rs).seg.size == 0                     # not grouped
+    pr = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, make_family(fam))
+    th = rs.theta_start() * 0.7
+    be = np.linalg.lstsq(sv.X, np.log(sv.y + 0.5) if fam == "poisson" else sv.y - 0.5, rcond=None)[0] * 0.5
+    (rc, gc), (rp, gp) = _modes_both(pure, pr, fr, rs, th, be)
+    assert rc._factor is None
+    assert rc.deviance == pytest.approx(rp.deviance, rel=1e-12)
+    np.testing.assert_allclose(rc.u, rp.u, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(gc, gp, rtol=1e-7, atol=1e-8)

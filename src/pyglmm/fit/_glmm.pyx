@@ -34,21 +34,25 @@ cdef struct Design:
     const int64_t* blk_of     # n x m: block of each (row, slot)
     const int64_t* nzp        # qr + 1: symbolic pattern of L22 below the diagonal
     const int64_t* nzi
+    const int64_t* seg        # nlev + 1: each level's rows when they are contiguous, or NULL
 
 
 cdef Design _design(const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t nlev,
                     const double[:, ::1] V, const int64_t[:, ::1] cols, Py_ssize_t qr,
                     const int64_t[::1] blk_ptr, const int64_t[::1] blk_col,
-                    const int64_t[:, ::1] blk_of, const int64_t[::1] nzp, const int64_t[::1] nzi):
+                    const int64_t[:, ::1] blk_of, const int64_t[::1] nzp, const int64_t[::1] nzi,
+                    const int64_t[::1] seg):
     """The design's pointers (the caller keeps the arrays alive while it is used)."""
     cdef Design d
-    d.n, d.k, d.nlev, d.m, d.qr, d.nblk = Z1.shape[0], Z1.shape[1], nlev, V.shape[1], qr, blk_col.shape[0]
+    d.n, d.k, d.nlev, d.m = Z1.shape[0], Z1.shape[1], nlev, V.shape[1]
+    d.qr, d.nblk = qr, blk_col.shape[0]
     d.Z1, d.codes, d.blk_ptr, d.nzp = &Z1[0, 0], &codes[0], &blk_ptr[0], &nzp[0]
     d.V = &V[0, 0] if d.m > 0 else NULL                  # one term: no rest columns
     d.cols = &cols[0, 0] if d.m > 0 else NULL
     d.blk_of = &blk_of[0, 0] if d.m > 0 else NULL
     d.blk_col = &blk_col[0] if d.nblk > 0 else NULL
     d.nzi = &nzi[0] if nzi.shape[0] > 0 else NULL
+    d.seg = &seg[0] if seg.shape[0] == nlev + 1 else NULL
     return d
 
 
@@ -70,14 +74,26 @@ cdef int _factor(Design d, const double* w, double* L11, double* L21, double* L2
     for c in range(qr):
         L22[c * qr + c] = 1.0
     cdef const double* Z1 = d.Z1
+    if d.seg != NULL:
+        # rows grouped by level: each block entry a sum in a register (a += into the block
+        # would chain the level's rows through memory)
+        for j in range(d.nlev):
+            Lj = L11 + j * kk
+            for a in range(k):
+                for b in range(a + 1):
+                    dot = 0.0
+                    for i in range(d.seg[j], d.seg[j + 1]):
+                        dot += w[i] * Z1[i * k + a] * Z1[i * k + b]
+                    Lj[a * k + b] += dot
     for i in range(n):
         j = d.codes[i]
         wi = w[i]
-        Lj = L11 + j * kk
-        for a in range(k):
-            vs = wi * Z1[i * k + a]
-            for b in range(a + 1):
-                Lj[a * k + b] += vs * Z1[i * k + b]
+        if d.seg == NULL:
+            Lj = L11 + j * kk
+            for a in range(k):
+                vs = wi * Z1[i * k + a]
+                for b in range(a + 1):
+                    Lj[a * k + b] += vs * Z1[i * k + b]
         for s in range(m):
             c = d.cols[i * m + s]
             vs = wi * d.V[i * m + s]
@@ -194,7 +210,23 @@ cdef void _zt(Design d, double* r, double* out, int fam, const double* y, const 
     cdef double* o2 = out + d.nlev * k
     cdef const double* Z1 = d.Z1
     cdef const int64_t* codes = d.codes
-    cdef double ri
+    cdef double ri, t
+    if d.seg != NULL:
+        # rows grouped by level: the level's sums in registers
+        if fam >= 0:
+            for i in range(d.n):
+                r[i] = _score(fam, y[i], mu[i], wt[i], iphi, shape)
+        for j in range(d.nlev):
+            for a in range(k):
+                t = 0.0
+                for i in range(d.seg[j], d.seg[j + 1]):
+                    t += Z1[i * k + a] * r[i]
+                out[j * k + a] += t
+        if m:
+            for i in range(d.n):
+                for s in range(m):
+                    o2[d.cols[i * m + s]] += d.V[i * m + s] * r[i]
+        return
     for i in range(d.n):
         if fam >= 0:
             r[i] = _score(fam, y[i], mu[i], wt[i], iphi, shape)
@@ -330,6 +362,7 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
                   Py_ssize_t nlev, const int64_t[:, ::1] cols, Py_ssize_t qr,
                   const int64_t[::1] blk_ptr, const int64_t[::1] blk_col,
                   const int64_t[:, ::1] blk_of, const int64_t[::1] nzp, const int64_t[::1] nzi,
+                  const int64_t[::1] seg,
                   const double[:, ::1] X, const double[::1] offset, const double[::1] beta0,
                   const double[::1] y, const double[::1] wt, double phi, double dconst,
                   const double[::1] u0, bint try_zero, bint joint, double tol, int max_iter,
@@ -339,13 +372,14 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
 
     X1 / Xr: the unscaled model matrices of the first term (n x k) and of the rest terms by slot
     (n x m, term t's slots from slot_off[t]), theta the relative covariance factors (lme4's
-    order); X the fixed effects (n x p, row-major). Returns (status, u, beta, eta, mu, w, pdev, logdet, R_X,
-    iterations): status 0 ok, 1 not positive definite, 2 diverged, 3 the joint fixed-effects
-    block not positive definite; R_X (joint only) the lower Cholesky factor of the fixed
-    effects' Schur complement at the mode.
+    order); seg: each first-term level's rows when contiguous (else empty); X the fixed effects
+    (n x p, row-major). Returns (status, u, beta, eta, mu, w, pdev, logdet, R_X, iterations):
+    status 0 ok, 1 not positive definite, 2 diverged, 3 the joint fixed-effects block not
+    positive definite; R_X (joint only) the lower Cholesky factor of the fixed effects' Schur
+    complement at the mode.
     """
     Z1, V = scaled_design(X1, Xr, slot_off, theta)
-    cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi)
+    cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi, seg)
     if joint and qr > 0:
         raise ValueError("the compiled joint PIRLS takes one random-effects term")
     cdef Py_ssize_t n = d.n, k = d.k, nu = nlev * d.k + qr, p = X.shape[1], i, a, it, h
@@ -483,19 +517,21 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                              const int64_t[::1] slot_term, const int64_t[:, ::1] cols,
                              Py_ssize_t qr, const int64_t[::1] blk_ptr,
                              const int64_t[::1] blk_col, const int64_t[:, ::1] blk_of,
-                             const int64_t[::1] nzp, const int64_t[::1] nzi, const double[::1] y,
+                             const int64_t[::1] nzp, const int64_t[::1] nzi,
+                             const int64_t[::1] seg, const double[::1] y,
                              const double[::1] wt, double phi, const double[::1] eta,
                              const double[::1] u, const double[:, ::1] X, bint joint,
                              double shape):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas).
 
-    X1 / Xr / slot_off / theta as for `_pirls`; slot_term: the rest term of each slot. Returns
-    (g_theta, v): the gradient in theta (lme4's order) and v with g_beta = X'v. With ``joint`` (one term only) beta is at
-    its PIRLS optimum too (the nAGQ = 0 objective): the implicit derivative runs through the
-    joint (u, beta) system with X (n x p, row-major), and only the theta parts are meant.
+    X1 / Xr / slot_off / theta / seg as for `_pirls`; slot_term: the rest term of each slot.
+    Returns (g_theta, v): the gradient in theta (lme4's order) and v with g_beta = X'v. With
+    ``joint`` (one term only) beta is at its PIRLS optimum too (the nAGQ = 0 objective): the
+    implicit derivative runs through the joint (u, beta) system with X (n x p, row-major), and
+    only the theta parts are meant.
     """
     Z1, V = scaled_design(X1, Xr, slot_off, theta)
-    cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi)
+    cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi, seg)
     if joint and qr > 0:
         raise ValueError("the compiled joint gradient takes one random-effects term")
     cdef Py_ssize_t n = d.n, k = d.k, kk = d.k * d.k, m = d.m, nu = nlev * d.k + qr
@@ -672,7 +708,7 @@ cdef class GlmmData:
     that a call passes only what changes (theta, beta, the modes): the arguments of a kernel call
     cost microseconds each, as much as the numerics on a small data set."""
     cdef const double[:, ::1] X1, Xr, X
-    cdef const int64_t[::1] slot_off, slot_term, codes, blk_ptr, blk_col, nzp, nzi
+    cdef const int64_t[::1] slot_off, slot_term, codes, blk_ptr, blk_col, nzp, nzi, seg
     cdef const int64_t[:, ::1] cols, blk_of
     cdef const double[::1] offset, y, wt
     cdef Py_ssize_t nlev, qr
@@ -681,7 +717,7 @@ cdef class GlmmData:
         self.X1, self.Xr, self.slot_off, self.slot_term = pat.X1, pat.Xr, pat.slot_off, pat.slot_term
         self.codes, self.nlev, self.cols, self.qr = pat.codes, pat.l1, pat.cols, pat.qr
         self.blk_ptr, self.blk_col, self.blk_of = pat.blk_ptr, pat.blk_col, pat.blk_of
-        self.nzp, self.nzi = pat.nzp, pat.nzi
+        self.nzp, self.nzi, self.seg = pat.nzp, pat.nzi, pat.seg
         self.X, self.offset, self.y, self.wt = X, offset, y, wt
 
     def pirls(self, int fam, const double[::1] theta, const double[::1] beta0,
@@ -690,13 +726,13 @@ cdef class GlmmData:
         """Conditional modes at (theta, beta) by PIRLS; see `_pirls` for the returned tuple."""
         return _pirls(fam, self.X1, self.Xr, self.slot_off, theta, self.codes, self.nlev,
                       self.cols, self.qr, self.blk_ptr, self.blk_col, self.blk_of, self.nzp,
-                      self.nzi, self.X, self.offset, beta0, self.y, self.wt, phi, dconst, u0,
-                      try_zero, joint, tol, max_iter, shape, observed)
+                      self.nzi, self.seg, self.X, self.offset, beta0, self.y, self.wt, phi,
+                      dconst, u0, try_zero, joint, tol, max_iter, shape, observed)
 
     def laplace_gradient(self, int fam, const double[::1] theta, const double[::1] eta,
                          const double[::1] u, double phi, bint joint, double shape=0.0):
         """(g_theta, v) at the mode u; see `_laplace_gradient`."""
         return _laplace_gradient(fam, self.X1, self.Xr, self.slot_off, theta, self.codes,
                                  self.nlev, self.slot_term, self.cols, self.qr, self.blk_ptr,
-                                 self.blk_col, self.blk_of, self.nzp, self.nzi, self.y, self.wt,
-                                 phi, eta, u, self.X if joint else _NO_X, joint, shape)
+                                 self.blk_col, self.blk_of, self.nzp, self.nzi, self.seg, self.y,
+                                 self.wt, phi, eta, u, self.X if joint else _NO_X, joint, shape)

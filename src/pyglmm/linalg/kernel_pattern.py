@@ -27,6 +27,11 @@ class KernelPattern:
         m, qr = (rs._rest_m, rs.qr) if rest else (0, 0)
         self.codes = np.ascontiguousarray(t0.codes, dtype=np.int64)
         self.X1 = np.ascontiguousarray(t0.X, dtype=np.float64)
+        # each level's rows when they are contiguous (GLMM rows are sorted by the first term):
+        # the kernels then sum a level's rows in registers; else empty (row-by-row scatter)
+        grouped = bool(n == 0 or np.all(self.codes[1:] >= self.codes[:-1]))
+        self.seg = (np.searchsorted(self.codes, np.arange(l1 + 1)).astype(np.int64) if grouped
+                    else np.zeros(0, dtype=np.int64))
         self.ntheta1 = t0.ntheta
         if not rest:
             self.cols = self.blk_of = np.zeros((n, 0), dtype=np.int64)
