@@ -30,6 +30,7 @@ def glmm_rows_ok(n: int, n_terms: int) -> bool:
     """Whether the GLMM kernels are the faster path for n rows and this many terms."""
     return n <= (GLMM_MAX_ROWS if n_terms == 1 else GLMM_MULTI_MAX_ROWS)
 
+
 #: The one-term LMM kernel against numpy's levels-last vector code, per evaluation with the
 #: gradient ((1 + x | g), two fixed effects): 32 / 118 us at 100 levels, 97 / 138 us at 500,
 #: 179 / 164 us at 1,000, 933 / 373 us at 5,000 (16 / 7 ms at 100,000).
