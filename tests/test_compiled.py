@@ -288,18 +288,11 @@ def test_small_dense_lmm_matches_the_row_path(src, f, reml, monkeypatch):
     """Small LMMs (q <= DENSE_MAX_Q) are one dense block for the compiled kernel: deviance,
     beta, u, R_X, gradient and conditional variances equal the row-based blocked factor's,
     with prior weights and an offset too."""
-    from pyglmm.fit.lmm import LmmProblem
-    from test_gradient import _assert_same_lmm
+    from test_gradient import _assert_same_lmm, _crossprods_and_rows, _weights_and_offsets
     fr = model_frame(f, _data(src))
     rs, _, sv = _structure(fr)
-    rng = np.random.default_rng(8)
-    for w, off in [(sv.weights, sv.offset),
-                   (rng.uniform(0.5, 2.0, sv.y.size), rng.normal(size=sv.y.size))]:
-        a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
-        with monkeypatch.context() as mp:
-            mp.setattr(LmmProblem, "use_crossprods", False)
-            b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
-        assert type(a._xp).__name__ == "DenseCrossprods" and b._xp is None
+    for w, off in _weights_and_offsets(sv, 8):
+        a, b = _crossprods_and_rows(sv, rs, w, off, reml, monkeypatch, "DenseCrossprods")
         lb = rs.lower_bounds()
         for th in (rs.theta_start() * 0.8 + 0.1, rs.theta_start() * 0.3,
                    np.where(lb == 0, 0.0, 0.2)):               # a boundary point: variances at 0

@@ -112,6 +112,27 @@ def test_lmm_profiled_gradient(ds, f, reml):
     np.testing.assert_allclose(pr.gradient(th), gf, rtol=1e-6, atol=1e-5)
 
 
+def _crossprods_and_rows(sv, rs, w, off, reml, monkeypatch, path, dense_max_q=None):
+    """The same LMM on a cross-products path (class name ``path``; ``dense_max_q``: the small
+    dense path's limit for this build) and on the row path."""
+    from pyglmm.fit.lmm import LmmProblem
+    with monkeypatch.context() as mp:
+        if dense_max_q is not None:
+            mp.setattr("pyglmm.fit.lmm_dense.DENSE_MAX_Q", dense_max_q)
+        a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
+        mp.setattr(LmmProblem, "use_crossprods", False)
+        b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
+    assert type(a._xp).__name__ == path and b._xp is None
+    return a, b
+
+
+def _weights_and_offsets(sv, seed):
+    """The data's own prior weights and offset, then random ones."""
+    rng = np.random.default_rng(seed)
+    return [(sv.weights, sv.offset),
+            (rng.uniform(0.5, 2.0, sv.y.size), rng.normal(size=sv.y.size))]
+
+
 def _assert_same_lmm(a, b, th):
     """Two LmmProblems (cross-products, rows) agree at theta: deviance, log|M|, beta, u,
     gradient and conditional variances."""
@@ -136,16 +157,12 @@ def test_lmm_crossproducts_match_the_row_path(ds, f, weighted, reml, monkeypatch
     """One-term LMMs are evaluated from per-level cross-products (cost independent of n): the
     deviance, beta, u and gradient must equal the row-based blocked factor's, with prior weights
     and an offset too (p1 = 1, 2 and 3 random-effect columns)."""
-    from pyglmm.fit.lmm import LmmProblem
     fr = model_frame(f, pyglmm.datasets.load_dataset(ds), binomial=False)
     rs, _, sv = _structure(fr)
     rng = np.random.default_rng(3)
     w = rng.uniform(0.5, 2.0, sv.y.size) if weighted else sv.weights
     off = rng.normal(size=sv.y.size) if weighted else sv.offset
-    a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
-    monkeypatch.setattr(LmmProblem, "use_crossprods", False)
-    b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
-    assert type(a._xp).__name__ == "SingleTermCrossprods" and b._xp is None
+    a, b = _crossprods_and_rows(sv, rs, w, off, reml, monkeypatch, "SingleTermCrossprods")
     for th in (rs.theta_start() * 0.8 + 0.1, rs.theta_start() * 0.3):
         _assert_same_lmm(a, b, th)
 
@@ -161,17 +178,10 @@ def test_lmm_scalar_crossproducts_match_the_row_path(ds, f, reml, monkeypatch):
     """LMMs whose terms are all scalar are evaluated from fixed cross-products (no pass over the
     rows): deviance, beta, u, gradient and conditional variances must equal the row path's,
     with prior weights and an offset too."""
-    from pyglmm.fit.lmm import LmmProblem
     fr = model_frame(f, pyglmm.datasets.load_dataset(ds), binomial=False)
     rs, _, sv = _structure(fr)
-    rng = np.random.default_rng(4)
-    for w, off in [(sv.weights, sv.offset),
-                   (rng.uniform(0.5, 2.0, sv.y.size), rng.normal(size=sv.y.size))]:
-        with monkeypatch.context() as mp:
-            mp.setattr("pyglmm.fit.lmm_dense.DENSE_MAX_Q", 0)      # not the small dense path
-            a = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
-            mp.setattr(LmmProblem, "use_crossprods", False)
-            b = LmmProblem(sv.y, sv.X, rs, w, off, REML=reml)
-        assert type(a._xp).__name__ == "ScalarTermsCrossprods" and b._xp is None
+    for w, off in _weights_and_offsets(sv, 4):
+        a, b = _crossprods_and_rows(sv, rs, w, off, reml, monkeypatch, "ScalarTermsCrossprods",
+                                    dense_max_q=0)          # not the small dense path
         for th in (rs.theta_start() * 0.8 + 0.1, rs.theta_start() * 0.3):
             _assert_same_lmm(a, b, th)
