@@ -384,19 +384,39 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
         raise ValueError("the compiled joint PIRLS takes one random-effects term")
     cdef Py_ssize_t n = d.n, k = d.k, nu = nlev * d.k + qr, p = X.shape[1], i, a, it, h
     cdef Py_ssize_t nd = nu + (p if joint else 0)
+    # the results: fresh arrays
     u_a = np.array(u0, dtype=np.float64)
     beta_a = np.array(beta0, dtype=np.float64)
-    un_a, bn_a, d_a, g_a = np.empty(nu), np.empty(p), np.empty(nd), np.empty(nd)
-    eta_a, mu_a, w_a, etan_a, mun_a, r_a = (np.empty(n), np.empty(n), np.empty(n), np.empty(n),
-                                            np.empty(n), np.empty(n))
-    base_a, basen_a = np.empty(n), np.empty(n)
-    L11_a, L21_a, L22_a = np.empty(nlev * k * k), np.empty(max(d.nblk * k, 1)), np.empty(max(qr * qr, 1))
-    K_a, S_a, work_a = np.empty(max(nlev * k * p, 1)), np.zeros(max(p * p, 1)), np.empty(k * p + k + 1)
-    cdef double[::1] u = u_a, un = un_a, beta = beta_a, bn = bn_a, delta = d_a, g = g_a
-    cdef double[::1] eta = eta_a, mu = mu_a, w = w_a, etan = etan_a, mun = mun_a, r = r_a
-    cdef double[::1] base = base_a, basen = basen_a, L11 = L11_a, L21 = L21_a, L22 = L22_a
-    cdef double[::1] K = K_a, S = S_a, work = work_a
-    ebuf, lbuf = np.empty(n), np.empty(n)
+    eta_a, mu_a, w_a, S_a = np.empty(n), np.empty(n), np.empty(n), np.zeros(max(p * p, 1))
+    cdef double[::1] u = u_a, beta = beta_a, eta = eta_a, mu = mu_a, w = w_a, S = S_a
+    # the working arrays: one allocation, carved into pieces (this runs in every evaluation)
+    cdef Py_ssize_t sizes[14]
+    sizes[:] = [nu, p, nd, nd, n, n, n, n, n, nlev * k * k, d.nblk * k, qr * qr, nlev * k * p,
+                k * p + k + 1]
+    cdef Py_ssize_t total = 2 * n, o = 0
+    for i in range(14):
+        total += sizes[i]
+    work_a = np.empty(total)
+    cdef double[::1] wk = work_a
+    cdef double* pieces[14]
+    for i in range(14):
+        pieces[i] = &wk[0] + o
+        o += sizes[i]
+    cdef double* un = pieces[0]
+    cdef double* bn = pieces[1]
+    cdef double* delta = pieces[2]
+    cdef double* g = pieces[3]
+    cdef double* etan = pieces[4]
+    cdef double* mun = pieces[5]
+    cdef double* r = pieces[6]
+    cdef double* base = pieces[7]
+    cdef double* basen = pieces[8]
+    cdef double* L11 = pieces[9]
+    cdef double* L21 = pieces[10]
+    cdef double* L22 = pieces[11]
+    cdef double* K = pieces[12]
+    cdef double* work = pieces[13]
+    ebuf, lbuf = work_a[o:o + n], work_a[o + n:o + 2 * n]      # numpy's exp/log1p write here
     cdef Scratch sc = _scratch(ebuf, lbuf)
     cdef double pdev, p0, pn, dec, dmax, step, change, iphi = 1.0 / phi
     cdef bint converged = False, have_factor = False
@@ -537,33 +557,61 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     cdef Py_ssize_t n = d.n, k = d.k, kk = d.k * d.k, m = d.m, nu = nlev * d.k + qr
     cdef Py_ssize_t p = X.shape[1] if joint else 0
     cdef Py_ssize_t i, j, a, b, c, e, s, t, b2, ia, ib, jj
-    mu_a, w_a, wp_a, s_a, v_a, h_a = (np.empty(n), np.empty(n), np.empty(n), np.empty(n),
-                                      np.empty(n), np.empty(n))
-    L11_a, L21_a, L22_a = np.empty(nlev * kk), np.empty(max(d.nblk * k, 1)), np.empty(max(qr * qr, 1))
-    Zs_a = np.zeros(max(qr * qr, 1))
-    BW_a, Q_a, G11_a = np.empty(max(d.nblk * k, 1)), np.empty(max(d.nblk * k, 1)), np.empty(nlev * kk)
-    R1_a, Rr_a = np.empty(n * k), np.empty(max(n * m, 1))
-    c_a = np.zeros(nu + p)
-    G1_a, Gr_a = np.zeros((k, k)), np.zeros((m, m))
-    work_a = np.empty(kk + k + k * p + 1)
-    K_a, S_a = np.empty(max(nlev * k * p, 1)), np.empty(max(p * p, 1))
-    cdef double[::1] K = K_a, S = S_a
+    v_a = np.empty(n)                                    # returned
+    cdef double[::1] v = v_a
+    # the working arrays: one allocation, carved into pieces (this runs in every evaluation);
+    # Zs, cc and the G blocks start at zero
+    cdef Py_ssize_t sizes[20]
+    sizes[:] = [n, n, n, n, n, nlev * kk, d.nblk * k, qr * qr, qr * qr, d.nblk * k, d.nblk * k,
+                nlev * kk, n * k, n * m, nu + p, k * k, m * m, kk + k + k * p + 1, nlev * k * p,
+                p * p]
+    cdef Py_ssize_t total = 2 * n, o = 0
+    for i in range(20):
+        total += sizes[i]
+    work_a = np.empty(total)
+    cdef double[::1] wk = work_a
+    cdef double* pieces[20]
+    for i in range(20):
+        pieces[i] = &wk[0] + o
+        o += sizes[i]
+    cdef double* mu = pieces[0]
+    cdef double* w = pieces[1]
+    cdef double* wp = pieces[2]
+    cdef double* sc = pieces[3]
+    cdef double* hh = pieces[4]
+    cdef double* L11 = pieces[5]
+    cdef double* L21 = pieces[6]
+    cdef double* L22 = pieces[7]
+    cdef double* Zs = pieces[8]
+    cdef double* BW = pieces[9]
+    cdef double* Q = pieces[10]
+    cdef double* G11 = pieces[11]
+    cdef double* R1 = pieces[12]
+    cdef double* Rr = pieces[13]
+    cdef double* cc = pieces[14]
+    cdef double* G1p = pieces[15]
+    cdef double* Grp = pieces[16]
+    cdef double* work = pieces[17]
+    cdef double* K = pieces[18]
+    cdef double* S = pieces[19]
+    for i in range(qr * qr):
+        Zs[i] = 0.0
+    for i in range(nu + p):
+        cc[i] = 0.0
+    for i in range(k * k):
+        G1p[i] = 0.0
+    for i in range(m * m):
+        Grp[i] = 0.0
     cdef const double* Xp = &X[0, 0] if p > 0 else NULL
-    cdef double[::1] mu = mu_a, w = w_a, wp = wp_a, sc = s_a, v = v_a, hh = h_a
-    cdef double[::1] L11 = L11_a, L21 = L21_a, L22 = L22_a, Zs = Zs_a, BW = BW_a, Q = Q_a
-    cdef double[::1] G11 = G11_a, R1 = R1_a, Rr = Rr_a, cc = c_a, work = work_a
-    cdef double[:, ::1] G1 = G1_a, Gr = Gr_a
     cdef const double* Z1p = d.Z1
     cdef const int64_t* codesp = d.codes
     cdef const double* X1p = &X1[0, 0]
     cdef const double* Xrp = &Xr[0, 0] if m > 0 else NULL
-    cdef double* G1p = &G1[0, 0]
-    cdef double* Grp = &Gr[0, 0] if m > 0 else NULL
     cdef double mm, t1, t2, piv, zc
     cdef double* zrow
-    cdef double* c2 = &cc[0] + nlev * k
+    cdef double* c2 = cc + nlev * k
     cdef int bad = 0
-    ebuf, lbuf = np.empty(n), np.empty(n)
+    ebuf, lbuf = work_a[o:o + n], work_a[o + n:o + 2 * n]      # numpy's exp/log1p write here
     cdef Scratch scr = _scratch(ebuf, lbuf)
     with nogil:
         _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], scr, shape)
@@ -685,16 +733,16 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     # the entries of each term's T that carry a parameter, column by column (lme4's order)
     gth_a = np.empty(theta.shape[0])
     cdef double[::1] gth = gth_a
-    cdef Py_ssize_t slot = 0, pt, o
+    cdef Py_ssize_t slot = 0, pt, so
     for c in range(k):
         for a in range(c, k):
-            gth[slot] = G1[a, c]
+            gth[slot] = G1p[a * k + c]
             slot += 1
     for t in range(slot_off.shape[0] - 1):
-        o, pt = slot_off[t], slot_off[t + 1] - slot_off[t]
+        so, pt = slot_off[t], slot_off[t + 1] - slot_off[t]
         for c in range(pt):
             for a in range(c, pt):
-                gth[slot] = Gr[o + a, o + c]
+                gth[slot] = Grp[(so + a) * m + so + c]
                 slot += 1
     return gth_a, v_a
 
