@@ -239,6 +239,21 @@ cdef void _zt(Design d, double* r, double* out, int fam, const double* y, const 
                 o2[d.cols[i * m + s]] += d.V[i * m + s] * ri
 
 
+cdef tuple _workspace(Py_ssize_t* sizes, int count, double** pieces, Py_ssize_t extra):
+    """One float64 array carved into ``count`` pieces of the given sizes (their starts written to
+    ``pieces``) and ``extra`` doubles after them; returns (the array, where the extra starts).
+    A kernel call's working arrays come from this one allocation instead of one each."""
+    cdef Py_ssize_t i, o = 0, total = extra
+    for i in range(count):
+        total += sizes[i]
+    arr = np.empty(total)
+    cdef double[::1] wk = arr
+    for i in range(count):
+        pieces[i] = &wk[0] + o
+        o += sizes[i]
+    return arr, o
+
+
 cdef double _dot(Py_ssize_t n, const double* x, Py_ssize_t sx, const double* y,
                  Py_ssize_t sy) noexcept nogil:
     """sum_i x[i sx] y[i sy], with four partial sums (a row-wise += into one place would chain
@@ -393,15 +408,8 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
     cdef Py_ssize_t sizes[14]
     sizes[:] = [nu, p, nd, nd, n, n, n, n, n, nlev * k * k, d.nblk * k, qr * qr, nlev * k * p,
                 k * p + k + 1]
-    cdef Py_ssize_t total = 2 * n, o = 0
-    for i in range(14):
-        total += sizes[i]
-    work_a = np.empty(total)
-    cdef double[::1] wk = work_a
     cdef double* pieces[14]
-    for i in range(14):
-        pieces[i] = &wk[0] + o
-        o += sizes[i]
+    work_a, o = _workspace(sizes, 14, pieces, 2 * n)
     cdef double* un = pieces[0]
     cdef double* bn = pieces[1]
     cdef double* delta = pieces[2]
@@ -565,15 +573,8 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     sizes[:] = [n, n, n, n, n, nlev * kk, d.nblk * k, qr * qr, qr * qr, d.nblk * k, d.nblk * k,
                 nlev * kk, n * k, n * m, nu + p, k * k, m * m, kk + k + k * p + 1, nlev * k * p,
                 p * p]
-    cdef Py_ssize_t total = 2 * n, o = 0
-    for i in range(20):
-        total += sizes[i]
-    work_a = np.empty(total)
-    cdef double[::1] wk = work_a
     cdef double* pieces[20]
-    for i in range(20):
-        pieces[i] = &wk[0] + o
-        o += sizes[i]
+    work_a, o = _workspace(sizes, 20, pieces, 2 * n)
     cdef double* mu = pieces[0]
     cdef double* w = pieces[1]
     cdef double* wp = pieces[2]
