@@ -10,6 +10,7 @@ import pandas as pd
 from ..formula import FormulaError, parse_expression
 from ..formula.nodes import BinOp, Call, Name, Node, Num, Paren, Str, Unary
 from ..formula.numfmt import format_r_number, format_r_numbers
+from .data import column_array
 from .errors import DataError
 
 
@@ -59,6 +60,12 @@ class Variable:
 
 def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
     """Make a factor like R's ``factor()``: categories kept in order, others sorted; bool -> FALSE/TRUE."""
+    if isinstance(values, pd.Categorical):
+        cats = values.categories
+        codes = values.codes.astype(np.int64)
+        if pd.api.types.is_numeric_dtype(cats.dtype) and not pd.api.types.is_bool_dtype(cats.dtype):
+            return Variable(name, codes=codes, levels=format_r_numbers(cats.to_numpy()))
+        return Variable(name, codes=codes, levels=[_label(c) for c in cats.to_numpy(dtype=object)])
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if isinstance(s.dtype, pd.CategoricalDtype):
         cats = s.cat.categories
@@ -162,6 +169,13 @@ class Evaluator:
             close = difflib.get_close_matches(name, [str(c) for c in self.df.columns], n=3)
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
             raise DataError(f"column {name!r} not found in data{hint}")
+        arr = column_array(self.df, name)
+        if isinstance(arr, np.ndarray) and arr.dtype.kind in "iuf":
+            vals = arr.astype(np.float64) if arr.dtype != np.float64 else arr.view()
+            vals.flags.writeable = False              # may be the user's own column
+            return vals
+        if isinstance(arr, pd.Categorical):
+            return _Factor(factor_from_values(arr, name))
         s = self.df[name]
         if isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == bool or str(s.dtype) == "boolean":
             return _Factor(factor_from_values(s, name))

@@ -16,11 +16,13 @@ def stable_group_order(codes: np.ndarray, nlevels: int) -> np.ndarray:
     """Row order grouping equal codes together, rows in their original order within a group.
 
     A counting sort (the CSR construction of a levels x rows pattern), 4x faster than numpy's
-    stable argsort of int64 codes at a million rows.
+    stable argsort of int64 codes at a million rows (but 1.6 against 68 us at 56 rows).
     """
     n = codes.shape[0]
     if n == 0:
         return np.zeros(0, dtype=np.intp)
+    if n <= 2000:       # building the sparse pattern costs ~50 us; a stable sort of few rows ~2-10
+        return np.argsort(codes, kind="stable")
     pat = sp.csr_matrix((np.ones(n, dtype=np.int8), (codes, np.arange(n))), shape=(nlevels, n))
     return pat.indices.astype(np.intp, copy=False)
 
