@@ -115,22 +115,30 @@ def test_loaded_model_predicts_newdata_like_the_original(tmp_path):
 
 def test_interrupted_fit_leaves_no_partial_state(monkeypatch, tmp_path):
     """A KeyboardInterrupt mid-fit propagates; nothing global is left half-updated."""
+    from pyglmm.fit import glmm as G
     from pyglmm.fit import pirls as P
     cb = pyglmm.datasets.load_cbpp()
     before = pyglmm.glmer(CBPP, cb, family="binomial")
     calls = {"n": 0}
-    orig = P.GlmmProblem.pirls
+    # the deviance evaluations: PIRLS on the general path, or the compiled objective's points
+    targets = [(P.GlmmProblem, "pirls"), (G._KernelLaplace, "_point")]
+    origs = [getattr(c, name) for c, name in targets]
 
-    def interrupting(self, *a, **k):
-        calls["n"] += 1
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        return orig(self, *a, **k)
+    def interrupting(orig):
+        def run(self, *a, **k):
+            calls["n"] += 1
+            if calls["n"] == 7:
+                raise KeyboardInterrupt
+            return orig(self, *a, **k)
+        return run
 
-    monkeypatch.setattr(P.GlmmProblem, "pirls", interrupting)
+    for (c, name), orig in zip(targets, origs):
+        monkeypatch.setattr(c, name, interrupting(orig))
     with pytest.raises(KeyboardInterrupt):
         pyglmm.glmer(CBPP, cb, family="binomial")
-    monkeypatch.setattr(P.GlmmProblem, "pirls", orig)
+    assert calls["n"] == 7
+    for (c, name), orig in zip(targets, origs):
+        monkeypatch.setattr(c, name, orig)
     after = pyglmm.glmer(CBPP, cb, family="binomial")
     np.testing.assert_array_equal(after.fixef.values, before.fixef.values)
     # an interrupted save leaves no file behind (written to a temporary name, then renamed)

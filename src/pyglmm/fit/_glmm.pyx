@@ -239,14 +239,21 @@ cdef void _zt(Design d, double* r, double* out, int fam, const double* y, const 
                 o2[d.cols[i * m + s]] += d.V[i * m + s] * ri
 
 
-cdef tuple _workspace(Py_ssize_t* sizes, int count, double** pieces, Py_ssize_t extra):
+cdef tuple _workspace(Py_ssize_t* sizes, int count, double** pieces, Py_ssize_t extra,
+                      list keep):
     """One float64 array carved into ``count`` pieces of the given sizes (their starts written to
     ``pieces``) and ``extra`` doubles after them; returns (the array, where the extra starts).
-    A kernel call's working arrays come from this one allocation instead of one each."""
+    A kernel call's working arrays come from this one allocation instead of one each, and
+    ``keep`` (the model's [array, size, scratch views]) holds it for the next call of the same
+    size: on small data the allocations cost as much as the numerics."""
     cdef Py_ssize_t i, o = 0, total = extra
     for i in range(count):
         total += sizes[i]
-    arr = np.empty(total)
+    if keep[0] is not None and keep[1] == total:
+        arr = keep[0]
+    else:
+        arr = np.empty(total)
+        keep[0], keep[1], keep[2] = arr, total, None
     cdef double[::1] wk = arr
     for i in range(count):
         pieces[i] = &wk[0] + o
@@ -287,11 +294,17 @@ cdef void _times_tril(Py_ssize_t n, Py_ssize_t ld, Py_ssize_t off, Py_ssize_t k,
 
 
 cpdef tuple scaled_design(const double[:, ::1] X1, const double[:, ::1] Xr,
-                          const int64_t[::1] slot_off, const double[::1] theta):
+                          const int64_t[::1] slot_off, const double[::1] theta, list keep=None):
     """The rows of Z Lambda from the terms' model matrices and theta: the first term's (n x k)
-    and the rest terms' by slot (n x m), as ReStructure.scaled_values gives them."""
+    and the rest terms' by slot (n x m), as ReStructure.scaled_values gives them; written into
+    ``keep``'s arrays ([Z1, V] of an earlier call) when given."""
     cdef Py_ssize_t n = X1.shape[0], k = X1.shape[1], m = Xr.shape[1], t, pt, th = k * (k + 1) // 2
-    Z1_a, V_a = np.empty((n, k)), np.empty((n, m))
+    if keep is not None and keep[0] is not None:
+        Z1_a, V_a = keep[0], keep[1]
+    else:
+        Z1_a, V_a = np.empty((n, k)), np.empty((n, m))
+        if keep is not None:
+            keep[0], keep[1] = Z1_a, V_a
     cdef double[:, ::1] Z1 = Z1_a, V = V_a
     with nogil:
         _times_tril(n, k, 0, k, &X1[0, 0], &theta[0], &Z1[0, 0])
@@ -381,7 +394,7 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
                   const double[:, ::1] X, const double[::1] offset, const double[::1] beta0,
                   const double[::1] y, const double[::1] wt, double phi, double dconst,
                   const double[::1] u0, bint try_zero, bint joint, double tol, int max_iter,
-                  double shape, bint observed):
+                  double shape, bint observed, list keep_z, list keep_w):
     """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules);
     with ``joint`` (one term only) beta is updated with u (lme4's nAGQ = 0 stage).
 
@@ -393,23 +406,25 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
     positive definite; R_X (joint only) the lower Cholesky factor of the fixed effects' Schur
     complement at the mode.
     """
-    Z1, V = scaled_design(X1, Xr, slot_off, theta)
+    Z1, V = scaled_design(X1, Xr, slot_off, theta, keep_z)
     cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi, seg)
     if joint and qr > 0:
         raise ValueError("the compiled joint PIRLS takes one random-effects term")
     cdef Py_ssize_t n = d.n, k = d.k, nu = nlev * d.k + qr, p = X.shape[1], i, a, it, h
     cdef Py_ssize_t nd = nu + (p if joint else 0)
     # the results: fresh arrays
-    u_a = np.array(u0, dtype=np.float64)
-    beta_a = np.array(beta0, dtype=np.float64)
+    # (copies by memoryview: np.array of a typed memoryview first wraps it in a Python object)
+    u_a, beta_a = np.empty(nu), np.empty(p)
     eta_a, mu_a, w_a, S_a = np.empty(n), np.empty(n), np.empty(n), np.zeros(max(p * p, 1))
     cdef double[::1] u = u_a, beta = beta_a, eta = eta_a, mu = mu_a, w = w_a, S = S_a
+    u[:] = u0
+    beta[:] = beta0
     # the working arrays: one allocation, carved into pieces (this runs in every evaluation)
     cdef Py_ssize_t sizes[14]
     sizes[:] = [nu, p, nd, nd, n, n, n, n, n, nlev * k * k, d.nblk * k, qr * qr, nlev * k * p,
                 k * p + k + 1]
     cdef double* pieces[14]
-    work_a, o = _workspace(sizes, 14, pieces, 2 * n)
+    work_a, o = _workspace(sizes, 14, pieces, 2 * n, keep_w)
     cdef double* un = pieces[0]
     cdef double* bn = pieces[1]
     cdef double* delta = pieces[2]
@@ -424,7 +439,9 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
     cdef double* L22 = pieces[11]
     cdef double* K = pieces[12]
     cdef double* work = pieces[13]
-    ebuf, lbuf = work_a[o:o + n], work_a[o + n:o + 2 * n]      # numpy's exp/log1p write here
+    if keep_w[2] is None:                     # numpy's exp/log1p write here
+        keep_w[2] = (work_a[o:o + n], work_a[o + n:o + 2 * n])
+    ebuf, lbuf = keep_w[2]
     cdef Scratch sc = _scratch(ebuf, lbuf)
     cdef double pdev, p0, pn, dec, dmax, step, change, iphi = 1.0 / phi
     cdef bint converged = False, have_factor = False
@@ -549,7 +566,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                              const int64_t[::1] seg, const double[::1] y,
                              const double[::1] wt, double phi, const double[::1] eta,
                              const double[::1] u, const double[:, ::1] X, bint joint,
-                             double shape):
+                             double shape, list keep_z, list keep_w):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas).
 
     X1 / Xr / slot_off / theta / seg as for `_pirls`; slot_term: the rest term of each slot.
@@ -558,7 +575,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     implicit derivative runs through the joint (u, beta) system with X (n x p, row-major), and
     only the theta parts are meant.
     """
-    Z1, V = scaled_design(X1, Xr, slot_off, theta)
+    Z1, V = scaled_design(X1, Xr, slot_off, theta, keep_z)
     cdef Design d = _design(Z1, codes, nlev, V, cols, qr, blk_ptr, blk_col, blk_of, nzp, nzi, seg)
     if joint and qr > 0:
         raise ValueError("the compiled joint gradient takes one random-effects term")
@@ -574,7 +591,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                 nlev * kk, n * k, n * m, nu + p, k * k, m * m, kk + k + k * p + 1, nlev * k * p,
                 p * p]
     cdef double* pieces[20]
-    work_a, o = _workspace(sizes, 20, pieces, 2 * n)
+    work_a, o = _workspace(sizes, 20, pieces, 2 * n, keep_w)
     cdef double* mu = pieces[0]
     cdef double* w = pieces[1]
     cdef double* wp = pieces[2]
@@ -612,7 +629,9 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     cdef double* zrow
     cdef double* c2 = cc + nlev * k
     cdef int bad = 0
-    ebuf, lbuf = work_a[o:o + n], work_a[o + n:o + 2 * n]      # numpy's exp/log1p write here
+    if keep_w[2] is None:                     # numpy's exp/log1p write here
+        keep_w[2] = (work_a[o:o + n], work_a[o + n:o + 2 * n])
+    ebuf, lbuf = keep_w[2]
     cdef Scratch scr = _scratch(ebuf, lbuf)
     with nogil:
         _mu_dev(fam, n, &eta[0], &y[0], &wt[0], &mu[0], scr, shape)
@@ -761,8 +780,11 @@ cdef class GlmmData:
     cdef const int64_t[:, ::1] cols, blk_of
     cdef const double[::1] offset, y, wt
     cdef Py_ssize_t nlev, qr
+    cdef list pz, pw, gz, gw          # working arrays kept between calls (`_workspace`)
 
     def __init__(self, pat, X, offset, y, wt):
+        self.pz, self.pw, self.gz, self.gw = [None, None], [None, 0, None], [None, None], \
+            [None, 0, None]
         self.X1, self.Xr, self.slot_off, self.slot_term = pat.X1, pat.Xr, pat.slot_off, pat.slot_term
         self.codes, self.nlev, self.cols, self.qr = pat.codes, pat.l1, pat.cols, pat.qr
         self.blk_ptr, self.blk_col, self.blk_of = pat.blk_ptr, pat.blk_col, pat.blk_of
@@ -776,7 +798,8 @@ cdef class GlmmData:
         return _pirls(fam, self.X1, self.Xr, self.slot_off, theta, self.codes, self.nlev,
                       self.cols, self.qr, self.blk_ptr, self.blk_col, self.blk_of, self.nzp,
                       self.nzi, self.seg, self.X, self.offset, beta0, self.y, self.wt, phi,
-                      dconst, u0, try_zero, joint, tol, max_iter, shape, observed)
+                      dconst, u0, try_zero, joint, tol, max_iter, shape, observed, self.pz,
+                      self.pw)
 
     def laplace_gradient(self, int fam, const double[::1] theta, const double[::1] eta,
                          const double[::1] u, double phi, bint joint, double shape=0.0):
@@ -784,4 +807,5 @@ cdef class GlmmData:
         return _laplace_gradient(fam, self.X1, self.Xr, self.slot_off, theta, self.codes,
                                  self.nlev, self.slot_term, self.cols, self.qr, self.blk_ptr,
                                  self.blk_col, self.blk_of, self.nzp, self.nzi, self.seg, self.y,
-                                 self.wt, phi, eta, u, self.X if joint else _NO_X, joint, shape)
+                                 self.wt, phi, eta, u, self.X if joint else _NO_X, joint, shape,
+                                 self.gz, self.gw)

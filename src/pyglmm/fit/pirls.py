@@ -189,6 +189,7 @@ class GlmmProblem:
         if self._kernel_code() is None:
             return None
         cache = self.__dict__.setdefault("_kdata", {})
+        first_only = first_only and len(self.rs.terms) > 1      # one term: the same arrays
         if first_only not in cache:
             pat = kernel_pattern(self.rs, first_only)
             cache[first_only] = None if pat is None else compiled.glmm_kernels().GlmmData(

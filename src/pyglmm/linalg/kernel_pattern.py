@@ -62,9 +62,9 @@ def kernel_pattern(rs: ReStructure, first_only: bool = False) -> KernelPattern |
     if rs.qr > KERNEL_MAX_QR and not first_only:
         return None
     cache = rs.__dict__.setdefault("_kernel_patterns", {})
+    first_only = first_only and len(rs.terms) > 1        # one term: the same pattern
     if first_only not in cache:
-        cache[first_only] = (cache[False] if False in cache and len(rs.terms) == 1
-                             else KernelPattern(rs, first_only))
+        cache[first_only] = KernelPattern(rs, first_only)
     return cache[first_only]
 
 
