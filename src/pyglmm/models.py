@@ -252,22 +252,23 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     lb = rs.lower_bounds()
     th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)
     prog = Progress(progress)
+    dev_fn, grad_fn = prob.objective()
     try:
-        opt = minimize_bounded(prob.deviance, th0, lb, verbose=verbose, label="theta",
-                               grad=prob.gradient, progress=prog)   # exact profiled gradient
+        opt = minimize_bounded(dev_fn, th0, lb, verbose=verbose, label="theta",
+                               grad=grad_fn, progress=prog)   # exact profiled gradient
         vector_diag = np.concatenate([(r == c) & (t.p > 1) for t, (r, c) in zip(rs.terms, rs._tril)])
-        opt = recheck_boundary(prob.deviance, prob.gradient, rs.theta_start(), lb, opt,
+        opt = recheck_boundary(dev_fn, grad_fn, rs.theta_start(), lb, opt,
                                candidates=vector_diag, verbose=verbose, progress=prog)
     finally:
         prog.close()
     th = opt.x
     singular = _singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
-    grad = prob.gradient(th)
+    grad = grad_fn(th)
     hess = None
     if hessian:                        # for the convergence check only (vcov comes from R_X)
         with np.errstate(all="ignore"):
-            hess = fd_jacobian(prob.gradient, th, 1e-4, g0=grad)   # differences of the gradient
+            hess = fd_jacobian(grad_fn, th, 1e-4, g0=grad)   # differences of the gradient
     st = prob.evaluate(th)
     converged, msgs = _conv_messages(grad, hess, free, singular)
     if singular:

@@ -6,6 +6,7 @@ structure (one dense block). The tests compare it with the numpy paths.
 """
 import numpy as np
 from libc.math cimport log, sqrt
+from libc.stdint cimport int64_t
 
 include "_dense.pxi"
 
@@ -24,31 +25,17 @@ cdef void _a_times_t(Py_ssize_t k, const double* A, const double* T, double* out
                     out[a * k + b] += A[a * k + c] * t
 
 
-def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const double[:, :, ::1] C,
-                    const double[:, ::1] d, const double[:, ::1] XtWX, const double[::1] XtWy,
-                    double yWy, const unsigned char[:, ::1] need):
-    """The one-term LMM from per-level cross-products at T (lmm_blocks.py's formulas).
-
-    A (levels, p1, p1), C (levels, p1, p), d (levels, p1): sums of w x x', w x X', w x y.
-    Returns (logdet M, M^{-1} (l, p1, p1), B (l, p1, p), R_X, beta, u (l, p1), pwrss, G1, G2, G3)
-    with the gradient pieces G1 = d log|M|/dT, G2 = sum zr_j u_j' and G3 = d log|S|/dT (p1 x p1).
-    Raises LinAlgError when M or S is not positive definite.
-    """
+cdef int _core(const double[:, ::1] T, const double[:, :, ::1] A, const double[:, :, ::1] C,
+               const double[:, ::1] d, const double[::1] XtWy, double yWy,
+               const unsigned char[:, ::1] need, const unsigned char[::1] need_col,
+               double[:, :, ::1] Minv, double[:, :, ::1] B, double[:, ::1] u, double[:, ::1] S,
+               double[::1] rhs, double[::1] beta, double[:, ::1] G1, double[:, ::1] G2,
+               double[:, ::1] G3, double[:, ::1] Sinv, double* work, double* out) noexcept:
+    """The computations of `single_term_lmm` into the given arrays (S and rhs hold X'WX and X'Wy
+    on entry, G1-G3 zeros; work: 2 p1^2 + 2 p1 p + 3 p1 + p^2 + 1 doubles); out <- (log|M|,
+    pwrss). Returns 0, or 1 when M and 2 when S is not positive definite."""
     cdef Py_ssize_t l = A.shape[0], p1 = A.shape[1], p = C.shape[2], j, a, b, c, e
-    Minv_a = np.empty((l, p1, p1))
-    B_a = np.empty((l, p1, p))
-    u_a = np.empty((l, p1))
-    S_a = np.array(XtWX, dtype=np.float64)
-    rhs_a = np.array(XtWy, dtype=np.float64)
-    beta_a = np.empty(p)
-    G1_a, G2_a, G3_a = np.zeros((p1, p1)), np.zeros((p1, p1)), np.zeros((p1, p1))
-    Sinv_a = np.empty((p, p))
-    cdef double[:, :, ::1] Minv = Minv_a, B = B_a
-    cdef double[:, ::1] u = u_a, S = S_a, G1 = G1_a, G2 = G2_a, G3 = G3_a, Sinv = Sinv_a
-    cdef double[::1] rhs = rhs_a, beta = beta_a
-    work_a = np.empty(2 * p1 * p1 + 2 * p1 * p + 3 * p1 + p * p + 1)   # M, AT, K, BS, ev, zr, col, Swork
-    cdef double[::1] work = work_a
-    cdef double* M = &work[0]
+    cdef double* M = work
     cdef double* AT = M + p1 * p1
     cdef double* K = AT + p1 * p1
     cdef double* BS = K + p1 * p
@@ -56,8 +43,6 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
     cdef double* zr = ev + p1
     cdef double* col = zr + p1
     cdef double* Swork = col + p1
-    need_col_a = np.asarray(need).any(axis=0).astype(np.uint8)
-    cdef const unsigned char[::1] need_col = need_col_a
     cdef double logdet = 0.0, t, pwrss
     cdef int bad = 0
     with nogil:
@@ -110,12 +95,12 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
                     t = t + K[c * p + a] * u[j, c]
                 rhs[a] -= t
     if bad:
-        raise np.linalg.LinAlgError("penalized system not positive definite")
+        return 1
     with nogil:
         if p > 0 and _chol(p, &S[0, 0]) != 0:
             bad = 1
     if bad:
-        raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+        return 2
     with nogil:
         if p > 0:
             for a in range(p):
@@ -181,5 +166,130 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
     for a in range(p):
         for b in range(a + 1, p):
             S[a, b] = 0.0
-    RX_a = S_a                                   # lower Cholesky factor of S
-    return logdet, Minv_a, B_a, RX_a, beta_a, u_a, pwrss, G1_a, G2_a, G3_a
+    out[0], out[1] = logdet, pwrss
+    return 0
+
+
+cdef void _need_columns(const unsigned char[:, ::1] need, unsigned char[::1] need_col) noexcept:
+    """need_col[a] = 1 where column a of T carries a parameter."""
+    cdef Py_ssize_t a, b, p1 = need.shape[0]
+    for a in range(p1):
+        need_col[a] = 0
+        for b in range(p1):
+            if need[b, a]:
+                need_col[a] = 1
+
+
+def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const double[:, :, ::1] C,
+                    const double[:, ::1] d, const double[:, ::1] XtWX, const double[::1] XtWy,
+                    double yWy, const unsigned char[:, ::1] need):
+    """The one-term LMM from per-level cross-products at T (lmm_blocks.py's formulas).
+
+    A (levels, p1, p1), C (levels, p1, p), d (levels, p1): sums of w x x', w x X', w x y.
+    Returns (logdet M, M^{-1} (l, p1, p1), B (l, p1, p), R_X, beta, u (l, p1), pwrss, G1, G2, G3)
+    with the gradient pieces G1 = d log|M|/dT, G2 = sum zr_j u_j' and G3 = d log|S|/dT (p1 x p1).
+    Raises LinAlgError when M or S is not positive definite.
+    """
+    cdef Py_ssize_t l = A.shape[0], p1 = A.shape[1], p = C.shape[2]
+    Minv_a = np.empty((l, p1, p1))
+    B_a = np.empty((l, p1, p))
+    u_a = np.empty((l, p1))
+    S_a = np.empty((p, p))
+    rhs_a = np.empty(p)
+    beta_a = np.empty(p)
+    G1_a, G2_a, G3_a = np.zeros((p1, p1)), np.zeros((p1, p1)), np.zeros((p1, p1))
+    Sinv_a = np.empty((p, p))
+    work_a = np.empty(2 * p1 * p1 + 2 * p1 * p + 3 * p1 + p * p + 1)
+    need_col_a = np.zeros(p1, dtype=np.uint8)
+    cdef double[:, ::1] S = S_a
+    cdef double[::1] rhs = rhs_a, work = work_a
+    S[:, :] = XtWX
+    rhs[:] = XtWy
+    _need_columns(need, need_col_a)
+    cdef double out[2]
+    cdef int st = _core(T, A, C, d, XtWy, yWy, need, need_col_a, Minv_a, B_a, u_a, S_a, rhs_a,
+                        beta_a, G1_a, G2_a, G3_a, Sinv_a, &work[0], out)
+    if st == 1:
+        raise np.linalg.LinAlgError("penalized system not positive definite")
+    if st == 2:
+        raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+    return out[0], Minv_a, B_a, S_a, beta_a, u_a, out[1], G1_a, G2_a, G3_a
+
+
+cdef class LmmObjective:
+    """The profiled ML / REML deviance and its exact gradient in theta from one call, on a
+    model's fixed cross-products and working arrays kept between calls (the optimiser's
+    evaluations: on small data the arrays and Python objects of `single_term_lmm` cost several
+    times its numerics). T is filled from theta by T.flat[flat] = theta[which], and the
+    gradient in theta sums the derivatives in T over the same entries."""
+    cdef const double[:, :, ::1] A, C
+    cdef const double[:, ::1] d, XtWX
+    cdef const double[::1] XtWy
+    cdef const unsigned char[:, ::1] need
+    cdef const int64_t[::1] flat, which
+    cdef double yWy
+    cdef Py_ssize_t ntheta, q
+    cdef double[:, ::1] T, S, G1, G2, G3, Sinv, u
+    cdef double[:, :, ::1] Minv, B
+    cdef double[::1] rhs, beta, work
+    cdef unsigned char[::1] need_col
+
+    def __init__(self, A, C, d, XtWX, XtWy, double yWy, need, flat, which, Py_ssize_t ntheta):
+        self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy = A, C, d, XtWX, XtWy, yWy
+        self.need, self.flat, self.which, self.ntheta = need, flat, which, ntheta
+        cdef Py_ssize_t l = A.shape[0], p1 = A.shape[1], p = C.shape[2]
+        self.q = p1
+        self.T = np.zeros((p1, p1))
+        self.Minv, self.B, self.u = np.empty((l, p1, p1)), np.empty((l, p1, p)), np.empty((l, p1))
+        self.S, self.rhs, self.beta = np.empty((p, p)), np.empty(p), np.empty(p)
+        self.G1, self.G2, self.G3 = np.empty((p1, p1)), np.empty((p1, p1)), np.empty((p1, p1))
+        self.Sinv = np.empty((p, p))
+        self.work = np.empty(2 * p1 * p1 + 2 * p1 * p + 3 * p1 + p * p + 1)
+        self.need_col = np.zeros(p1, dtype=np.uint8)
+        _need_columns(self.need, self.need_col)
+
+    def deviance_gradient(self, const double[::1] theta, bint REML, double n_eff,
+                          double sum_log_w):
+        """(deviance, gradient) at theta; LinAlgError where the system is not positive
+        definite or the penalized residual sum of squares is not positive."""
+        cdef Py_ssize_t i, a, b, q = self.q, p = self.C.shape[2]
+        cdef double* Tp = &self.T[0, 0]
+        for i in range(self.flat.shape[0]):
+            Tp[self.flat[i]] = theta[self.which[i]]
+        self.S[:, :] = self.XtWX
+        self.rhs[:] = self.XtWy
+        for a in range(q):
+            for b in range(q):
+                self.G1[a, b] = 0.0
+                self.G2[a, b] = 0.0
+                self.G3[a, b] = 0.0
+        cdef double out[2]
+        cdef int st = _core(self.T, self.A, self.C, self.d, self.XtWy, self.yWy, self.need,
+                            self.need_col, self.Minv, self.B, self.u, self.S, self.rhs,
+                            self.beta, self.G1, self.G2, self.G3, self.Sinv, &self.work[0], out)
+        if st == 1:
+            raise np.linalg.LinAlgError("penalized system not positive definite")
+        if st == 2:
+            raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+        cdef double logdet = out[0], pwrss = out[1]
+        if not pwrss > 0:
+            raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
+        cdef double nn = n_eff - p if REML else n_eff
+        cdef double dev = logdet + nn * (1.0 + log(2.0 * 3.141592653589793 * pwrss / nn)) - sum_log_w
+        if REML:
+            for a in range(p):
+                dev += 2.0 * log(self.S[a, a])
+        g_a = np.zeros(self.ntheta)
+        cdef double[::1] g = g_a
+        cdef double* G1p = &self.G1[0, 0]
+        cdef double* G2p = &self.G2[0, 0]
+        cdef double* G3p = &self.G3[0, 0]
+        cdef double c2 = 2.0 * nn / pwrss, gv
+        cdef int64_t f
+        for i in range(self.flat.shape[0]):
+            f = self.flat[i]
+            gv = G1p[f] - c2 * G2p[f]
+            if REML and p:
+                gv += G3p[f]
+            g[self.which[i]] += gv
+        return dev, g_a

@@ -186,6 +186,30 @@ class LmmProblem:
             g[rs.theta_slices[k]] = G[rows, cols]
         return g
 
+    def objective(self) -> tuple:
+        """(deviance, gradient) functions for the optimiser. Where a cross-products kernel runs,
+        both come from one kernel call per theta (`CrossprodsLmm.kernel_objective`), without
+        the state object and caches of `evaluate`: on small data those layers cost more than
+        the numerics. Elsewhere `deviance` and `gradient`."""
+        kobj = None if self._xp is None else self._xp.kernel_objective()
+        if kobj is None:
+            return self.deviance, self.gradient
+        last: list = [None, None]
+        REML, n_eff, slw = self.REML, float(self.n_eff), self.sum_log_w
+
+        def point(theta):
+            theta = np.ascontiguousarray(theta, dtype=float)
+            key = theta.tobytes()
+            if last[0] != key:
+                try:
+                    last[1] = kobj.deviance_gradient(theta, REML, n_eff, slw)
+                except np.linalg.LinAlgError:
+                    last[1] = (np.inf, np.zeros(theta.size))
+                last[0] = key
+            return last[1]
+
+        return (lambda theta: point(theta)[0]), (lambda theta: point(theta)[1].copy())
+
     def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
         """Diagonal blocks of M^{-1} per term, (levels, p_k, p_k): the conditional variances of the
         spherical random effects up to sigma^2."""

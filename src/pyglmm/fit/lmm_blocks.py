@@ -61,6 +61,11 @@ class CrossprodsLmm:
         self._last = None
         return y, wX
 
+    def kernel_objective(self):
+        """The compiled `LmmObjective` of this model (deviance and gradient in one call, on
+        working arrays kept between calls), or None where the kernel does not run."""
+        return None
+
     def solve(self, theta: np.ndarray):
         """The solved system at theta (the last one cached: deviance and gradient share it)."""
         key = np.asarray(theta, float).tobytes()
@@ -155,19 +160,43 @@ class SingleTermCrossprods(CrossprodsLmm):
         """The blocks of M^{-1}, (levels, p1, p1)."""
         return [np.moveaxis(self.solve(theta)[2], 2, 0)]
 
+    def _kernel(self):
+        """The compiled kernel when it is the faster path here (few levels), else None."""
+        return compiled.lmm_kernels() if self.A.shape[2] <= compiled.LMM_MAX_LEVELS else None
+
+    def _layout(self):
+        """(A, C, d) levels-first and the mask of T's parameters, as the kernels take them
+        (made once)."""
+        if getattr(self, "_levels_first", None) is None:
+            self._levels_first = tuple(np.ascontiguousarray(np.moveaxis(a, -1, 0))
+                                       for a in (self.A, self.C, self.d))
+            self._need = np.tril(np.ones((self.p1, self.p1), dtype=np.uint8))
+        return self._levels_first, self._need
+
+    def kernel_point(self, theta: np.ndarray):
+        """The kernel's outputs at theta: (log|M|, M^{-1}, B, R_X, beta, u, pwrss, G1, G2, G3)."""
+        (A, C, d), need = self._layout()
+        T = np.zeros((self.p1, self.p1))
+        T[self.rows, self.cols] = theta
+        return self._kernel().single_term_lmm(T, A, C, d, self.XtWX, self.XtWy, self.yWy, need)
+
+    def _theta_gradient(self, G: np.ndarray) -> np.ndarray:
+        return G[self.rows, self.cols]
+
+    def kernel_objective(self):
+        if self._kernel() is None:
+            return None
+        (A, C, d), need = self._layout()
+        flat = (self.rows * self.p1 + self.cols).astype(np.int64)
+        return self._kernel().LmmObjective(
+            A, C, d, np.ascontiguousarray(self.XtWX), np.ascontiguousarray(self.XtWy), self.yWy,
+            need, flat, np.arange(flat.size, dtype=np.int64), flat.size)
+
     def _solve(self, theta: np.ndarray):
         """(T, log|M|, M^{-1}, B, R_X, beta_centred, u, pwrss, gradient pieces or None) at theta."""
         T = self.rs.T_blocks(theta)[0]
-        kern = compiled.lmm_kernels() if self.A.shape[2] <= compiled.LMM_MAX_LEVELS else None
-        if kern is not None:
-            if getattr(self, "_levels_first", None) is None:     # the kernel's layout, made once
-                self._levels_first = tuple(np.ascontiguousarray(np.moveaxis(a, -1, 0))
-                                           for a in (self.A, self.C, self.d))
-                self._need = np.tril(np.ones((self.p1, self.p1), dtype=np.uint8))
-            A, C, d = self._levels_first
-            need = self._need
-            logdet, Minv, B, RX, beta, u, pwrss, G1, G2, G3 = kern.single_term_lmm(
-                T, A, C, d, self.XtWX, self.XtWy, self.yWy, need)
+        if self._kernel() is not None:
+            logdet, Minv, B, RX, beta, u, pwrss, G1, G2, G3 = self.kernel_point(theta)
             # back to this class's levels-last layout (views)
             return (T, logdet, Minv.transpose(1, 2, 0), B.transpose(1, 2, 0), RX, beta, u.T, pwrss,
                     (G1, G2, G3))

@@ -67,6 +67,15 @@ class DenseCrossprods(CrossprodsLmm):
         return compiled.lmm_kernels().single_term_lmm(
             self._lambda(theta), self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy, self._need)
 
+    def kernel_objective(self):
+        return compiled.lmm_kernels().LmmObjective(
+            self.A, self.C, self.d, np.ascontiguousarray(self.XtWX),
+            np.ascontiguousarray(self.XtWy), self.yWy, self._need,
+            self._flat.astype(np.int64), self._which.astype(np.int64), self.rs.ntheta)
+
+    def _theta_gradient(self, G: np.ndarray) -> np.ndarray:
+        return np.bincount(self._which, weights=G.ravel()[self._flat], minlength=self.rs.ntheta)
+
     def parts(self, theta: np.ndarray):
         """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""
         logdet, Minv, B, RX, beta, u, pwrss, *_ = self.solve(theta)
@@ -90,4 +99,4 @@ class DenseCrossprods(CrossprodsLmm):
         G = G1 - (2.0 * nn / pwrss) * G2
         if REML and self.p:
             G += G3
-        return np.bincount(self._which, weights=G.ravel()[self._flat], minlength=self.rs.ntheta)
+        return self._theta_gradient(G)
