@@ -11,11 +11,12 @@ from .errors import DataError
 def to_pandas(data: Any) -> pd.DataFrame:
     """Return ``data`` as a pandas DataFrame; raises DataError for unsupported types or duplicate columns."""
     df = _convert(data)
-    cols = [str(c) for c in df.columns]
-    dups = sorted({c for c in cols if cols.count(c) > 1})
-    if dups:
+    names = df.columns.tolist()
+    cols = names if all(type(c) is str for c in names) else [str(c) for c in names]
+    if len(set(cols)) != len(cols):
+        dups = sorted({c for c in cols if cols.count(c) > 1})
         raise DataError(f"data has duplicate column names: {', '.join(map(repr, dups))}")
-    if list(df.columns) != cols:
+    if cols is not names:
         df = df.set_axis(cols, axis=1)
     idx = df.index
     if isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:

@@ -394,7 +394,7 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
                   const double[:, ::1] X, const double[::1] offset, const double[::1] beta0,
                   const double[::1] y, const double[::1] wt, double phi, double dconst,
                   const double[::1] u0, bint try_zero, bint joint, double tol, int max_iter,
-                  double shape, bint observed, list keep_z, list keep_w):
+                  double shape, bint observed, list keep_z, list keep_w, list keep_out=None):
     """Conditional modes u at fixed (theta, beta) by PIRLS with step halving (pirls.py's rules);
     with ``joint`` (one term only) beta is updated with u (lme4's nAGQ = 0 stage).
 
@@ -414,9 +414,16 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
     cdef Py_ssize_t nd = nu + (p if joint else 0)
     # the results: fresh arrays
     # (copies by memoryview: np.array of a typed memoryview first wraps it in a Python object)
-    u_a, beta_a = np.empty(nu), np.empty(p)
-    eta_a, mu_a, w_a, S_a = np.empty(n), np.empty(n), np.empty(n), np.zeros(max(p * p, 1))
+    # (``keep_out``: the arrays of the caller's previous call, reused when it has read them)
+    if keep_out is not None and keep_out[0] is not None:
+        u_a, beta_a, eta_a, mu_a, w_a, S_a = keep_out
+    else:
+        u_a, beta_a = np.empty(nu), np.empty(p)
+        eta_a, mu_a, w_a, S_a = np.empty(n), np.empty(n), np.empty(n), np.empty(max(p * p, 1))
+        if keep_out is not None:
+            keep_out[:] = [u_a, beta_a, eta_a, mu_a, w_a, S_a]
     cdef double[::1] u = u_a, beta = beta_a, eta = eta_a, mu = mu_a, w = w_a, S = S_a
+    S[:] = 0.0
     u[:] = u0
     beta[:] = beta0
     # the working arrays: one allocation, carved into pieces (this runs in every evaluation)
@@ -566,7 +573,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
                              const int64_t[::1] seg, const double[::1] y,
                              const double[::1] wt, double phi, const double[::1] eta,
                              const double[::1] u, const double[:, ::1] X, bint joint,
-                             double shape, list keep_z, list keep_w):
+                             double shape, list keep_z, list keep_w, list keep_out=None):
     """Gradient pieces of the Laplace deviance at the mode u (gradient.py's formulas).
 
     X1 / Xr / slot_off / theta / seg as for `_pirls`; slot_term: the rest term of each slot.
@@ -582,7 +589,12 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     cdef Py_ssize_t n = d.n, k = d.k, kk = d.k * d.k, m = d.m, nu = nlev * d.k + qr
     cdef Py_ssize_t p = X.shape[1] if joint else 0
     cdef Py_ssize_t i, j, a, b, c, e, s, t, b2, ia, ib, jj
-    v_a = np.empty(n)                                    # returned
+    if keep_out is not None and keep_out[0] is not None:   # as in `_pirls`
+        v_a, gth_a = keep_out
+    else:
+        v_a, gth_a = np.empty(n), np.empty(theta.shape[0])     # returned
+        if keep_out is not None:
+            keep_out[:] = [v_a, gth_a]
     cdef double[::1] v = v_a
     # the working arrays: one allocation, carved into pieces (this runs in every evaluation);
     # Zs, cc and the G blocks start at zero
@@ -751,7 +763,6 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     if bad:
         raise np.linalg.LinAlgError("penalized system not positive definite")
     # the entries of each term's T that carry a parameter, column by column (lme4's order)
-    gth_a = np.empty(theta.shape[0])
     cdef double[::1] gth = gth_a
     cdef Py_ssize_t slot = 0, pt, so
     for c in range(k):
@@ -809,3 +820,134 @@ cdef class GlmmData:
                                  self.blk_col, self.blk_of, self.nzp, self.nzi, self.seg, self.y,
                                  self.wt, phi, eta, u, self.X if joint else _NO_X, joint, shape,
                                  self.gz, self.gw)
+
+
+cdef class LaplaceObjective:
+    """The Laplace deviance and its exact gradient in the optimiser's coordinates z (theta =
+    sc * z_theta, beta = beta1 + C z_beta) by one compiled PIRLS and one gradient per point, on
+    output arrays kept between calls: the stage-2 objective of fit/glmm.py for Poisson and
+    binomial fits, whose Python layers would cost more than the numerics on small data. Same
+    rules as `GlmmProblem.pirls`: the warm start is the problem's last mode (``_u_warm``,
+    ``_theta_warm``, updated at every point), restarted from u = 0 after a long step in theta."""
+    cdef GlmmData kd
+    cdef object problem
+    cdef int fam, max_iter
+    cdef double dconst, shape, tol, sat, f
+    cdef bint observed, have, have_g, ok
+    cdef Py_ssize_t nth, p
+    cdef double[::1] sc, beta1, th, be, g
+    cdef const double[:, ::1] C
+    cdef object th_a, be_a, g_a, u_a, eta_a
+    cdef list out_p, out_g
+
+    def __init__(self, GlmmData kd, problem, int fam, double dconst, double shape, bint observed,
+                 double sat, double tol, int max_iter, sc, beta1, C):
+        self.kd, self.problem, self.fam, self.dconst, self.shape = kd, problem, fam, dconst, shape
+        self.observed, self.sat, self.tol, self.max_iter = observed, sat, tol, max_iter
+        self.sc, self.beta1, self.C = sc, beta1, np.ascontiguousarray(C, dtype=np.float64)
+        self.nth, self.p = self.sc.shape[0], self.beta1.shape[0]
+        self.have = False
+        self.out_p, self.out_g = [None] * 6, [None, None]
+        self.g_a = np.empty(self.nth + self.p)
+        self.g = self.g_a
+
+    cdef void _set_point(self, const double[::1] z) except *:
+        """theta and beta at z; keeps the current mode when they are those of the last point."""
+        cdef Py_ssize_t nth = self.nth, p = self.p, a, b
+        cdef double t
+        th_a, be_a = np.empty(nth), np.empty(p)
+        cdef double[::1] th = th_a, be = be_a
+        for a in range(nth):
+            th[a] = self.sc[a] * z[a]
+        for a in range(p):
+            t = self.beta1[a]
+            for b in range(p):
+                t += self.C[a, b] * z[nth + b]
+            be[a] = t
+        if self.have:
+            for a in range(nth):
+                if th[a] != self.th[a]:
+                    break
+            else:
+                for a in range(p):
+                    if be[a] != self.be[a]:
+                        break
+                else:
+                    return
+        self.th_a, self.be_a, self.th, self.be = th_a, be_a, th, be
+        self.have, self.have_g = True, False
+        self._pirls()
+
+    cdef void _pirls(self) except *:
+        pb = self.problem
+        tw_o = pb._theta_warm
+        cdef Py_ssize_t a, nth = self.nth
+        cdef double dmax = 0.0, tmax = 0.0
+        cdef bint near = False
+        cdef const double[::1] tw
+        if tw_o is not None and tw_o.shape[0] == nth:
+            tw = tw_o
+            for a in range(nth):
+                dmax = max(dmax, fabs(self.th[a] - tw[a]))
+                tmax = max(tmax, fabs(tw[a]))
+            near = dmax < 0.05 * max(1.0, tmax)
+        u0_o = pb._u_warm
+        cdef const double[::1] u0 = u0_o
+        cdef bint try_zero = False
+        if not near:
+            for a in range(u0.shape[0]):
+                if u0[a] != 0.0:
+                    try_zero = True
+                    break
+        cdef GlmmData kd = self.kd
+        st, u_a, _, eta_a, _, _, pdev, logdet, _, _ = _pirls(
+            self.fam, kd.X1, kd.Xr, kd.slot_off, self.th, kd.codes, kd.nlev, kd.cols, kd.qr,
+            kd.blk_ptr, kd.blk_col, kd.blk_of, kd.nzp, kd.nzi, kd.seg, kd.X, kd.offset, self.be,
+            kd.y, kd.wt, 1.0, self.dconst, u0, try_zero, False, self.tol, self.max_iter,
+            self.shape, self.observed, kd.pz, kd.pw, self.out_p)
+        self.ok = st == 0
+        if not self.ok:
+            self.f = float("inf")
+            return
+        cdef double[::1] u = u_a
+        cdef double sqr_u = 0.0
+        for a in range(u.shape[0]):
+            sqr_u += u[a] * u[a]
+        pb._u_warm, pb._theta_warm = u_a.copy(), self.th_a
+        self.u_a, self.eta_a = u_a, eta_a
+        # -2 log f(y | u) + |u|^2 + log det, with -2 log f = sum(dev_resids) - 2 log f_saturated
+        self.f = (pdev - sqr_u) + self.sat + sqr_u + logdet
+
+    def deviance(self, const double[::1] z):
+        """The Laplace deviance at z (+inf where PIRLS fails)."""
+        self._set_point(z)
+        return self.f
+
+    def gradient(self, const double[::1] z):
+        """Its gradient in z (zeros where PIRLS fails: the line search then backtracks)."""
+        self._set_point(z)
+        cdef Py_ssize_t nth = self.nth, p = self.p, i, a, b, n
+        if not self.ok:
+            return np.zeros(nth + p)
+        cdef double t
+        cdef const double[::1] v, gth
+        cdef const double[:, ::1] X
+        cdef GlmmData kd = self.kd
+        if not self.have_g:
+            gth_a, v_a = _laplace_gradient(
+                self.fam, kd.X1, kd.Xr, kd.slot_off, self.th, kd.codes, kd.nlev, kd.slot_term,
+                kd.cols, kd.qr, kd.blk_ptr, kd.blk_col, kd.blk_of, kd.nzp, kd.nzi, kd.seg, kd.y,
+                kd.wt, 1.0, self.eta_a, self.u_a, _NO_X, False, self.shape, kd.gz, kd.gw,
+                self.out_g)
+            gth, v, X = gth_a, v_a, kd.X
+            n = X.shape[0]
+            for a in range(nth):
+                self.g[a] = self.sc[a] * gth[a]
+            for a in range(p):                   # C' (X' v)
+                self.g[nth + a] = 0.0
+            for b in range(p):
+                t = _dot(n, &X[0, b], p, &v[0], 1) if n > 0 else 0.0
+                for a in range(p):
+                    self.g[nth + a] += self.C[b, a] * t
+            self.have_g = True
+        return self.g_a.copy()

@@ -18,7 +18,8 @@ import scipy.linalg as sla
 
 from .gradient import laplace_gradient, supports_analytic
 from .optimize import OptSummary, fd_gradient, fd_hessian, fd_jacobian, minimize_bounded
-from .pirls import GlmmProblem, PirlsFailure, PirlsResult, _max_abs_diff
+from . import compiled
+from .pirls import GlmmProblem, PirlsFailure, PirlsResult
 
 
 @dataclass
@@ -329,69 +330,26 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
 
 class _KernelLaplace:
     """The stage-2 objective (Laplace deviance and its exact gradient in the optimiser's
-    coordinates z) by one compiled PIRLS and one compiled gradient call per point, without the
-    general path's layers (PirlsResult, family dispatch, caches per call): on data sets of a few
-    hundred rows those layers cost several times the numerics. Same rules as
-    `GlmmProblem.pirls` (warm start, the restart from u = 0 after a long step in theta)."""
+    coordinates z) by one compiled PIRLS and one compiled gradient call per point
+    (`_glmm.LaplaceObjective`), without the general path's layers (PirlsResult, family
+    dispatch, caches per call): on data sets of a few hundred rows those layers cost several
+    times the numerics. Same rules as `GlmmProblem.pirls` (warm start, the restart from u = 0
+    after a long step in theta)."""
 
-    def __init__(self, problem: GlmmProblem, kd, nth: int, p: int, sc, beta1, C):
-        self.problem, self.kd, self.nth, self.p = problem, kd, nth, p
-        self.code, self.dconst, self.shape, self.observed = problem._kernel_family()
-        self.sat = problem._saturated_m2ll()
-        self.sc, self.beta1, self.C = sc, beta1, C      # sc is rescaled in place by fit_glmm
-        self.Xt = np.ascontiguousarray(problem.X.T)
-        self.key = None
-
-    @classmethod
-    def make(cls, problem: GlmmProblem, family, nth, p, sc, beta1, C) -> "_KernelLaplace | None":
-        """The evaluator when the kernels cover the problem (family, size), else None."""
+    @staticmethod
+    def make(problem: GlmmProblem, family, nth, p, sc, beta1, C):
+        """The compiled objective when the kernels cover the problem (Poisson or binomial, the
+        sizes where they win), else None. ``sc`` is rescaled in place by fit_glmm later."""
         problem.family = family
         if family.name not in ("binomial", "poisson") or problem._kernel_code() is None:
             return None
         kd = problem.kernel_data()
-        return None if kd is None else cls(problem, kd, nth, p, sc, beta1, C)
-
-    def _point(self, z: np.ndarray) -> None:
-        nth = self.nth
-        th = self.sc * z[:nth]
-        be = self.beta1 + self.C @ z[nth:nth + self.p]
-        key = th.tobytes() + be.tobytes()
-        if key == self.key:
-            return
-        pb = self.problem
-        tw = pb._theta_warm
-        near = tw is not None and tw.shape == th.shape and _max_abs_diff(th, tw) < 0.05 * max(
-            1.0, _max_abs_diff(tw, None))
-        u = pb._u_warm.copy()
-        try_zero = not near and bool(np.any(u))
-        st, u, _, eta, _, _, pdev, logdet, _, _ = self.kd.pirls(
-            self.code, th, be, u, 1.0, self.dconst, try_zero, False, pb.tol, pb.max_iter,
-            self.shape, self.observed)
-        self.key = key
-        if st != 0:
-            self.f, self.g = np.inf, None
-            return
-        pb._u_warm, pb._theta_warm = u.copy(), th
-        sqr_u = float(u @ u)
-        self.f = (pdev - sqr_u) + self.sat + sqr_u + logdet     # -2 log f(y|u) + |u|^2 + logdet
-        self.th, self.u, self.eta, self.g = th, u, eta, None
-
-    def deviance(self, z: np.ndarray) -> float:
-        self._point(z)
-        return self.f
-
-    def gradient(self, z: np.ndarray) -> np.ndarray:
-        self._point(z)
-        if self.f == np.inf:
-            return np.zeros_like(z)
-        if self.g is None:
-            g_theta, v = self.kd.laplace_gradient(self.code, self.th, self.eta, self.u, 1.0,
-                                                  False, self.shape)
-            g = np.empty(z.size)
-            g[:self.nth] = self.sc * g_theta
-            g[self.nth:] = self.C.T @ (self.Xt @ v)
-            self.g = g
-        return self.g.copy()
+        if kd is None:
+            return None
+        code, dconst, shape, observed = problem._kernel_family()
+        return compiled.glmm_kernels().LaplaceObjective(
+            kd, problem, code, dconst, shape, observed, problem._saturated_m2ll(), problem.tol,
+            problem.max_iter, sc, np.ascontiguousarray(beta1, dtype=float), C)
 
 
 def _subsample_start(problem: GlmmProblem, theta0, extra0, nx: int, verbose: int):
