@@ -10,6 +10,7 @@ import numpy as np
 from ._warn import user_stacklevel
 from .linalg.blocked import BlockPattern, physical_memory
 from .linalg.restructure import ReStructure
+from .linalg.small import cholesky_lower, eigvalsh, solve_lower
 from .results.varcorr import TermInfo
 
 SINGULAR_TOL = 1e-4      # lme4's isSingular tolerance on theta
@@ -122,14 +123,14 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
         return True, msgs
     g, H = grad[free], hess[np.ix_(free, free)]
     try:
-        C = np.linalg.cholesky(H)
-        sg = np.linalg.solve(C, g)
+        C = cholesky_lower(H)
+        sg = solve_lower(C, g)
         if np.max(np.abs(sg)) > GRAD_TOL:
             ok = False
             msgs.append(f"Model failed to converge with max|grad| = {np.max(np.abs(sg)):.4g} "
                         f"(tol = {GRAD_TOL}). Try rescaling predictors (e.g. scale()) or a simpler "
                         "random-effects structure.")
-        ev = np.linalg.eigvalsh(H)
+        ev = eigvalsh(H)
         if ev.min() / ev.max() < 1e-10:
             msgs.append("Model is nearly unidentifiable: very large eigenvalue ratio. "
                         "Rescale variables?")

@@ -17,6 +17,7 @@ from .fit.optimize import fd_jacobian, minimize_bounded, recheck_boundary
 from .fit.pirls import GlmmProblem
 from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor
+from .linalg.small import spd_inverse
 from .checks import (SINGULAR_TOL, _check_dense_size, _check_identifiable, _check_response_varies,
                      _conv_messages, _note_frame, _separation_messages, _singular)
 from .linalg.restructure import ReStructure, TermStructure
@@ -180,8 +181,7 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     if fit.hessian is not None:
         Hf = fit.hessian[np.ix_(free, free)]
         try:
-            np.linalg.cholesky(Hf)
-            Vall = np.linalg.inv(Hf / 2.0)
+            Vall = spd_inverse(Hf / 2.0)
             idx = np.arange(nth + p + (fit.extra is not None))[free]
             pos = [int(np.where(idx == nth + j)[0][0]) for j in range(p)]
             vcov = Vall[np.ix_(pos, pos)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formula import FixedSpec
+from ..linalg.small import cholesky_lower
 from .errors import DataError
 from .variables import Variable
 
@@ -77,7 +78,7 @@ def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
         # (rounding enters its square), so above that no column can fall under the tolerance
         G = X.T @ X / np.outer(norms, norms)
         try:
-            if np.diag(np.linalg.cholesky(G)).min() > 1e-5:
+            if np.diag(cholesky_lower(G)).min() > 1e-5:
                 return []
         except np.linalg.LinAlgError:
             pass

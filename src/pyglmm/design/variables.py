@@ -63,7 +63,9 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
     if isinstance(values, pd.Categorical):
         cats = values.categories
         codes = values.codes.astype(np.int64)
-        if pd.api.types.is_numeric_dtype(cats.dtype) and not pd.api.types.is_bool_dtype(cats.dtype):
+        kind = cats.dtype.kind if isinstance(cats.dtype, np.dtype) else None
+        if kind in ("i", "u", "f") or (kind is None and pd.api.types.is_numeric_dtype(cats.dtype)
+                                       and not pd.api.types.is_bool_dtype(cats.dtype)):
             return Variable(name, codes=codes, levels=format_r_numbers(cats.to_numpy()))
         return Variable(name, codes=codes, levels=[_label(c) for c in cats.to_numpy(dtype=object)])
     s = values if isinstance(values, pd.Series) else pd.Series(values)
@@ -98,6 +100,8 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
 
 
 def _label(value: object) -> str:
+    if type(value) is str:
+        return value
     if isinstance(value, (bool, np.bool_)):
         return "TRUE" if value else "FALSE"
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):

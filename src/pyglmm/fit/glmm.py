@@ -300,6 +300,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
                             maxiter=maxiter,
                             method=STAGE2_METHOD, grad=grad_z if analytic else None,
                             **(dict(ftol=STAGE2_FTOL, gtol=1e-6) if analytic else {}))
+    z_opt = np.array(opt2.x, dtype=float)
     opt2.x = to_x(opt2.x)
     x = opt2.x
     th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]
@@ -309,9 +310,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     if compute_hessian:
         # derivatives in the preconditioned coordinates z (all directions on a comparable
         # scale, so one finite-difference step suits all), mapped back: x = T z + const
-        zopt = x.copy()
-        zopt[:nth] = x[:nth] / sc
-        zopt[nth:nth + p] = np.linalg.solve(C, x[nth:nth + p] - beta1)
+        zopt = z_opt                                  # x = to_x(zopt)
         Tinv = np.linalg.inv(Tm)
         with np.errstate(all="ignore"):
             if analytic:

@@ -1,6 +1,7 @@
 """Expression tree nodes of a parsed formula and their R-style deparsing."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from .numfmt import format_r_number
@@ -74,8 +75,10 @@ class Paren(Node):
     inner: Node | None = None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_syntactic(name: str) -> bool:
-    """True if ``name`` is a syntactic R name (needs no backquotes)."""
+    """True if ``name`` is a syntactic R name (needs no backquotes); cached (every model frame
+    deparses its column names again)."""
     if not name or name in {"if", "else", "for", "while", "function", "TRUE", "FALSE", "NULL", "NA", "Inf", "NaN"}:
         return False
     if not (name[0].isalpha() or name[0] == "."):
