@@ -6,6 +6,7 @@ optimum more tightly than lme4's derivative-free bobyqa stopping rule.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -34,13 +35,14 @@ class _Counted:
     def __init__(self, f, verbose, label, progress=None):
         self.f, self.n, self.verbose, self.label = f, 0, verbose, label
         self.best = (np.inf, None)
-        self.progress = progress
+        # only a progress line that can show costs a call per evaluation
+        self.progress = progress if progress is not None and progress.enabled else None
 
     def __call__(self, x):
         self.n += 1
         v = self.f(x)
         if v < self.best[0]:
-            self.best = (v, np.array(x, float))
+            self.best = (v, x.copy() if type(x) is np.ndarray else np.array(x, float))
         if self.verbose:
             xs = " ".join(f"{xi: .6g}" for xi in x)
             print(f"{self.label} iteration: {self.n}\n\tf(x) = {v:.6f}\n\tx = [{xs}]", flush=True)
@@ -176,12 +178,11 @@ class _StallGuard:
         self.best_f, self.best_key, self.best_g, self.stall = np.inf, None, None, 0
 
     def on_f(self, x: np.ndarray, v: float) -> None:
-        meaningful = v < self.best_f - 1e-12 * abs(self.best_f)
+        if v < self.best_f - 1e-12 * abs(self.best_f):     # a meaningful decrease
+            self.best_f, self.best_key, self.best_g, self.stall = v, x.tobytes(), None, 0
+            return
         if v < self.best_f:
             self.best_f, self.best_key, self.best_g = v, x.tobytes(), None
-        if meaningful:
-            self.stall = 0
-            return
         if self.best_g is not None and self.best_pg() < _gradient_floor(self.best_f):
             self.stall += 1
             if self.stall >= self.patience:
@@ -268,12 +269,12 @@ def _lbfgsb(fun, jac, x, lb, bounds, options):
 
     def f(z):
         v = fun(z)
-        guard.on_f(np.asarray(z, float), v)
+        guard.on_f(z, v)                  # z: float64 arrays from the L-BFGS-B driver
         return v
 
     def g(z):
         out = jac(z)
-        guard.on_g(np.asarray(z, float), np.asarray(out, float))
+        guard.on_g(z, out)
         return out
 
     try:
@@ -307,7 +308,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
 
     def fun(x):
         v = cf(x)
-        return v if np.isfinite(v) else 1e300
+        return v if math.isfinite(v) else 1e300
 
     if grad is not None:
         method = "lbfgsb"
