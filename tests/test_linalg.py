@@ -237,3 +237,32 @@ def test_block_schur_pads_components_of_different_sizes(monkeypatch):
     blks = F0.diag_inverse_blocks()
     np.testing.assert_allclose(blks[1][:, 0, 0], np.diag(Minv)[n:n + nbrood], atol=1e-12)
     np.testing.assert_allclose(blks[2][:, 0, 0], np.diag(Minv)[n + nbrood:], atol=1e-12)
+
+
+def test_blas_thread_limit_only_where_blas_could_thread(monkeypatch):
+    """Fits whose dense products are all tiny skip threadpoolctl (its set-and-restore costs a
+    tenth of such a fit); fits with a dense block of some size run on one BLAS thread."""
+    from pyglmm.linalg import threads
+
+    class Recorder:
+        def __init__(self):
+            self.calls = []
+
+        def limit(self, **kw):
+            import contextlib
+            self.calls.append(kw)
+            return contextlib.nullcontext()
+
+    rec = Recorder()
+    monkeypatch.setattr(threads, "_get_controller", lambda: rec)
+    with threads.fit_blas_threads(6, n_rows=500):
+        pass
+    assert rec.calls == []
+    with threads.fit_blas_threads(6, n_rows=200_000):       # long data: large X'WX products
+        pass
+    with threads.fit_blas_threads(300, n_rows=500):         # a dense Schur block of 300 columns
+        pass
+    assert rec.calls == [dict(limits=1, user_api="blas")] * 2
+    with threads.fit_blas_threads(threads.THREADED_MIN_DIM, n_rows=500):
+        pass
+    assert len(rec.calls) == 2

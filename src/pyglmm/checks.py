@@ -69,12 +69,14 @@ def _check_dense_size(rs: ReStructure, infos: list[TermInfo]) -> None:
     it will be slow, naming the terms (instead of a MemoryError deep inside numpy)."""
     if len(rs.terms) < 2:
         return
+    mem = physical_memory()
+    if rs.qr <= DENSE_SLOW_Q and (not mem or 24 * rs.qr * rs.qr <= mem // 2):
+        return              # even a dense Schur complement fits and is fast: no pattern needed yet
     pat = rs._block_pattern = BlockPattern(rs)
     need = pat.dense_schur_bytes()
     if not need:
         return
     rest = ", ".join(f"(... | {i.group}) with {len(i.levels):,} levels" for i in infos[1:])
-    mem = physical_memory()
     if mem and need > mem // 2:
         raise MemoryError(
             f"the crossed random effects {rest} need a dense {pat.qr:,} x {pat.qr:,} matrix "

@@ -13,6 +13,11 @@ from typing import Iterator
 
 # dense Schur complements at least this wide keep the default BLAS threads
 THREADED_MIN_DIM = 1500
+# below this width and row count every dense product is too small for OpenBLAS to start its
+# threads (m n k under its 65,536 threshold, or close): the fit runs without the thread limit,
+# whose setting and restoring costs ~20 us, a tenth of a small fit
+UNTHREADED_MAX_DIM = 32
+UNTHREADED_MAX_ROWS = 10_000
 
 _controller = None
 
@@ -28,9 +33,11 @@ def _get_controller():
 
 
 @contextlib.contextmanager
-def fit_blas_threads(dense_dim: int) -> Iterator[None]:
-    """Run the enclosed fit with one BLAS thread when its dense block is below THREADED_MIN_DIM."""
-    if dense_dim >= THREADED_MIN_DIM:
+def fit_blas_threads(dense_dim: int, n_rows: int | None = None) -> Iterator[None]:
+    """Run the enclosed fit with one BLAS thread when its dense block is below THREADED_MIN_DIM
+    (and the fit is not so small that BLAS runs on one thread anyway)."""
+    small = n_rows is not None and n_rows <= UNTHREADED_MAX_ROWS and dense_dim < UNTHREADED_MAX_DIM
+    if dense_dim >= THREADED_MIN_DIM or small:
         yield
         return
     with _get_controller().limit(limits=1, user_api="blas"):
@@ -49,6 +56,6 @@ def with_fit_blas_threads(func):
 
     @functools.wraps(func)
     def wrapper(frame, *args, **kwargs):
-        with fit_blas_threads(dense_dim(frame)):
+        with fit_blas_threads(dense_dim(frame), frame.y.shape[0]):
             return func(frame, *args, **kwargs)
     return wrapper
