@@ -266,3 +266,23 @@ def test_blas_thread_limit_only_where_blas_could_thread(monkeypatch):
     with threads.fit_blas_threads(threads.THREADED_MIN_DIM, n_rows=500):
         pass
     assert len(rec.calls) == 2
+
+
+def test_small_dense_helpers_match_numpy():
+    """linalg/small.py (direct LAPACK calls) against numpy.linalg, and its errors."""
+    from pyglmm.linalg import small
+    rng = np.random.default_rng(3)
+    for k in (1, 2, 5, 12):
+        B = rng.normal(size=(k, k))
+        A = B @ B.T + k * np.eye(k)
+        L = small.cholesky_lower(A)
+        np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(small.spd_inverse(A), np.linalg.inv(A), rtol=1e-10, atol=1e-13)
+        b = rng.normal(size=k)
+        np.testing.assert_allclose(small.solve_lower(L, b), np.linalg.solve(L, b), rtol=1e-10)
+        np.testing.assert_allclose(small.eigvalsh(A), np.linalg.eigvalsh(A), rtol=1e-10)
+    with pytest.raises(np.linalg.LinAlgError):
+        small.cholesky_lower(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(np.linalg.LinAlgError):
+        small.spd_inverse(np.array([[1.0, np.nan], [np.nan, 1.0]]))
+    assert small.spd_inverse(np.zeros((0, 0))).shape == (0, 0)

@@ -45,7 +45,8 @@ def _note_frame(frame) -> None:
     different scales (lme4's checkScaleX)."""
     X = frame.X
     if X.shape[1] > 1:
-        sd = X.std(axis=0)
+        Xc = X - X.mean(axis=0)
+        sd = np.sqrt(np.einsum("ij,ij->j", Xc, Xc) / X.shape[0])     # X.std(axis=0), faster
         nonconst = sd > 0
         if nonconst.sum() >= 1:
             big = np.abs(X[:, nonconst]).max(axis=0)

@@ -14,7 +14,7 @@ def cholesky_lower(A: np.ndarray) -> np.ndarray:
     if A.size == 0:
         return A.copy()
     L, info = lapack.dpotrf(A, lower=1, clean=1)
-    if info != 0 or not np.all(np.isfinite(np.diag(L))):
+    if info != 0 or not np.isfinite(L.diagonal()).all():
         raise np.linalg.LinAlgError("matrix is not positive definite")
     return L
 
@@ -25,10 +25,10 @@ def spd_inverse(A: np.ndarray) -> np.ndarray:
     if A.size == 0:
         return A.copy()
     L = cholesky_lower(A)
-    inv, info = lapack.dpotri(L, lower=1)
+    inv, info = lapack.dpotrs(L, np.eye(A.shape[0]), lower=1)    # both triangles, unlike potri
     if info != 0:
         raise np.linalg.LinAlgError("matrix is not positive definite")
-    return np.tril(inv) + np.tril(inv, -1).T
+    return inv
 
 
 def solve_lower(L: np.ndarray, b: np.ndarray) -> np.ndarray:
