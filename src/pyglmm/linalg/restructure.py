@@ -78,7 +78,10 @@ class ReStructure:
             self.theta_slices.append(slice(start, start + t.ntheta))
             start += t.ntheta
         self.ntheta = start
-        self.q_offsets = np.cumsum([0] + [t.q for t in self.terms])
+        offs = [0]
+        for t in self.terms:
+            offs.append(offs[-1] + t.q)
+        self.q_offsets = np.array(offs, dtype=np.int64)
         self.q = int(self.q_offsets[-1])
         # sparse pattern of the rest terms (1..K-1)
         rest = self.terms[1:]
@@ -102,9 +105,10 @@ class ReStructure:
         # are then np.add.reduceat over contiguous segments, many columns in one pass
         self.sorted0 = bool(self.n == 0 or np.all(c0[1:] >= c0[:-1]))
         if self.sorted0:
-            self.seg0 = np.searchsorted(c0, np.arange(t0.nlevels))
-            self.count0 = np.diff(np.append(self.seg0, self.n))
-            self.sorted0 = bool(np.all(self.count0 > 0))
+            self.count0 = np.bincount(c0, minlength=t0.nlevels)     # the rows of each level
+            self.seg0 = np.zeros(t0.nlevels, dtype=np.intp)
+            np.cumsum(self.count0[:-1], out=self.seg0[1:])          # where each level starts
+            self.sorted0 = bool(self.count0.all())
 
     def sum_by_first(self, A: np.ndarray) -> np.ndarray:
         """Column sums of A (n x k, or n) within each level of the first term: (l1 x k)."""
