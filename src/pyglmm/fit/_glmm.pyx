@@ -835,9 +835,9 @@ cdef class LaplaceObjective:
     cdef double dconst, shape, tol, sat, f
     cdef bint observed, have, have_g, ok
     cdef Py_ssize_t nth, p
-    cdef double[::1] sc, beta1, th, be, g
+    cdef double[::1] sc, beta1, th, be, g, th_new, be_new
     cdef const double[:, ::1] C
-    cdef object th_a, be_a, g_a, u_a, eta_a
+    cdef object th_a, be_a, g_a, u_a, eta_a, th_new_a, be_new_a
     cdef list out_p, out_g
 
     def __init__(self, GlmmData kd, problem, int fam, double dconst, double shape, bint observed,
@@ -850,13 +850,14 @@ cdef class LaplaceObjective:
         self.out_p, self.out_g = [None] * 6, [None, None]
         self.g_a = np.empty(self.nth + self.p)
         self.g = self.g_a
+        self.th_new_a, self.be_new_a = np.empty(self.nth), np.empty(self.p)
+        self.th_new, self.be_new = self.th_new_a, self.be_new_a
 
     cdef void _set_point(self, const double[::1] z) except *:
         """theta and beta at z; keeps the current mode when they are those of the last point."""
         cdef Py_ssize_t nth = self.nth, p = self.p, a, b
         cdef double t
-        th_a, be_a = np.empty(nth), np.empty(p)
-        cdef double[::1] th = th_a, be = be_a
+        cdef double[::1] th = self.th_new, be = self.be_new     # scratch: no allocation on a repeat
         for a in range(nth):
             th[a] = self.sc[a] * z[a]
         for a in range(p):
@@ -874,7 +875,8 @@ cdef class LaplaceObjective:
                         break
                 else:
                     return
-        self.th_a, self.be_a, self.th, self.be = th_a, be_a, th, be
+        self.th_a, self.be_a = self.th_new_a.copy(), self.be_new_a.copy()   # kept by the problem
+        self.th, self.be = self.th_a, self.be_a
         self.have, self.have_g = True, False
         self._pirls()
 
