@@ -316,6 +316,8 @@ def test_single_term_lmm_not_positive_definite(pure):
 @pytest.mark.parametrize("src,f,wt", LMM_CASES + [
     ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", None),
     ("pastes", "strength ~ 1 + (1 | batch/cask)", None),
+    ("sleepstudy", "Reaction ~ Days + (Days || Subject)", None),
+    (lambda: _small_crossed_slopes(), "y ~ x + (1 + x | a) + (1 | b)", None),
 ])
 def test_lmm_objective_matches_the_state_path(src, f, wt, reml):
     """The optimiser's fused objective (one compiled call, kept working arrays: `LmmObjective`)
@@ -339,6 +341,24 @@ def test_lmm_objective_matches_the_state_path(src, f, wt, reml):
     bad = LmmProblem(sv.y, X0, rs, sv.weights, sv.offset, REML=reml)
     dev0, grad0 = bad.objective()
     assert dev0(pts[0]) == np.inf and not np.any(grad0(pts[0]))
+
+
+def test_pattern_objective_factors_on_the_sparsity_pattern():
+    """The dense block of a nested design is factored on its pattern: (1 | batch/cask) has 30
+    cask levels (a diagonal block), 3 casks per batch and a full 10 x 10 Schur block, so the
+    cask levels (a diagonal block) and 3 casks in each of 10 batches; eliminating a cask links
+    only its own batch, so the batch block stays diagonal (no fill): the factor's lower triangle
+    holds 40 + 30 entries, not the 820 of a dense 40 x 40. Crossed (1 | plate) + (1 | sample)
+    (every plate meets every sample) fills its 6 x 6 block: 30 + 24 * 6 + 15."""
+    from pyglmm.fit.lmm import LmmProblem
+    fr = model_frame("strength ~ 1 + (1 | batch/cask)", _data("pastes"))
+    rs, _, sv = _structure(fr)
+    prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=True)
+    assert prob._xp.kernel_objective().pattern_size() == 40 + 30
+    fr = model_frame("diameter ~ 1 + (1 | plate) + (1 | sample)", _data("penicillin"))
+    rs, _, sv = _structure(fr)
+    prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=True)
+    assert prob._xp.kernel_objective().pattern_size() == 30 + 24 * 6 + 15
 
 
 def _small_crossed_slopes():

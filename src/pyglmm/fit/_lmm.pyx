@@ -216,6 +216,35 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
     return out[0], Minv_a, B_a, S_a, beta_a, u_a, out[1], G1_a, G2_a, G3_a
 
 
+cdef tuple _finish(double logdet, double pwrss, const double[:, ::1] S, bint REML, double n_eff,
+                   double sum_log_w, const double[:, ::1] G1, const double[:, ::1] G2,
+                   const double[:, ::1] G3, const int64_t[::1] flat, const int64_t[::1] which,
+                   Py_ssize_t ntheta):
+    """(deviance, gradient in theta) from log|M|, pwrss, the factor of S and the derivatives in
+    T's entries (fit/lmm.py's formulas); LinAlgError where pwrss is not positive."""
+    if not pwrss > 0:
+        raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
+    cdef Py_ssize_t i, a, p = S.shape[0]
+    cdef double nn = n_eff - p if REML else n_eff
+    cdef double dev = logdet + nn * (1.0 + log(2.0 * 3.141592653589793 * pwrss / nn)) - sum_log_w
+    if REML:
+        for a in range(p):
+            dev += 2.0 * log(S[a, a])
+    g_a = np.zeros(ntheta)
+    cdef double[::1] g = g_a
+    cdef const double* G1p = &G1[0, 0]
+    cdef const double* G2p = &G2[0, 0]
+    cdef const double* G3p = &G3[0, 0]
+    cdef double c2 = 2.0 * nn / pwrss, gv
+    cdef int64_t f
+    for i in range(flat.shape[0]):
+        f = flat[i]
+        gv = G1p[f] - c2 * G2p[f]
+        if REML and p:
+            gv += G3p[f]
+        g[which[i]] += gv
+    return dev, g_a
+
 cdef class LmmObjective:
     """The profiled ML / REML deviance and its exact gradient in theta from one call, on a
     model's fixed cross-products and working arrays kept between calls (the optimiser's
@@ -271,25 +300,281 @@ cdef class LmmObjective:
             raise np.linalg.LinAlgError("penalized system not positive definite")
         if st == 2:
             raise np.linalg.LinAlgError("fixed-effects system not positive definite")
-        cdef double logdet = out[0], pwrss = out[1]
-        if not pwrss > 0:
-            raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
-        cdef double nn = n_eff - p if REML else n_eff
-        cdef double dev = logdet + nn * (1.0 + log(2.0 * 3.141592653589793 * pwrss / nn)) - sum_log_w
-        if REML:
+        return _finish(out[0], out[1], self.S, REML, n_eff, sum_log_w, self.G1, self.G2, self.G3,
+                       self.flat, self.which, self.ntheta)
+
+
+cdef class PatternLmmObjective:
+    """`LmmObjective` for one dense block (lmm_dense.py: small models of any term structure)
+    that follows the block's sparsity: M = T'AT + I is factored on its symbolic pattern (the
+    first term's levels are a diagonal block, as MixedModels.jl's L[1,1]) and the gradient's
+    d log|M| / dT = 2 A T M^{-1} needs M^{-1} only on that pattern, which the Takahashi
+    recurrences give without the full inverse. Pattern (with fill), index lists and working
+    arrays are set once per model; an evaluation costs O(fill) instead of O(q^3)."""
+    cdef const double[:, ::1] A, C, XtWX
+    cdef const double[::1] d, XtWy
+    cdef const unsigned char[:, ::1] need
+    cdef const int64_t[::1] flat, which
+    cdef double yWy
+    cdef Py_ssize_t ntheta, q
+    cdef int64_t[::1] tptr, tidx, rptr, ridx, cptr, cidx
+    cdef double[:, ::1] T, AT, L, Z, K, B, BS, S, Sinv, G1, G2, G3
+    cdef double[::1] ev, u, zr, col, rhs, beta, vec, Swork
+    cdef unsigned char[::1] need_col
+
+    def __init__(self, A, C, d, XtWX, XtWy, double yWy, need, flat, which, Py_ssize_t ntheta):
+        self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy = A, C, d, XtWX, XtWy, yWy
+        self.need, self.flat, self.which, self.ntheta = need, flat, which, ntheta
+        cdef Py_ssize_t q = A.shape[0], p = C.shape[1], a, b, c, i, k, n
+        self.q = q
+        cdef const unsigned char[:, ::1] nd = need
+        cdef const double[:, ::1] Am = A
+        # T's structural nonzeros by column (rows c >= a)
+        tp, ti = [0], []
+        for a in range(q):
+            for c in range(a, q):
+                if nd[c, a]:
+                    ti.append(c)
+            tp.append(len(ti))
+        self.tptr, self.tidx = np.asarray(tp, np.int64), np.asarray(ti, np.int64)
+        cdef int64_t[::1] tptr = self.tptr, tidx = self.tidx
+        # pattern of M = T'AT + I: P1 = pattern of A T, then of T'(A T); then the fill of its
+        # Cholesky factor (column j's rows below it become a clique)
+        P1_a = np.zeros((q, q), np.uint8)
+        pat_a = np.zeros((q, q), np.uint8)
+        cdef unsigned char[:, ::1] P1 = P1_a, pat = pat_a
+        for b in range(q):
+            for k in range(tptr[b], tptr[b + 1]):
+                c = tidx[k]
+                for a in range(q):
+                    if Am[a, c] != 0.0:
+                        P1[a, b] = 1
+        for a in range(q):
+            pat[a, a] = 1
+            for k in range(tptr[a], tptr[a + 1]):
+                c = tidx[k]
+                for b in range(q):
+                    if P1[c, b]:
+                        pat[a, b] = 1
+                        pat[b, a] = 1
+        for c in range(q):
+            for i in range(c + 1, q):
+                if pat[i, c]:
+                    for k in range(i + 1, q):
+                        if pat[k, c]:
+                            pat[k, i] = 1
+        rp, ri, cp, ci = [0], [], [0], []
+        for a in range(q):
+            for b in range(a):
+                if pat[a, b]:
+                    ri.append(b)
+            rp.append(len(ri))
+            for i in range(a + 1, q):
+                if pat[i, a]:
+                    ci.append(i)
+            cp.append(len(ci))
+        self.rptr, self.ridx = np.asarray(rp, np.int64), np.asarray(ri, np.int64)
+        self.cptr, self.cidx = np.asarray(cp, np.int64), np.asarray(ci, np.int64)
+        self.T, self.AT = np.zeros((q, q)), np.zeros((q, q))
+        self.L, self.Z = np.zeros((q, q)), np.zeros((q, q))     # zero off the pattern, always
+        self.K, self.B, self.BS = np.empty((q, p)), np.empty((q, p)), np.empty((q, p))
+        self.S, self.Sinv, self.Swork = np.empty((p, p)), np.empty((p, p)), np.empty(p * p + 1)
+        self.G1, self.G2, self.G3 = np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
+        self.ev, self.u, self.zr, self.col = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+        self.vec, self.rhs, self.beta = np.empty(q), np.empty(p), np.empty(p)
+        self.need_col = np.zeros(q, dtype=np.uint8)
+        _need_columns(self.need, self.need_col)
+
+    def pattern_size(self) -> int:
+        """Entries of the factor's lower triangle (diagonal included): the work per evaluation."""
+        return int(self.q + self.ridx.shape[0])
+
+    cdef void _solve(self, double* x) noexcept nogil:
+        """x <- M^{-1} x with the factor on its pattern."""
+        cdef Py_ssize_t a, k, q = self.q
+        cdef double s
+        cdef double* L = &self.L[0, 0]
+        for a in range(q):
+            s = x[a]
+            for k in range(self.rptr[a], self.rptr[a + 1]):
+                s -= L[a * q + self.ridx[k]] * x[self.ridx[k]]
+            x[a] = s / L[a * q + a]
+        for a in range(q - 1, -1, -1):
+            s = x[a]
+            for k in range(self.cptr[a], self.cptr[a + 1]):
+                s -= L[self.cidx[k] * q + a] * x[self.cidx[k]]
+            x[a] = s / L[a * q + a]
+
+    cdef int _core(self, double* out) noexcept:
+        """Factor, solve and gradient pieces at the T in self.T; out <- (log|M|, pwrss).
+        0, or 1 when M and 2 when S is not positive definite."""
+        cdef Py_ssize_t q = self.q, p = self.C.shape[1], a, b, c, e, k, m, i, j
+        cdef double t, s, logdet = 0.0, pwrss
+        cdef double* T = &self.T[0, 0]
+        cdef double* AT = &self.AT[0, 0]
+        cdef double* L = &self.L[0, 0]
+        cdef double* Z = &self.Z[0, 0]
+        cdef const double* Am = &self.A[0, 0]
+        cdef int64_t* tptr = &self.tptr[0]
+        cdef int64_t* tidx = &self.tidx[0]
+        cdef int64_t* rptr = &self.rptr[0]
+        cdef int64_t* ridx = &self.ridx[0]
+        cdef int64_t* cptr = &self.cptr[0]
+        cdef int64_t* cidx = &self.cidx[0]
+        with nogil:
+            # AT = A T (T's nonzeros by column)
+            for b in range(q):
+                for a in range(q):
+                    AT[a * q + b] = 0.0
+                for k in range(tptr[b], tptr[b + 1]):
+                    c = tidx[k]
+                    t = T[c * q + b]
+                    for a in range(q):
+                        AT[a * q + b] += Am[a * q + c] * t
+            # M = T'(AT) + I on the pattern's lower triangle, factored in place (by rows)
+            for a in range(q):
+                for m in range(rptr[a], rptr[a + 1] + 1):
+                    b = ridx[m] if m < rptr[a + 1] else a
+                    t = 1.0 if a == b else 0.0
+                    for k in range(tptr[a], tptr[a + 1]):
+                        c = tidx[k]
+                        t = t + T[c * q + a] * AT[c * q + b]
+                    L[a * q + b] = t
+            for a in range(q):
+                for m in range(rptr[a], rptr[a + 1]):
+                    b = ridx[m]
+                    t = L[a * q + b]
+                    for k in range(rptr[b], rptr[b + 1]):
+                        t -= L[a * q + ridx[k]] * L[b * q + ridx[k]]
+                    L[a * q + b] = t / L[b * q + b]
+                s = L[a * q + a]
+                for k in range(rptr[a], rptr[a + 1]):
+                    s -= L[a * q + ridx[k]] * L[a * q + ridx[k]]
+                if not s > 0.0:
+                    break
+                L[a * q + a] = sqrt(s)
+                logdet += log(s)
+        if not s > 0.0:
+            return 1
+        with nogil:
+            # ev = T'd, K = T'C; u = M^{-1} ev, B = M^{-1} K; S = X'WX - K'B, rhs = X'Wy - K'u
+            for a in range(q):
+                t = 0.0
+                for k in range(tptr[a], tptr[a + 1]):
+                    t = t + T[tidx[k] * q + a] * self.d[tidx[k]]
+                self.ev[a] = t
+                self.u[a] = t
+                for b in range(p):
+                    t = 0.0
+                    for k in range(tptr[a], tptr[a + 1]):
+                        t = t + T[tidx[k] * q + a] * self.C[tidx[k], b]
+                    self.K[a, b] = t
+            self._solve(&self.u[0])
+            for b in range(p):
+                for a in range(q):
+                    self.vec[a] = self.K[a, b]
+                self._solve(&self.vec[0])
+                for a in range(q):
+                    self.B[a, b] = self.vec[a]
             for a in range(p):
-                dev += 2.0 * log(self.S[a, a])
-        g_a = np.zeros(self.ntheta)
-        cdef double[::1] g = g_a
-        cdef double* G1p = &self.G1[0, 0]
-        cdef double* G2p = &self.G2[0, 0]
-        cdef double* G3p = &self.G3[0, 0]
-        cdef double c2 = 2.0 * nn / pwrss, gv
-        cdef int64_t f
+                for b in range(p):
+                    t = self.XtWX[a, b]
+                    for c in range(q):
+                        t = t - self.K[c, a] * self.B[c, b]
+                    self.S[a, b] = t
+                t = self.XtWy[a]
+                for c in range(q):
+                    t = t - self.K[c, a] * self.u[c]
+                self.rhs[a] = t
+            if p > 0 and _chol(p, &self.S[0, 0]) != 0:
+                s = -1.0
+        if not s > 0.0:
+            return 2
+        with nogil:
+            if p > 0:
+                for a in range(p):
+                    self.beta[a] = self.rhs[a]
+                _block_solve(p, &self.S[0, 0], &self.beta[0])
+                _chol_inverse(p, &self.S[0, 0], &self.Sinv[0, 0], &self.Swork[0])
+            pwrss = self.yWy
+            for a in range(p):
+                pwrss -= self.beta[a] * self.XtWy[a]
+            for a in range(q):
+                t = self.u[a]
+                for b in range(p):
+                    t = t - self.B[a, b] * self.beta[b]
+                self.u[a] = t
+                pwrss -= t * self.ev[a]
+            # Z = M^{-1} on the pattern (Takahashi: Z L = L^{-T}, columns right to left)
+            for j in range(q - 1, -1, -1):
+                for m in range(cptr[j], cptr[j + 1]):
+                    i = cidx[m]
+                    t = 0.0
+                    for k in range(cptr[j], cptr[j + 1]):
+                        t = t + Z[i * q + cidx[k]] * L[cidx[k] * q + j]
+                    t = -t / L[j * q + j]
+                    Z[i * q + j] = t
+                    Z[j * q + i] = t
+                t = 0.0
+                for k in range(cptr[j], cptr[j + 1]):
+                    t = t + Z[cidx[k] * q + j] * L[cidx[k] * q + j]
+                Z[j * q + j] = (1.0 / L[j * q + j] - t) / L[j * q + j]
+            # gradient pieces at the entries of T that carry a parameter (need):
+            # G1 = 2 AT Z; zr = d - C beta - AT u, G2 = zr u'; G3 = 2 AT (BS B') - 2 C BS'
+            for a in range(q):
+                t = self.d[a]
+                for b in range(p):
+                    t = t - self.C[a, b] * self.beta[b]
+                for b in range(q):
+                    t = t - AT[a * q + b] * self.u[b]
+                self.zr[a] = t
+            for a in range(q):
+                for b in range(q):
+                    if self.need[a, b]:
+                        t = 0.0
+                        for c in range(q):
+                            t = t + AT[a * q + c] * Z[c * q + b]
+                        self.G1[a, b] = 2.0 * t
+                        self.G2[a, b] = self.zr[a] * self.u[b]
+                        self.G3[a, b] = 0.0
+            if p > 0:
+                for a in range(q):
+                    for b in range(p):
+                        t = 0.0
+                        for c in range(p):
+                            t = t + self.B[a, c] * self.Sinv[c, b]
+                        self.BS[a, b] = t
+                for b in range(q):
+                    if not self.need_col[b]:
+                        continue
+                    for c in range(q):
+                        t = 0.0
+                        for e in range(p):
+                            t = t + self.BS[c, e] * self.B[b, e]
+                        self.col[c] = t
+                    for a in range(q):
+                        if self.need[a, b]:
+                            t = 0.0
+                            for c in range(q):
+                                t = t + AT[a * q + c] * self.col[c]
+                            for c in range(p):
+                                t = t - self.C[a, c] * self.BS[b, c]
+                            self.G3[a, b] = 2.0 * t
+        out[0], out[1] = logdet, pwrss
+        return 0
+
+    def deviance_gradient(self, const double[::1] theta, bint REML, double n_eff,
+                          double sum_log_w):
+        """(deviance, gradient) at theta, as `LmmObjective.deviance_gradient`."""
+        cdef Py_ssize_t i, a, p = self.C.shape[1]
+        cdef double* Tp = &self.T[0, 0]
         for i in range(self.flat.shape[0]):
-            f = self.flat[i]
-            gv = G1p[f] - c2 * G2p[f]
-            if REML and p:
-                gv += G3p[f]
-            g[self.which[i]] += gv
-        return dev, g_a
+            Tp[self.flat[i]] = theta[self.which[i]]
+        cdef double out[2]
+        cdef int st = self._core(out)
+        if st == 1:
+            raise np.linalg.LinAlgError("penalized system not positive definite")
+        if st == 2:
+            raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+        return _finish(out[0], out[1], self.S, REML, n_eff, sum_log_w, self.G1, self.G2, self.G3,
+                       self.flat, self.which, self.ntheta)

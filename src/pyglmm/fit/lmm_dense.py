@@ -6,7 +6,10 @@ one-term kernel of `lmm_blocks` with a single "level" whose T is all of Lambda (
 and lower triangular; the kernel skips its zeros). That kernel returns the derivatives of the
 deviance in every entry of T; theta's gradient sums them over the entries each theta fills.
 One evaluation is a few dense q x q products and a Cholesky factorisation in compiled code,
-instead of the blocked factor's dozens of numpy calls, which dominate at this size.
+instead of the blocked factor's dozens of numpy calls, which dominate at this size. The
+optimiser's objective (`PatternLmmObjective`) follows the block's sparsity: with the first
+term's levels a diagonal block, a nested (1 | a/b) or crossed (1 | a) + (1 | b) design factors
+in O(q1 q2^2) instead of O(q^3).
 """
 from __future__ import annotations
 
@@ -68,8 +71,8 @@ class DenseCrossprods(CrossprodsLmm):
             self._lambda(theta), self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy, self._need)
 
     def kernel_objective(self):
-        return compiled.lmm_kernels().LmmObjective(
-            self.A, self.C, self.d, np.ascontiguousarray(self.XtWX),
+        return compiled.lmm_kernels().PatternLmmObjective(
+            self.A[0], self.C[0], self.d[0], np.ascontiguousarray(self.XtWX),
             np.ascontiguousarray(self.XtWy), self.yWy, self._need,
             self._flat.astype(np.int64), self._which.astype(np.int64), self.rs.ntheta)
 
