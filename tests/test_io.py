@@ -122,12 +122,16 @@ def test_interrupted_fit_leaves_no_partial_state(monkeypatch, tmp_path):
     orig = G.minimize_bounded
 
     def interrupting(f, *a, **k):          # the 7th deviance evaluation of the optimiser
-        def counted(x):
-            calls["n"] += 1
-            if calls["n"] == 7:
-                raise KeyboardInterrupt
-            return f(x)
-        return orig(counted, *a, **k)
+        def counting(fn):
+            def counted(x):
+                calls["n"] += 1
+                if calls["n"] == 7:
+                    raise KeyboardInterrupt
+                return fn(x)
+            return counted
+        if k.get("fg") is not None:        # value and gradient from one call
+            k["fg"] = counting(k["fg"])
+        return orig(counting(f), *a, **k)
 
     monkeypatch.setattr(G, "minimize_bounded", interrupting)
     with pytest.raises(KeyboardInterrupt):

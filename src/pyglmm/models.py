@@ -252,10 +252,10 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     lb = rs.lower_bounds()
     th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)
     prog = Progress(progress)
-    dev_fn, grad_fn = prob.objective()
+    dev_fn, grad_fn, fg_fn = prob.objective(fused=True)
     try:
         opt = minimize_bounded(dev_fn, th0, lb, verbose=verbose, label="theta",
-                               grad=grad_fn, progress=prog)   # exact profiled gradient
+                               grad=grad_fn, progress=prog, fg=fg_fn)   # exact profiled gradient
         vector_diag = np.concatenate([(r == c) & (t.p > 1) for t, (r, c) in zip(rs.terms, rs._tril)])
         opt = recheck_boundary(dev_fn, grad_fn, rs.theta_start(), lb, opt,
                                candidates=vector_diag, verbose=verbose, progress=prog)

@@ -925,6 +925,11 @@ cdef class LaplaceObjective:
         self._set_point(z)
         return self.f
 
+    def deviance_gradient(self, const double[::1] z):
+        """(deviance, gradient) at z from one call (the optimiser's evaluations)."""
+        self._set_point(z)
+        return self.f, self.gradient(z)
+
     def gradient(self, const double[::1] z):
         """Its gradient in z (zeros where PIRLS fails: the line search then backtracks)."""
         self._set_point(z)

@@ -276,8 +276,9 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
 
     fast = _KernelLaplace.make(problem, fam_phi(ex1)[0], nth, p, sc, beta1, C) \
         if analytic and nx == 0 else None
+    fg_z = None
     if fast is not None:
-        dev_z, grad_z = fast.deviance, fast.gradient
+        dev_z, grad_z, fg_z = fast.deviance, fast.gradient, fast.deviance_gradient
 
     if analytic and THETA_SCALING:
         hdiag = _theta_curvature(grad_z, z2, nth)
@@ -298,7 +299,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
                 z2 = zb
     opt2 = minimize_bounded(dev_z, z2, lb2, verbose=verbose, label="stage 2", progress=progress,
                             maxiter=maxiter,
-                            method=STAGE2_METHOD, grad=grad_z if analytic else None,
+                            method=STAGE2_METHOD, grad=grad_z if analytic else None, fg=fg_z,
                             **(dict(ftol=STAGE2_FTOL, gtol=1e-6) if analytic else {}))
     z_opt = np.array(opt2.x, dtype=float)
     opt2.x = to_x(opt2.x)

@@ -186,14 +186,15 @@ class LmmProblem:
             g[rs.theta_slices[k]] = G[rows, cols]
         return g
 
-    def objective(self) -> tuple:
+    def objective(self, fused: bool = False) -> tuple:
         """(deviance, gradient) functions for the optimiser. Where a cross-products kernel runs,
         both come from one kernel call per theta (`CrossprodsLmm.kernel_objective`), without
         the state object and caches of `evaluate`: on small data those layers cost more than
-        the numerics. Elsewhere `deviance` and `gradient`."""
+        the numerics. Elsewhere `deviance` and `gradient`. ``fused=True`` adds a third
+        function giving (deviance, gradient) from one call (None without a kernel)."""
         kobj = None if self._xp is None else self._xp.kernel_objective()
         if kobj is None:
-            return self.deviance, self.gradient
+            return (self.deviance, self.gradient, None) if fused else (self.deviance, self.gradient)
         last: list = [None, None]
         REML, n_eff, slw = self.REML, float(self.n_eff), self.sum_log_w
 
@@ -208,7 +209,14 @@ class LmmProblem:
                 last[0] = key
             return last[1]
 
-        return (lambda theta: point(theta)[0]), (lambda theta: point(theta)[1].copy())
+        dev, grad = (lambda theta: point(theta)[0]), (lambda theta: point(theta)[1].copy())
+        if not fused:
+            return dev, grad
+
+        def fg(theta):
+            v, g = point(theta)
+            return v, g.copy()
+        return dev, grad, fg
 
     def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
         """Diagonal blocks of M^{-1} per term, (levels, p_k, p_k): the conditional variances of the

@@ -39,8 +39,11 @@ class _Counted:
         self.progress = progress if progress is not None and progress.enabled else None
 
     def __call__(self, x):
+        return self.record(x, self.f(x))
+
+    def record(self, x, v):
+        """Count an evaluation of value v at x (best point, verbose line, progress)."""
         self.n += 1
-        v = self.f(x)
         if v < self.best[0]:
             self.best = (v, x.copy() if type(x) is np.ndarray else np.array(x, float))
         if self.verbose:
@@ -223,9 +226,9 @@ def _setulb():
 
 def _lbfgsb_direct(fun, jac, x0, lb, *, maxiter: int = 15000, ftol: float = 1e-13,
                    gtol: float = 1e-7, maxcor: int = 20, maxls: int = 20, maxfun: int = 15000,
-                   _step=None) -> so.OptimizeResult:
+                   _step=None, fg=None) -> so.OptimizeResult:
     """scipy's L-BFGS-B loop (scipy.optimize._lbfgsb_py) for lower bounds only, calling the
-    compiled step directly."""
+    compiled step directly. ``fg``: value and gradient from one call (else fun, then jac)."""
     step = _step if _step is not None else _setulb()
     n, m = x0.size, maxcor
     fin = np.isfinite(lb)
@@ -243,8 +246,13 @@ def _lbfgsb_direct(fun, jac, x0, lb, *, maxiter: int = 15000, ftol: float = 1e-1
         step(m, x, low, upp, nbd, f, g, factr, gtol, wa, iwa, task, lsave, isave, dsave, maxls, ln_task)
         if task[0] == 3:                              # f and g wanted at x
             xc = x.copy()
-            f = float(fun(xc))
-            g = np.array(jac(xc), dtype=np.float64)
+            if fg is not None:
+                f, g = fg(xc)
+                if type(g) is not np.ndarray or g.dtype != np.float64:
+                    g = np.array(g, dtype=np.float64)
+            else:
+                f = float(fun(xc))
+                g = np.array(jac(xc), dtype=np.float64)
             nfev += 1
         elif task[0] == 1:                            # a new iterate
             nit += 1
@@ -263,8 +271,9 @@ def _lbfgsb_direct(fun, jac, x0, lb, *, maxiter: int = 15000, ftol: float = 1e-1
                              success=bool(task[0] == 4), message=msg)
 
 
-def _lbfgsb(fun, jac, x, lb, bounds, options):
-    """scipy's L-BFGS-B with the stall guard; the best point so far when the guard stops it."""
+def _lbfgsb(fun, jac, x, lb, bounds, options, fg=None):
+    """scipy's L-BFGS-B with the stall guard; the best point so far when the guard stops it.
+    ``fg`` (value and gradient in one call) serves the direct driver when given."""
     guard = _StallGuard(lb)
 
     def f(z):
@@ -277,9 +286,15 @@ def _lbfgsb(fun, jac, x, lb, bounds, options):
         guard.on_g(z, out)
         return out
 
+    def fg2(z):
+        v, out = fg(z)
+        guard.on_f(z, v)
+        guard.on_g(z, out)
+        return v, out
+
     try:
         if _setulb() is not None:
-            return _lbfgsb_direct(f, g, x, lb, **options)
+            return _lbfgsb_direct(f, g, x, lb, fg=None if fg is None else fg2, **options)
         return so.minimize(f, x, jac=g, method="L-BFGS-B", bounds=bounds, options=options)
     except _Stalled:
         xb = np.frombuffer(guard.best_key, dtype=float).copy()
@@ -291,7 +306,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
                      gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
                      radius_final: float = 1e-7, grad: Callable | None = None,
-                     progress=None) -> OptSummary:
+                     progress=None, fg: Callable | None = None) -> OptSummary:
     """Minimise f over x >= lb.
 
     method "cobyqa": scipy's derivative-free trust-region method (Powell's BOBYQA successor;
@@ -299,7 +314,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     finite-difference gradient method in the few dimensions of (theta, beta); a short
     L-BFGS-B polish follows only if the final projected gradient is not small.
     method "lbfgsb": L-BFGS-B with central-difference gradients throughout; with ``grad`` (an
-    exact gradient) always L-BFGS-B with it.
+    exact gradient) always L-BFGS-B with it; ``fg`` (optional, with ``grad``): value and
+    gradient from one call, for the L-BFGS-B loop (one Python call chain per evaluation).
     """
     cf = _Counted(f, verbose, label, progress)
     x0 = np.maximum(np.asarray(x0, float), lb)
@@ -309,6 +325,13 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     def fun(x):
         v = cf(x)
         return v if math.isfinite(v) else 1e300
+
+    fgw = None
+    if fg is not None and grad is not None:
+        def fgw(x):
+            v, g = fg(x)
+            v = cf.record(x, v)
+            return (v if math.isfinite(v) else 1e300), g
 
     if grad is not None:
         method = "lbfgsb"
@@ -340,7 +363,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
             summ.optimizer += " + L-BFGS-B polish"
     if polish:
         for attempt in range(attempts):
-            res = _lbfgsb(fun, jac, x, lb, bounds, opts)
+            res = _lbfgsb(fun, jac, x, lb, bounds, opts, fg=fgw)
             moved = np.max(np.abs(res.x - x))
             x = res.x
             # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
@@ -358,7 +381,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         xr = _edge_restart_point(fun, x, lb)
         if xr is None:
             break
-        res = _lbfgsb(fun, jac, xr, lb, bounds, opts)
+        res = _lbfgsb(fun, jac, xr, lb, bounds, opts, fg=fgw)
         if res.fun < fun(x):
             x = np.asarray(res.x, float)
             summ.optimizer += " + edge restart"
