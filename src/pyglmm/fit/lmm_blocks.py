@@ -29,6 +29,7 @@ import numpy as np
 import scipy.linalg as sla
 
 from ..linalg.restructure import ReStructure
+from ..linalg.small import cholesky_lower
 from . import compiled
 
 
@@ -42,6 +43,16 @@ def solve_fixed_effects(XtWX: np.ndarray, KtB: np.ndarray, rhs: np.ndarray):
     return RX, sla.cho_solve((RX, True), rhs, check_finite=False)
 
 
+def _ls_coef(XtWX: np.ndarray, XtWy: np.ndarray) -> np.ndarray:
+    """Weighted least-squares coefficients from the normal equations: by Cholesky (X has full
+    rank after the model frame's rank check), by lstsq where X'WX is singular (zero weights)."""
+    try:
+        L = cholesky_lower(XtWX)
+        return sla.cho_solve((L, True), XtWy, check_finite=False)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(XtWX, XtWy, rcond=None)[0]
+
+
 class CrossprodsLmm:
     """What the cross-products LMM paths share: y centred on its weighted least-squares fit on X
     (the same pwrss and u, beta shifted by b0; y'Wy is then of the size of pwrss, so the
@@ -53,7 +64,7 @@ class CrossprodsLmm:
         wX = X if unit else X * w[:, None]
         self.XtWX = X.T @ wX
         if X.shape[1]:
-            self.b0 = np.linalg.lstsq(self.XtWX, wX.T @ y, rcond=None)[0]
+            self.b0 = _ls_coef(self.XtWX, wX.T @ y)
             y = y - X @ self.b0
         else:
             self.b0 = np.zeros(0)

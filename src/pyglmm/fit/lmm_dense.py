@@ -49,7 +49,7 @@ class DenseCrossprods(CrossprodsLmm):
             start = rs.theta_slices[k].start
             lev0 = off + np.arange(t.nlevels)[:, None] * t.p          # first column of each level
             flat.append(((lev0 + r) * q + (lev0 + c)).ravel())
-            which.append(np.broadcast_to(start + np.arange(r.size), (t.nlevels, r.size)).ravel())
+            which.append(np.tile(np.arange(start, start + r.size), t.nlevels))
         Zw = Z if unit else Z * w[:, None]
         self.A = np.ascontiguousarray((Zw.T @ Z)[None])
         self.C = np.ascontiguousarray((Zw.T @ X)[None])

@@ -7,6 +7,7 @@ p_k x p_k lower-triangular relative covariance factor of the term (lme4's Lambda
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,14 +49,18 @@ class TermStructure:
         return self.p * (self.p + 1) // 2
 
 
+@lru_cache(maxsize=64)
 def tril_indices_colmajor(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row/column indices of a p x p lower triangle in lme4's (column-major) theta order."""
+    """Row/column indices of a p x p lower triangle in lme4's (column-major) theta order
+    (read-only arrays, shared between calls)."""
     rows, cols = [], []
     for c in range(p):
         for r in range(c, p):
             rows.append(r)
             cols.append(c)
-    return np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+    rows, cols = np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
 
 
 @dataclass
@@ -95,7 +100,7 @@ class ReStructure:
                 for a in range(t.p):
                     cols.append(base + a)
                 off += t.q
-            self._rest_indices = np.stack(cols, axis=1).ravel()
+            self._rest_indices = cols[0] if len(cols) == 1 else np.stack(cols, axis=1).ravel()
             m = len(cols)
             self._rest_indptr = np.arange(0, self.n * m + 1, m, dtype=np.int64)
             self._rest_m = m
