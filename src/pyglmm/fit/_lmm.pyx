@@ -385,6 +385,26 @@ cdef class PatternLmmObjective:
         self.need_col = np.zeros(q, dtype=np.uint8)
         _need_columns(self.need, self.need_col)
 
+    def solution(self, const double[::1] theta):
+        """(log|M|, R_X, beta, u, pwrss, M^{-1} on the pattern) at theta: the solved system for
+        the fit's summaries (copies; M^{-1} is zero off the factor's pattern, which holds every
+        level's diagonal block). LinAlgError as `deviance_gradient`."""
+        cdef Py_ssize_t i, a, b, p = self.C.shape[1]
+        cdef double* Tp = &self.T[0, 0]
+        for i in range(self.flat.shape[0]):
+            Tp[self.flat[i]] = theta[self.which[i]]
+        cdef double out[2]
+        cdef int st = self._core(out)
+        if st == 1:
+            raise np.linalg.LinAlgError("penalized system not positive definite")
+        if st == 2:
+            raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+        RX = np.array(self.S)
+        for a in range(p):
+            for b in range(a + 1, p):
+                RX[a, b] = 0.0
+        return (out[0], RX, np.array(self.beta), np.array(self.u), out[1], np.array(self.Z))
+
     def pattern_size(self) -> int:
         """Entries of the factor's lower triangle (diagonal included): the work per evaluation."""
         return int(self.q + self.ridx.shape[0])

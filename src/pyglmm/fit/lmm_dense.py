@@ -59,6 +59,7 @@ class DenseCrossprods(CrossprodsLmm):
         need = np.zeros(q * q, dtype=np.uint8)
         need[self._flat] = 1
         self._need = need.reshape(q, q)                # the entries of Lambda that carry a theta
+        self._pattern, self._psol = None, None
 
     def _lambda(self, theta: np.ndarray) -> np.ndarray:
         q = self.rs.q
@@ -71,22 +72,45 @@ class DenseCrossprods(CrossprodsLmm):
             self._lambda(theta), self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy, self._need)
 
     def kernel_objective(self):
-        return compiled.lmm_kernels().PatternLmmObjective(
+        self._pattern = compiled.lmm_kernels().PatternLmmObjective(
             self.A[0], self.C[0], self.d[0], np.ascontiguousarray(self.XtWX),
             np.ascontiguousarray(self.XtWy), self.yWy, self._need,
             self._flat.astype(np.int64), self._which.astype(np.int64), self.rs.ntheta)
+        return self._pattern
+
+    def __getstate__(self):
+        """Pickled without the compiled kernel (made again by `kernel_objective`)."""
+        state = dict(self.__dict__)
+        state["_pattern"] = state["_psol"] = None
+        return state
+
+    def _pattern_solution(self, theta: np.ndarray):
+        """The sparse kernel's solved system at theta (the last one cached), or None before
+        `kernel_objective` made the kernel."""
+        if getattr(self, "_pattern", None) is None:
+            return None
+        key = theta.tobytes()
+        if self._psol is None or self._psol[0] != key:
+            self._psol = (key, self._pattern.solution(np.ascontiguousarray(theta, dtype=float)))
+        return self._psol[1]
 
     def _theta_gradient(self, G: np.ndarray) -> np.ndarray:
         return np.bincount(self._which, weights=G.ravel()[self._flat], minlength=self.rs.ntheta)
 
     def parts(self, theta: np.ndarray):
-        """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""
+        """(factor of M, R_X, beta for the centred y, u, pwrss) at theta (from the sparse
+        kernel once the optimiser has made it, else the dense one)."""
+        sol = self._pattern_solution(np.asarray(theta, float))
+        if sol is not None:
+            logdet, RX, beta, u, pwrss, _ = sol
+            return BlockDiagonalFactor(logdet), RX, beta, u, pwrss
         logdet, Minv, B, RX, beta, u, pwrss, *_ = self.solve(theta)
         return BlockDiagonalFactor(logdet), RX, beta, u[0], pwrss
 
     def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
         """The diagonal blocks of M^{-1} per term, (levels, p_k, p_k)."""
-        Minv = self.solve(theta)[1][0]
+        sol = self._pattern_solution(np.asarray(theta, float))
+        Minv = sol[5] if sol is not None else self.solve(theta)[1][0]
         out = []
         for k, t in enumerate(self.rs.terms):
             o0, o1 = self.rs.q_offsets[k], self.rs.q_offsets[k + 1]
