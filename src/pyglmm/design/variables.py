@@ -68,6 +68,12 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
                                        and not pd.api.types.is_bool_dtype(cats.dtype)):
             return Variable(name, codes=codes, levels=format_r_numbers(cats.to_numpy()))
         return Variable(name, codes=codes, levels=[_label(c) for c in cats.to_numpy(dtype=object)])
+    if type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind in "fiu":
+        arr = values.astype(np.float64, copy=False)
+        if not np.isnan(arr).any():                  # numeric group ids: no pandas Series
+            uniq, codes = np.unique(arr, return_inverse=True)
+            return Variable(name, codes=codes.astype(np.int64, copy=False),
+                            levels=format_r_numbers(uniq))
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if isinstance(s.dtype, pd.CategoricalDtype):
         cats = s.cat.categories

@@ -32,9 +32,11 @@ def format_r_number(value: float) -> str:
 def format_r_numbers(values) -> list[str]:
     """format_r_number for many values; integral values (the usual group ids) in one numpy pass."""
     arr = np.asarray(values, dtype=np.float64)
-    if arr.size and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) \
-            and np.max(np.abs(arr)) < 1e15:
-        out = arr.astype(np.int64).astype(str).tolist()
+    if arr.size and np.all(np.abs(arr) < 1e15):            # False for NaN and +-Inf
+        ints = arr.astype(np.int64)
+        if not np.array_equal(ints, arr):
+            return [format_r_number(float(v)) for v in arr]
+        out = list(map(str, ints.tolist()))
         # R prints integers with five or more trailing zeros in scientific notation (1e+05)
         for i in np.flatnonzero((arr % 100_000 == 0) & (arr != 0)):
             out[i] = format_r_number(float(arr[i]))
