@@ -58,6 +58,20 @@ class Variable:
         return Variable(self.name, codes=new_codes, levels=levels, ref=ref)
 
 
+def _numeric_levels(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values of a NaN-free float array and each value's index among them;
+    integer ids in a small range by counting (O(n), not a sort of a million rows)."""
+    ints = arr.astype(np.int64)
+    if np.array_equal(ints, arr):
+        lo = int(ints.min())
+        key = ints - lo
+        if int(key.max()) < 4 * key.size + 1024:
+            used = np.bincount(key) > 0
+            return (np.flatnonzero(used) + lo).astype(np.float64), (np.cumsum(used) - 1)[key]
+    uniq, codes = np.unique(arr, return_inverse=True)
+    return uniq, codes.astype(np.int64, copy=False).reshape(-1)
+
+
 def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
     """Make a factor like R's ``factor()``: categories kept in order, others sorted; bool -> FALSE/TRUE."""
     if isinstance(values, pd.Categorical):
@@ -70,10 +84,9 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
         return Variable(name, codes=codes, levels=[_label(c) for c in cats.to_numpy(dtype=object)])
     if type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind in "fiu":
         arr = values.astype(np.float64, copy=False)
-        if not np.isnan(arr).any():                  # numeric group ids: no pandas Series
-            uniq, codes = np.unique(arr, return_inverse=True)
-            return Variable(name, codes=codes.astype(np.int64, copy=False),
-                            levels=format_r_numbers(uniq))
+        if arr.size and not np.isnan(arr).any():     # numeric group ids: no pandas Series
+            uniq, codes = _numeric_levels(arr)
+            return Variable(name, codes=codes, levels=format_r_numbers(uniq))
     s = values if isinstance(values, pd.Series) else pd.Series(values)
     if isinstance(s.dtype, pd.CategoricalDtype):
         cats = s.cat.categories
