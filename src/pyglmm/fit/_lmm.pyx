@@ -209,12 +209,16 @@ def single_term_lmm(const double[:, ::1] T, const double[:, :, ::1] A, const dou
     cdef double out[2]
     cdef int st = _core(T, A, C, d, XtWy, yWy, need, need_col_a, Minv_a, B_a, u_a, S_a, rhs_a,
                         beta_a, G1_a, G2_a, G3_a, Sinv_a, &work[0], out)
+    _raise_status(st)
+    return out[0], Minv_a, B_a, S_a, beta_a, u_a, out[1], G1_a, G2_a, G3_a
+
+
+cdef void _raise_status(int st) except *:
+    """The LinAlgError of a kernel's status: 1 when M, 2 when S is not positive definite."""
     if st == 1:
         raise np.linalg.LinAlgError("penalized system not positive definite")
     if st == 2:
         raise np.linalg.LinAlgError("fixed-effects system not positive definite")
-    return out[0], Minv_a, B_a, S_a, beta_a, u_a, out[1], G1_a, G2_a, G3_a
-
 
 cdef tuple _finish(double logdet, double pwrss, const double[:, ::1] S, bint REML, double n_eff,
                    double sum_log_w, const double[:, ::1] G1, const double[:, ::1] G2,
@@ -296,10 +300,7 @@ cdef class LmmObjective:
         cdef int st = _core(self.T, self.A, self.C, self.d, self.XtWy, self.yWy, self.need,
                             self.need_col, self.Minv, self.B, self.u, self.S, self.rhs,
                             self.beta, self.G1, self.G2, self.G3, self.Sinv, &self.work[0], out)
-        if st == 1:
-            raise np.linalg.LinAlgError("penalized system not positive definite")
-        if st == 2:
-            raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+        _raise_status(st)
         return _finish(out[0], out[1], self.S, REML, n_eff, sum_log_w, self.G1, self.G2, self.G3,
                        self.flat, self.which, self.ntheta)
 
@@ -385,20 +386,22 @@ cdef class PatternLmmObjective:
         self.need_col = np.zeros(q, dtype=np.uint8)
         _need_columns(self.need, self.need_col)
 
+    cdef void _at(self, const double[::1] theta, double* out) except *:
+        """T filled from theta, the system solved there (out <- log|M|, pwrss); LinAlgError
+        where M or S is not positive definite."""
+        cdef Py_ssize_t i
+        cdef double* Tp = &self.T[0, 0]
+        for i in range(self.flat.shape[0]):
+            Tp[self.flat[i]] = theta[self.which[i]]
+        _raise_status(self._core(out))
+
     def solution(self, const double[::1] theta):
         """(log|M|, R_X, beta, u, pwrss, M^{-1} on the pattern) at theta: the solved system for
         the fit's summaries (copies; M^{-1} is zero off the factor's pattern, which holds every
         level's diagonal block). LinAlgError as `deviance_gradient`."""
-        cdef Py_ssize_t i, a, b, p = self.C.shape[1]
-        cdef double* Tp = &self.T[0, 0]
-        for i in range(self.flat.shape[0]):
-            Tp[self.flat[i]] = theta[self.which[i]]
+        cdef Py_ssize_t a, b, p = self.C.shape[1]
         cdef double out[2]
-        cdef int st = self._core(out)
-        if st == 1:
-            raise np.linalg.LinAlgError("penalized system not positive definite")
-        if st == 2:
-            raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+        self._at(theta, out)
         RX = np.array(self.S)
         for a in range(p):
             for b in range(a + 1, p):
@@ -586,15 +589,7 @@ cdef class PatternLmmObjective:
     def deviance_gradient(self, const double[::1] theta, bint REML, double n_eff,
                           double sum_log_w):
         """(deviance, gradient) at theta, as `LmmObjective.deviance_gradient`."""
-        cdef Py_ssize_t i, a, p = self.C.shape[1]
-        cdef double* Tp = &self.T[0, 0]
-        for i in range(self.flat.shape[0]):
-            Tp[self.flat[i]] = theta[self.which[i]]
         cdef double out[2]
-        cdef int st = self._core(out)
-        if st == 1:
-            raise np.linalg.LinAlgError("penalized system not positive definite")
-        if st == 2:
-            raise np.linalg.LinAlgError("fixed-effects system not positive definite")
+        self._at(theta, out)
         return _finish(out[0], out[1], self.S, REML, n_eff, sum_log_w, self.G1, self.G2, self.G3,
                        self.flat, self.which, self.ntheta)
