@@ -146,3 +146,26 @@ def test_crossed_design_with_many_levels_warns_it_will_be_slow(monkeypatch):
     monkeypatch.setattr(checks, "DENSE_SLOW_Q", 100)
     with pytest.warns(UserWarning, match="dense 250 x 250 system"):
         pyglmm.lmer("y ~ x + (1 | user) + (1 | item)", _crossed())
+
+
+def test_scale_precheck_never_hides_the_scale_message():
+    """The range-based precheck of checkScaleX only skips the sd computation where the sds
+    cannot differ by 1e3 (or magnitudes exceed 1e6): on random designs with widely spread
+    column scales, whenever it says "fine" the exact check agrees."""
+    from pyglmm.checks import _scales_surely_fine
+    rng = np.random.default_rng(11)
+    skipped = 0
+    for _ in range(2000):
+        n, p = int(rng.integers(2, 60)), int(rng.integers(2, 5))
+        X = rng.normal(size=(n, p)) * 10.0 ** rng.uniform(-4, 7, size=p)
+        X[:, 0] = 1.0
+        if rng.random() < 0.3:                       # a column with one outlier: small sd, wide range
+            X[:, 1] = 0.0
+            X[0, 1] = 10.0 ** rng.uniform(-2, 3)
+        sd = X.std(axis=0)
+        nc = sd > 0
+        exact_fine = (sd[nc].max() / sd[nc].min() <= 1e3) and np.abs(X[:, nc]).max() <= 1e6
+        if _scales_surely_fine(X):
+            skipped += 1
+            assert exact_fine
+    assert skipped > 100                             # the precheck does skip most ordinary designs

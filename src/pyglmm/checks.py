@@ -3,6 +3,7 @@ predictor scales, rank deficiency, separation, singular fits, convergence (gradi
 and the size of the dense Schur complement of crossed designs."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -40,11 +41,25 @@ def _check_identifiable(frame) -> None:
                 "variance; remove the term or check the grouping column")
 
 
+def _scales_surely_fine(X: np.ndarray) -> bool:
+    """True when the ranges of X's columns already rule out checkScaleX's message: a column
+    with range R has a (population) sd between R / sqrt(2n) and R / 2, so the sd ratio is at
+    most (R_max / R_min) sqrt(n / 2). Two reductions instead of the sd's full pass on most fits."""
+    lo, hi = X.min(axis=0), X.max(axis=0)
+    rng = hi - lo
+    nonconst = rng > 0
+    if not nonconst.any():
+        return True
+    r = rng[nonconst]
+    big = max(float(np.abs(lo[nonconst]).max()), float(np.abs(hi[nonconst]).max()))
+    return big <= 1e6 and float(r.max()) / float(r.min()) * math.sqrt(X.shape[0] / 2.0) <= 1e3
+
+
 def _note_frame(frame) -> None:
     """lme4's messages about the model frame: rank-deficient columns, predictors on very
     different scales (lme4's checkScaleX)."""
     X = frame.X
-    if X.shape[1] > 1:
+    if X.shape[1] > 1 and not _scales_surely_fine(X):
         Xc = X - X.mean(axis=0)
         sd = np.sqrt(np.einsum("ij,ij->j", Xc, Xc) / X.shape[0])     # X.std(axis=0), faster
         nonconst = sd > 0
@@ -124,7 +139,7 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
         return True, msgs
     if not np.any(free):
         return True, msgs
-    g, H = grad[free], hess[np.ix_(free, free)]
+    g, H = (grad, hess) if free.all() else (grad[free], hess[np.ix_(free, free)])
     try:
         C = cholesky_lower(H)
         sg = solve_lower(C, g)
