@@ -9,7 +9,7 @@ except ImportError:          # no Cython: pure-Python install
 else:
     ext_modules = cythonize(
         [Extension(f"pyglmm.fit.{name}", [f"src/pyglmm/fit/{name}.pyx"], optional=True,
-                   extra_compile_args=["-O3"]) for name in ("_glmm", "_lmm")],
+                   extra_compile_args=["-O3"]) for name in ("_glmm", "_lmm", "_optim")],
         compiler_directives={"language_level": 3}, quiet=True)
 
 setup(ext_modules=ext_modules)

@@ -58,7 +58,11 @@ def _problem(src, f, fam, weights):
 
 @pytest.fixture
 def pure(monkeypatch):
-    """Run the body with the numpy paths."""
+    """Run the body with the numpy paths. Both paths then optimise with L-BFGS-B, so that fits
+    compare the numerics (the compiled bounded BFGS is compared with it in test_optimize)."""
+    from pyglmm.fit import optimize
+    monkeypatch.setattr(optimize, "QN_MAX_DIM", 0)
+
     def switch(on: bool):
         monkeypatch.setattr(compiled, "ENABLED", not on)
     return switch

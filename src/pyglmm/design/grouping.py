@@ -28,8 +28,8 @@ def interaction_codes(factors: list[Variable]) -> tuple[np.ndarray, list[str]]:
         uk, codes = _dense_unique(key)
         combos = np.column_stack([combos[uk // len(f.levels)], uk % len(f.levels)])
     uk, codes = _dense_unique(codes)
-    combos = combos[uk]
-    labels = [":".join(f.levels[c] for f, c in zip(factors, row)) for row in combos]
+    levels = [f.levels for f in factors]
+    labels = [":".join(lv[c] for lv, c in zip(levels, row)) for row in combos[uk].tolist()]
     return codes.astype(np.int64, copy=False).reshape(-1), labels
 
 

@@ -71,6 +71,8 @@ def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     """Indices of columns that are (near) linear combinations of earlier ones, like R's qr(X, tol=1e-7)."""
     n, p = X.shape
     X = np.asarray(X, np.float64)
+    if p == 1 and n:                      # one column: dropped only when it is all zero
+        return [] if np.any(X) else [0]
     norms = np.linalg.norm(X, axis=0)
     if n > p and np.all(norms > 0):
         # the usual full-rank case from the p x p Gram matrix of the unit-norm columns: its

@@ -1,7 +1,8 @@
 """The optional compiled kernels (Cython, built at install when a C compiler is there).
 
 `glmm_kernels()` returns the module of GLMM kernels (PIRLS and the Laplace gradient, `_glmm`),
-`lmm_kernels()` that of the LMM deviance from cross-products (`_lmm`), or None: then, or with
+`lmm_kernels()` that of the LMM deviance from cross-products (`_lmm`), `optim_kernels()` the
+bounded quasi-Newton driver for small problems (`_optim`), or None: then, or with
 the environment variable PYGLMM_PURE_PYTHON=1, every fit runs the numpy code paths, which give
 the same estimates (the tests compare the two paths).
 """
@@ -10,11 +11,11 @@ from __future__ import annotations
 import os
 
 try:
-    from . import _glmm, _lmm
+    from . import _glmm, _lmm, _optim
 except ImportError:          # not built (no compiler at install): numpy paths only
-    _glmm = _lmm = None
+    _glmm = _lmm = _optim = None
 
-AVAILABLE = _glmm is not None and _lmm is not None
+AVAILABLE = _glmm is not None and _lmm is not None and _optim is not None
 ENABLED = AVAILABLE and os.environ.get("PYGLMM_PURE_PYTHON", "").strip() in ("", "0")
 
 #: The GLMM kernels loop over rows in scalar code; numpy's vectorised passes win on long data.
@@ -49,6 +50,11 @@ def glmm_kernels():
 def lmm_kernels():
     """The compiled LMM kernel when built and enabled, else None."""
     return _lmm if ENABLED else None
+
+
+def optim_kernels():
+    """The compiled bounded BFGS driver when built and enabled, else None."""
+    return _optim if ENABLED else None
 
 
 def family_code(family) -> int | None:

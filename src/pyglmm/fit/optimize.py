@@ -13,6 +13,12 @@ from typing import Callable
 import numpy as np
 import scipy.optimize as so
 
+from . import compiled
+
+#: The compiled bounded BFGS (`_optim`) serves problems up to this many variables (its dense
+#: Hessian approximation costs n^2 an iteration and n^3/3 for the step); larger ones L-BFGS-B.
+QN_MAX_DIM = 60
+
 
 @dataclass
 class OptSummary:
@@ -302,6 +308,24 @@ def _lbfgsb(fun, jac, x, lb, bounds, options, fg=None):
                                  message="CONVERGENCE: projected gradient at its rounding floor")
 
 
+def _local_search(fun, jac, x, lb, bounds, options, fg=None, direct_fg=None):
+    """One run of the bounded quasi-Newton search from x: the compiled BFGS (`_optim`) for small
+    problems with an exact gradient, else scipy's L-BFGS-B (`_lbfgsb`). ``direct_fg``: value and
+    gradient from one call for the compiled loop, when no per-evaluation bookkeeping (verbose,
+    progress) is wanted; the OptimizeResult then carries ``nfev_uncounted``."""
+    qn = compiled.optim_kernels()
+    if qn is None or x.size > QN_MAX_DIM or (fg is None and direct_fg is None):
+        return _lbfgsb(fun, jac, x, lb, bounds, options, fg=fg)
+    call = direct_fg if direct_fg is not None else fg
+    xb, fb, gb, nfev, nit, status, msg = qn.bfgs_bounded(
+        call, x, lb, maxiter=options["maxiter"], ftol=options["ftol"], gtol=options["gtol"],
+        floor_abs=1e-4, floor_rel=1e-8)
+    res = so.OptimizeResult(x=xb, fun=fb, jac=gb, nfev=nfev, nit=nit, success=status <= 2,
+                            message=msg)
+    res.nfev_uncounted = nfev if direct_fg is not None else 0
+    return res
+
+
 def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: int = 0,
                      label: str = "iter", maxiter: int = 2000, ftol: float = 1e-13,
                      gtol: float = 1e-7, method: str = "cobyqa", radius0: float = 0.2,
@@ -326,8 +350,14 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         v = cf(x)
         return v if math.isfinite(v) else 1e300
 
-    fgw = None
-    if fg is not None and grad is not None:
+    fgw = direct = None
+    if grad is not None:
+        if fg is None:
+            def fg(x):
+                return f(x), grad(x)
+        if not verbose and cf.progress is None:
+            direct = fg                       # no per-evaluation bookkeeping needed
+
         def fgw(x):
             v, g = fg(x)
             v = cf.record(x, v)
@@ -336,7 +366,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     if grad is not None:
         method = "lbfgsb"
         jac = grad
-        summ.optimizer = "L-BFGS-B (analytic gradient)"
+        summ.optimizer = ("BFGS, bounded" if compiled.optim_kernels() is not None and
+                          x0.size <= QN_MAX_DIM else "L-BFGS-B") + " (analytic gradient)"
     else:
         def jac(x):
             return fd_gradient(fun, x, lb)
@@ -361,9 +392,11 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         if _projected_gradient(x, jac(x), lb) > 1e-3:
             polish, attempts = True, 3
             summ.optimizer += " + L-BFGS-B polish"
+    uncounted = 0
     if polish:
         for attempt in range(attempts):
-            res = _lbfgsb(fun, jac, x, lb, bounds, opts, fg=fgw)
+            res = _local_search(fun, jac, x, lb, bounds, opts, fg=fgw, direct_fg=direct)
+            uncounted += getattr(res, "nfev_uncounted", 0)
             moved = np.max(np.abs(res.x - x))
             x = res.x
             # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
@@ -381,14 +414,15 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         xr = _edge_restart_point(fun, x, lb)
         if xr is None:
             break
-        res = _lbfgsb(fun, jac, xr, lb, bounds, opts, fg=fgw)
+        res = _local_search(fun, jac, xr, lb, bounds, opts, fg=fgw, direct_fg=direct)
+        uncounted += getattr(res, "nfev_uncounted", 0)
         if res.fun < fun(x):
             x = np.asarray(res.x, float)
             summ.optimizer += " + edge restart"
     x = _snap_to_bounds(fun, x, lb)
     summ.x = np.asarray(x, float)
     summ.fmin = float(f(summ.x))
-    summ.feval = cf.n
+    summ.feval = cf.n + uncounted
     summ.nit = int(getattr(res, "nit", 0))
     summ.success = bool(res.success)
     summ.message = str(res.message)

@@ -88,22 +88,13 @@ class ReStructure:
             offs.append(offs[-1] + t.q)
         self.q_offsets = np.array(offs, dtype=np.int64)
         self.q = int(self.q_offsets[-1])
-        # sparse pattern of the rest terms (1..K-1)
         rest = self.terms[1:]
         self.q1 = self.terms[0].q if self.terms else 0
         self.qr = int(sum(t.q for t in rest))
-        if rest:
-            cols = []
-            off = 0
-            for t in rest:
-                base = off + t.codes.astype(np.int64) * t.p
-                for a in range(t.p):
-                    cols.append(base + a)
-                off += t.q
-            self._rest_indices = cols[0] if len(cols) == 1 else np.stack(cols, axis=1).ravel()
-            m = len(cols)
-            self._rest_indptr = np.arange(0, self.n * m + 1, m, dtype=np.int64)
-            self._rest_m = m
+        self._rest_pattern = None                       # made when first asked for
+        diag = np.concatenate([r == c for (r, c) in self._tril]) if self.terms else np.zeros(0, bool)
+        self._lb = np.where(diag, 0.0, -np.inf)
+        self._start = diag.astype(np.float64)
         t0 = self.terms[0]
         c0 = t0.codes
         # rows sorted by the first term's levels (the fitting code arranges that): per-level sums
@@ -114,6 +105,35 @@ class ReStructure:
             self.seg0 = np.zeros(t0.nlevels, dtype=np.intp)
             np.cumsum(self.count0[:-1], out=self.seg0[1:])          # where each level starts
             self.sorted0 = bool(self.count0.all())
+
+    def _rest(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """Sparse pattern of the rest terms (1..K-1): CSR column indices, row pointers, entries
+        per row (computed once, on first use: only the row-based paths need it)."""
+        if self._rest_pattern is None:
+            cols = []
+            off = 0
+            for t in self.terms[1:]:
+                base = off + t.codes.astype(np.int64) * t.p
+                for a in range(t.p):
+                    cols.append(base + a)
+                off += t.q
+            m = len(cols)
+            ind = np.zeros(0, np.int64) if not m else cols[0] if m == 1 else np.stack(cols, axis=1).ravel()
+            self._rest_pattern = (ind, np.arange(0, self.n * m + 1, max(m, 1), dtype=np.int64)
+                                  if m else np.zeros(self.n + 1, np.int64), m)
+        return self._rest_pattern
+
+    @property
+    def _rest_indices(self) -> np.ndarray:
+        return self._rest()[0]
+
+    @property
+    def _rest_indptr(self) -> np.ndarray:
+        return self._rest()[1]
+
+    @property
+    def _rest_m(self) -> int:
+        return self._rest()[2]
 
     def sum_by_first(self, A: np.ndarray) -> np.ndarray:
         """Column sums of A (n x k, or n) within each level of the first term: (l1 x k)."""
@@ -133,17 +153,11 @@ class ReStructure:
 
     def lower_bounds(self) -> np.ndarray:
         """lme4's bounds on theta: 0 for diagonal elements of each T_k, -inf otherwise."""
-        lb = []
-        for (r, c) in self._tril:
-            lb.extend(np.where(r == c, 0.0, -np.inf))
-        return np.array(lb)
+        return self._lb.copy()
 
     def theta_start(self) -> np.ndarray:
         """lme4's default starting theta: identity factors."""
-        st = []
-        for (r, c) in self._tril:
-            st.extend(np.where(r == c, 1.0, 0.0))
-        return np.array(st)
+        return self._start.copy()
 
     def T_blocks(self, theta: np.ndarray) -> list[np.ndarray]:
         """Lower-triangular factors T_k from theta."""

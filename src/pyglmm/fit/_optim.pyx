@@ -1,0 +1,304 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""A projected quasi-Newton method (dense BFGS) for smooth functions of a few variables with lower
+bounds, driving a Python callable that returns (f, gradient).
+
+On the small problems of a mixed-model fit (theta, or theta and beta: 1-50 variables) scipy's
+L-BFGS-B costs about 4 us a call of its compiled step plus a Python loop around it, more than
+the deviance itself; this loop costs well under 1 us an iteration. The method (Bertsekas 1982,
+"Projected Newton methods for optimization problems with simple constraints"; Kim, Sra and
+Dhillon 2010): variables at or next to their bound with a positive slope are sent onto it, the
+others take the quasi-Newton step of the inverse-Hessian approximation restricted to them, and
+a backtracking Armijo search runs along the projection arc. The stopping rules are L-BFGS-B's
+(projected gradient <= gtol, relative reduction of f <= ftol), plus its rounding-floor rule of
+`pyglmm.fit.optimize` (a projected gradient at the noise level of a large deviance).
+"""
+import numpy as np
+from libc.math cimport fabs, sqrt, isfinite
+
+DEF NSMALL = 2     # relative reductions under ftol in a row that stop the search
+cdef enum:                   # status codes, in the order of MESSAGES
+    ST_PGTOL = 0
+    ST_FTOL = 1
+    ST_FLOOR = 2
+    ST_MAXITER = 3
+    ST_MAXFUN = 4
+    ST_LINESEARCH = 5
+    ST_START = 6
+
+MESSAGES = ("CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
+            "CONVERGENCE: REL_REDUCTION_OF_F <= FACTR*EPSMCH",
+            "CONVERGENCE: projected gradient at its rounding floor",
+            "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT",
+            "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT",
+            "ABNORMAL: LINE SEARCH FOUND NO DECREASE",
+            "ABNORMAL: NO FINITE VALUE AT THE START")
+
+
+cdef double _pgnorm(double[::1] x, double[::1] g, double[::1] lb, Py_ssize_t n) noexcept nogil:
+    """L-BFGS-B's projected-gradient norm (max over i of |x_i - P(x_i - g_i)|), lower bounds."""
+    cdef double m = 0.0, gi, v
+    cdef Py_ssize_t i
+    for i in range(n):
+        gi = g[i]
+        if gi > 0.0 and isfinite(lb[i]):
+            v = x[i] - lb[i]
+            if gi < v:
+                v = gi
+        else:
+            v = fabs(gi)
+        if v > m:
+            m = v
+    return m
+
+
+cdef int _call(object fg, double[::1] xt, double[::1] gout, double* fout, Py_ssize_t n) except -1:
+    """f and g at xt from the Python callable (a copy of xt is passed); a non-finite f is +inf."""
+    cdef Py_ssize_t i
+    res = fg(np.asarray(xt).copy())
+    f = float(res[0])
+    cdef double[::1] gv = np.asarray(res[1], dtype=np.float64).reshape(-1)
+    if gv.shape[0] != n:
+        raise ValueError("gradient of the wrong length")
+    fout[0] = f if isfinite(f) else float("inf")
+    for i in range(n):
+        gout[i] = gv[i]
+    return 0
+
+
+def bfgs_bounded(fg, x0, lb, int maxiter=15000, double ftol=1e-13, double gtol=1e-7,
+                 int maxls=20, int maxfun=15000, double floor_abs=1e-4, double floor_rel=1e-8,
+                 int patience=3, int maxcor=20):
+    """Minimise f over x >= lb (entries of lb may be -inf). ``fg(x)`` returns (f, g).
+
+    Returns (x, f, g, nfev, nit, status, message); x is the best point evaluated. ``floor_abs``,
+    ``floor_rel``: a projected gradient below max(floor_abs, floor_rel |f|) counts as converged
+    once ``patience`` line-search trials in a row fail to lower f (rounding noise). ``maxcor``:
+    curvature pairs kept (as L-BFGS-B's)."""
+    cdef Py_ssize_t n = len(x0), i, j, k
+    xa = np.maximum(np.asarray(x0, dtype=np.float64), np.asarray(lb, dtype=np.float64))
+    cdef double[::1] x = xa
+    cdef double[::1] l = np.ascontiguousarray(lb, dtype=np.float64)
+    cdef double[::1] g = np.empty(n), gt = np.empty(n), xt = np.empty(n), d = np.empty(n)
+    cdef double[::1] s = np.empty(n), y = np.empty(n), Bs = np.empty(n)
+    cdef double[:, ::1] B = np.eye(n), L = np.empty((n, n))
+    cdef int m = maxcor if maxcor > 0 else 1, npair = 0
+    cdef double[:, ::1] S = np.empty((m, n)), Y = np.empty((m, n))
+    cdef char[::1] active = np.zeros(n, dtype=np.int8)
+    cdef double f, ft, pg, gd, gdt, alpha, aq, floor, sy, yy, sBs, nd, eps, t, c
+    cdef int nfev = 0, nit = 0, status = -1, ls, fails, small = 0
+    cdef bint identity = True, ok, stop
+
+    _call(fg, x, g, &f, n)
+    nfev = 1
+    if not isfinite(f):
+        return xa, f, np.asarray(g).copy(), nfev, nit, ST_START, MESSAGES[ST_START]
+    while True:
+        pg = _pgnorm(x, g, l, n)
+        if pg <= gtol:
+            status = ST_PGTOL
+            break
+        if nit >= maxiter:
+            status = ST_MAXITER
+            break
+        if nfev >= maxfun:
+            status = ST_MAXFUN
+            break
+        floor = floor_rel * fabs(f)
+        if floor < floor_abs:
+            floor = floor_abs
+        # the epsilon-active set: near the bound with a positive slope -> sent onto the bound
+        eps = pg if pg < 1e-3 else 1e-3
+        for i in range(n):
+            active[i] = isfinite(l[i]) and g[i] > 0.0 and x[i] - l[i] <= eps
+        while True:                                  # direction (retried once after a reset)
+            if not _free_step(B, L, g, x, l, active, d, n):  # B_FF not positive definite
+                _reset(B, n)
+                identity = True
+                npair = 0
+                continue
+            gd = 0.0
+            nd = 0.0
+            for i in range(n):
+                if not active[i]:
+                    gd += g[i] * d[i]
+                nd += d[i] * d[i]
+            if gd >= 0.0 and not identity:            # not a descent direction: forget B
+                _reset(B, n)
+                identity = True
+                npair = 0
+                continue
+            # first step of a fresh approximation: unit length, as L-BFGS-B
+            alpha = 1.0
+            if identity and nd > 1.0:
+                alpha = 1.0 / sqrt(nd)
+            # backtracking Armijo search along the projection arc
+            ok = stop = False
+            fails = 0
+            for ls in range(maxls):
+                for i in range(n):
+                    t = x[i] + alpha * d[i]
+                    xt[i] = t if t > l[i] else l[i]
+                _call(fg, xt, gt, &ft, n)
+                nfev += 1
+                gdt = 0.0
+                for i in range(n):
+                    gdt += g[i] * (xt[i] - x[i])
+                if ft <= f + 1e-4 * gdt and ft < f:
+                    ok = True
+                    break
+                if ft >= f:
+                    fails += 1
+                    if pg < floor and fails >= patience:
+                        stop = True                   # only rounding noise left to search
+                        break
+                if nfev >= maxfun:
+                    stop = True
+                    break
+                if isfinite(ft) and gd < 0.0:            # minimiser of the quadratic fit
+                    c = ft - f - alpha * gd
+                    aq = -gd * alpha * alpha / (2.0 * c) if c > 0.0 else 0.5 * alpha
+                    if aq < 0.1 * alpha:
+                        aq = 0.1 * alpha
+                    elif aq > 0.5 * alpha:
+                        aq = 0.5 * alpha
+                    alpha = aq
+                else:
+                    alpha *= 0.1
+            if ok or stop or identity:
+                break
+            _reset(B, n)                               # failed with curvature: steepest descent
+            identity = True
+            npair = 0
+        if not ok:
+            if pg < floor:
+                status = ST_FLOOR
+            elif nfev >= maxfun:
+                status = ST_MAXFUN
+            else:
+                status = ST_LINESEARCH
+            break
+        nit += 1
+        sy = 0.0
+        for i in range(n):
+            s[i] = xt[i] - x[i]
+            y[i] = gt[i] - g[i]
+            sy += s[i] * y[i]
+        t = f - ft
+        for i in range(n):
+            x[i] = xt[i]
+            g[i] = gt[i]
+        c = fabs(f)
+        if fabs(ft) > c:
+            c = fabs(ft)
+        if c < 1.0:
+            c = 1.0
+        f = ft
+        if t <= ftol * c:                 # two small reductions in a row: one can be a short step
+            small += 1
+            if small >= NSMALL:
+                status = ST_FTOL
+                break
+        else:
+            small = 0
+        # the curvature pairs (s, y) with s'y > 0 (at most m, the oldest dropped) and B rebuilt
+        # from theta I, theta = y'y / s'y of the newest pair, by their BFGS updates: the matrix
+        # of L-BFGS-B's compact form. s = 0 on the bound, so the secant condition holds on the
+        # free block.
+        yy = _dot(y, y, n)
+        if sy > 1e-10 * sqrt(yy) * sqrt(_dot(s, s, n)):
+            if npair == m:
+                for k in range(m - 1):
+                    for i in range(n):
+                        S[k, i] = S[k + 1, i]
+                        Y[k, i] = Y[k + 1, i]
+                npair -= 1
+            for i in range(n):
+                S[npair, i] = s[i]
+                Y[npair, i] = y[i]
+            npair += 1
+            _rebuild(B, S, Y, Bs, npair, yy / sy, n)
+            identity = False
+    return xa, f, np.asarray(g).copy(), nfev, nit, status, MESSAGES[status]
+
+
+cdef double _dot(double[::1] a, double[::1] b, Py_ssize_t n) noexcept nogil:
+    cdef double t = 0.0
+    cdef Py_ssize_t i
+    for i in range(n):
+        t += a[i] * b[i]
+    return t
+
+
+cdef void _reset(double[:, ::1] B, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(n):
+        for j in range(n):
+            B[i, j] = 1.0 if i == j else 0.0
+
+
+cdef bint _free_step(double[:, ::1] B, double[:, ::1] L, double[::1] g, double[::1] x,
+                     double[::1] l, char[::1] active, double[::1] d, Py_ssize_t n) noexcept nogil:
+    """d: onto the bound for the active variables, -B_FF^{-1} g_F for the free ones (Cholesky of
+    B_FF in L, in place of the free rows and columns); False when B_FF is not positive definite."""
+    cdef Py_ssize_t i, j, k
+    cdef double t
+    for i in range(n):
+        if active[i]:
+            continue
+        for j in range(i + 1):
+            if active[j]:
+                continue
+            t = B[i, j]
+            for k in range(j):
+                if not active[k]:
+                    t -= L[i, k] * L[j, k]
+            if i == j:
+                if t <= 0.0:
+                    return False
+                L[i, i] = sqrt(t)
+            else:
+                L[i, j] = t / L[j, j]
+    for i in range(n):                     # forward: L z = -g_F
+        if active[i]:
+            d[i] = l[i] - x[i]
+            continue
+        t = -g[i]
+        for k in range(i):
+            if not active[k]:
+                t -= L[i, k] * d[k]
+        d[i] = t / L[i, i]
+    for i in range(n - 1, -1, -1):         # back: L' d = z
+        if active[i]:
+            continue
+        t = d[i]
+        for k in range(i + 1, n):
+            if not active[k]:
+                t -= L[k, i] * d[k]
+        d[i] = t / L[i, i]
+    return True
+
+
+cdef void _rebuild(double[:, ::1] B, double[:, ::1] S, double[:, ::1] Y, double[::1] Bs,
+                   int npair, double theta, Py_ssize_t n) noexcept nogil:
+    """B = theta I updated by BFGS with the stored pairs, oldest first."""
+    cdef Py_ssize_t i, j, k
+    cdef double t, sy, sBs
+    for i in range(n):
+        for j in range(n):
+            B[i, j] = theta if i == j else 0.0
+    for k in range(npair):
+        sy = 0.0
+        for i in range(n):
+            t = 0.0
+            for j in range(n):
+                t += B[i, j] * S[k, j]
+            Bs[i] = t
+            sy += S[k, i] * Y[k, i]
+        sBs = 0.0
+        for i in range(n):
+            sBs += S[k, i] * Bs[i]
+        if sBs <= 0.0 or sy <= 0.0:
+            continue
+        for i in range(n):
+            for j in range(n):
+                B[i, j] += Y[k, i] * Y[k, j] / sy - Bs[i] * Bs[j] / sBs
