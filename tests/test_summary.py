@@ -187,3 +187,47 @@ def test_nagq0_title_wrapped_as_lme4():
     assert str(m.summary()).splitlines()[:2] == [
         "Generalized linear mixed model fit by maximum likelihood (Adaptive",
         "  Gauss-Hermite Quadrature, nAGQ = 0)"]
+
+
+@pytest.mark.parametrize("src,f,fam", [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None),
+    ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+])
+def test_lazy_record_values_computed_on_first_use_and_pickled(src, f, fam):
+    """Conditional variances, random effects, fitted values and (LMM) vcov are computed when
+    first read, as lme4 computes condVar and vcov on request; the values are those of the fit
+    (condVar against the dense solve of M), kept once computed, and computed before pickling."""
+    import pickle
+    import pyglmm
+    from pyglmm.datasets import load_dataset
+    from pyglmm.results.model import FitRecord
+    d = load_dataset(src)
+    m = pyglmm.lmer(f, d) if fam is None else pyglmm.glmer(f, d, family=fam)
+    r = m._r
+    assert isinstance(r, FitRecord) and {"condvar", "b", "T"} <= set(r._lazy)
+    cv = r.condvar
+    assert r.condvar is cv and "condvar" not in r._lazy
+    # the first term's conditional variances from M = Lambda'Z'WZ Lambda + I, densely
+    rs, sv = m._rs, m._sorted
+    t = rs.terms[0]
+    T = rs.T_blocks(r.theta)[0]
+    Z = np.zeros((rs.n, t.q))
+    for a in range(t.p):
+        Z[np.arange(rs.n), t.codes * t.p + a] = t.X[:, a]
+    Lam = np.kron(np.eye(t.nlevels), T)
+    if fam is None:
+        w, scale = sv.weights, r.sigma ** 2
+    else:
+        mu = r.mu[sv.perm]
+        w, scale = sv.weights * mu * (1 - mu), 1.0
+    M = Lam.T @ (Z.T * w) @ Z @ Lam + np.eye(t.q)
+    dense = scale * Lam @ np.linalg.inv(M) @ Lam.T
+    lev = np.arange(t.nlevels)
+    np.testing.assert_allclose(cv[0], dense.reshape(t.nlevels, t.p, t.nlevels, t.p)[lev, :, lev, :],
+                               rtol=1e-8, atol=1e-12)
+    if fam is None:
+        assert r.mu is r.eta
+    m2 = pickle.loads(pickle.dumps(m))
+    assert not m2._r._lazy
+    np.testing.assert_allclose(m2._r.b[0], r.b[0])
+    np.testing.assert_allclose(np.asarray(m2.vcov, float), np.asarray(m.vcov, float))

@@ -21,7 +21,7 @@ from .linalg.small import spd_inverse
 from .checks import (SINGULAR_TOL, _check_dense_size, _check_identifiable, _check_response_varies,
                      _conv_messages, _note_frame, _separation_messages, _singular)
 from .linalg.restructure import ReStructure, TermStructure
-from .results.model import FitRecord, MixedModel
+from .results.model import FitRecord, Lazy, MixedModel
 from .results.varcorr import TermInfo
 from ._warn import user_stacklevel
 
@@ -188,31 +188,35 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
         except np.linalg.LinAlgError:
             msgs.append("the Hessian is not positive definite: standard errors use the "
                         "PIRLS approximation (lme4's use.hessian = FALSE)")
-    zvals = rs.scaled_values(th)
     r = fit.pirls
     fam_hat = fit.family
-    mu_ = r.mu
-    d = fam_hat.link.mu_eta(r.eta)
-    w = sv.weights * d * d / fam_hat.variance(mu_) / phi
+    th_fit = th.copy()
+
+    def pirls_weights():
+        d = fam_hat.link.mu_eta(r.eta)
+        return sv.weights * d * d / fam_hat.variance(r.mu) / phi
     if vcov is None:
-        FX = BlockedFactor(rs, zvals, w, sv.X)
+        FX = BlockedFactor(rs, rs.scaled_values(th), pirls_weights(), sv.X)
         RXinv = np.linalg.inv(FX.RX())
         vcov = RXinv.T @ RXinv
-    F0 = BlockedFactor(rs, zvals, w, None)
-    cv_u = F0.diag_inverse_blocks()
-    T = rs.T_blocks(th)
-    condvar = [np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(T, cv_u)]
+
+    def condvar():
+        """T M^-1 T' per term, M from the PIRLS weights at the optimum."""
+        cv_u = BlockedFactor(rs, rs.scaled_values(th_fit), pirls_weights(), None).diag_inverse_blocks()
+        return [np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(rs.T_blocks(th_fit), cv_u)]
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
     msgs.extend(_separation_messages(fam_hat, r.mu, be, frame.fixef_names))
     record = FitRecord(
         kind="glmm", method="Laplace" if nAGQ == 1 else f"nAGQ={nAGQ}", theta=th, beta=be, u=r.u,
-        b=rs.b_from_u(th, r.u), T=T, vcov=vcov, loglik=-0.5 * fit.deviance,
+        b=Lazy(lambda: rs.b_from_u(th_fit, r.u)), T=Lazy(lambda: rs.T_blocks(th_fit)), vcov=vcov,
+        loglik=-0.5 * fit.deviance,
         sigma=float(np.sqrt(phi)) if fit.extra_kind == "dispersion" else None,
         dispersion=fit.extra if fit.extra_kind == "dispersion" else None,
         shape=fit.extra if fit.extra_kind == "shape" else None,
-        n_params=nth + p + (fit.extra is not None), eta=r.eta[sv.back], mu=r.mu[sv.back], condvar=condvar,
+        n_params=nth + p + (fit.extra is not None), eta=r.eta[sv.back], mu=r.mu[sv.back],
+        condvar=Lazy(condvar),
         converged=converged, singular=singular, messages=msgs,
         optinfo={"stage1": fit.opt_stage1, "stage2": fit.opt_stage2, "gradient": fit.gradient,
                  "hessian": fit.hessian, "pirls_iterations": r.iterations},
@@ -274,21 +278,21 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
-    zvals = rs.scaled_values(th)
-    cv_u = prob.conditional_u_variances(th)
-    T = rs.T_blocks(th)
-    condvar = [st.sigma**2 * np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(T, cv_u)]
-    eta = (sv.offset + sv.X @ st.beta + rs.Zu(zvals, st.u))[sv.back]
     ml_dev = None
     if REML:
         # deviance() of a REML fit: the profiled ML criterion at the REML estimate of theta
         n = prob.n_eff
         ml_dev = float(st.factor.logdet_Z() + n * (1.0 + np.log(2 * np.pi * st.pwrss / n)) - prob.sum_log_w)
+    th_fit = th.copy()
+    memo: list = []                      # eta and mu: one array, computed once
+    fitted = Lazy(lambda: memo[0] if memo else memo.append(_lmm_fitted(rs, sv, st, th_fit)) or memo[0])
     record = FitRecord(
         kind="lmm", method="REML" if REML else "ML", theta=th, beta=st.beta, u=st.u,
-        b=rs.b_from_u(th, st.u), T=T, vcov=prob.vcov_beta(st), loglik=-0.5 * st.deviance,
+        b=Lazy(lambda: rs.b_from_u(th_fit, st.u)), T=Lazy(lambda: rs.T_blocks(th_fit)),
+        vcov=Lazy(lambda: prob.vcov_beta(st)), loglik=-0.5 * st.deviance,
         sigma=st.sigma, dispersion=None, shape=None, n_params=rs.ntheta + frame.X.shape[1] + 1,
-        eta=eta, mu=eta, condvar=condvar, converged=converged, singular=singular, messages=msgs,
+        eta=fitted, mu=fitted, condvar=Lazy(lambda: _lmm_condvar(prob, rs, st, th_fit)),
+        converged=converged, singular=singular, messages=msgs,
         reml_criterion=st.deviance if REML else None, ml_deviance=ml_dev,
         optinfo={"opt": opt, "gradient": grad, "hessian": hess},
     )
@@ -297,6 +301,18 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     m._refit_spec = dict(kind="lmm", REML=REML)
     m._problem, m._rs, m._sorted = prob, rs, sv
     return m
+
+
+def _lmm_fitted(rs, sv, st, theta) -> np.ndarray:
+    """The fitted values X beta + Z b (+ offset) of an LMM, in the data's row order."""
+    return (sv.offset + sv.X @ st.beta + rs.Zu(rs.scaled_values(theta), st.u))[sv.back]
+
+
+def _lmm_condvar(prob, rs, st, theta) -> list[np.ndarray]:
+    """Conditional variances of the random effects per term, (levels, p, p): sigma^2 T M^-1 T'."""
+    cv_u = prob.conditional_u_variances(theta)
+    return [st.sigma**2 * np.einsum("ab,lbc,dc->lad", Tk, cu, Tk)
+            for Tk, cu in zip(rs.T_blocks(theta), cv_u)]
 
 
 def refit(model: MixedModel, newresp=None, *, quiet: bool = True, hessian: bool = True) -> MixedModel:

@@ -12,9 +12,21 @@ from .varcorr import TermInfo, covariance_blocks, term_labels, theta_names, varc
 from .._warn import user_stacklevel
 
 
+class Lazy:
+    """A FitRecord value computed on first use: the conditional variances, random effects, fitted
+    values and (LMM) vcov of a small fit cost as much as its optimisation, and lme4 too computes
+    condVar and vcov only when asked."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+
 @dataclass
 class FitRecord:
-    """Numbers produced by a fit, handed from the numerics to the result object."""
+    """Numbers produced by a fit, handed from the numerics to the result object. A field given as
+    `Lazy` is computed when first read (and then kept)."""
 
     kind: str                      # "glmm" or "lmm"
     method: str                    # "Laplace", "nAGQ=0", "REML", "ML", "PQL"
@@ -38,6 +50,32 @@ class FitRecord:
     reml_criterion: float | None = None
     ml_deviance: float | None = None
     optinfo: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        d = self.__dict__
+        lazy = {k: v.fn for k, v in d.items() if isinstance(v, Lazy)}
+        for k in lazy:
+            del d[k]                         # read through __getattr__ until computed
+        d["_lazy"] = lazy
+
+    def __getattr__(self, name: str):
+        lazy = self.__dict__.get("_lazy")
+        if lazy and name in lazy:
+            value = lazy[name]()
+            self.__dict__[name] = value
+            del lazy[name]
+            return value
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict:
+        """Pickled with every lazy value computed (the functions are closures)."""
+        for name in list(self.__dict__.get("_lazy", ())):
+            getattr(self, name)
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_lazy", {})
 
 
 class MixedModel:
