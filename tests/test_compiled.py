@@ -623,3 +623,34 @@ def test_pattern_solution_matches_the_dense_solve(src, f):
         np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-12)
     for x, y in zip(a.conditional_u_variances(th), b.conditional_u_variances(th)):
         np.testing.assert_allclose(y, x, rtol=1e-10, atol=1e-12)
+
+
+def _many_fixed():
+    rng = np.random.default_rng(3)
+    n, g = 400, 25
+    d = pd.DataFrame({"g": rng.integers(0, g, n), **{f"x{i}": rng.normal(size=n) for i in range(6)}})
+    d["y"] = d.x0 + rng.normal(size=g)[d.g] + rng.normal(size=n)
+    d["w"] = rng.uniform(0.5, 2, n)
+    return d
+
+
+@pytest.mark.parametrize("f", ["y ~ 0 + (1 + x0 | g)", "y ~ 0 + (1 | g)",
+                               "y ~ x0 + x1 + x2 + x3 + x4 + x5 + (1 | g)",
+                               "y ~ x0 + x1 + x2 + x3 + x4 + x5 + (1 + x1 | g)"])
+@pytest.mark.parametrize("wt", [None, "w"])
+def test_closed_form_one_and_two_column_kernel(f, wt, pure):
+    """The kernel's closed forms for (1 | g) and (1 + x | g) blocks give the numpy path's
+    deviance and gradient, with no fixed effects and with six (its working space)."""
+    from pyglmm.fit.lmm import LmmProblem
+    fr = model_frame(f, _many_fixed(), weights=wt)
+    rs, _, sv = _structure(fr)
+    th = rs.theta_start() * 0.7 + 0.1
+    out = {}
+    for on in (False, True):
+        pure(on)
+        prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=True)
+        out[on] = (prob.deviance(th), prob.gradient(th), prob.objective())
+    (dc, gc, (dev, grad)), (dp, gp, _) = out[False], out[True]
+    assert dc == pytest.approx(dp, rel=1e-13) and dev(th) == pytest.approx(dp, rel=1e-13)
+    np.testing.assert_allclose(gc, gp, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grad(th), gp, rtol=1e-10, atol=1e-12)
