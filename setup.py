@@ -10,6 +10,6 @@ else:
     ext_modules = cythonize(
         [Extension(f"pyglmm.fit.{name}", [f"src/pyglmm/fit/{name}.pyx"], optional=True,
                    extra_compile_args=["-O3"]) for name in ("_glmm", "_lmm", "_optim")],
-        compiler_directives={"language_level": 3}, quiet=True)
+        compiler_directives={"language_level": 3}, include_path=["src"], quiet=True)
 
 setup(ext_modules=ext_modules)

@@ -338,13 +338,21 @@ def test_lmm_objective_matches_the_state_path(src, f, wt, reml):
     pts = [np.where(lb == 0, np.abs(t), t) for t in
            (rs.theta_start() * 0.6 + 0.1 * rng.normal(size=rs.ntheta) for _ in range(4))]
     pts.append(np.where(lb == 0, 0.0, 0.3))          # on the boundary
+    from pyglmm.fit._optim import Objective
+    kobj = prob.objective(fused=True)[2]               # what the compiled optimiser calls in C
+    assert isinstance(kobj, Objective)
     for th in pts + pts[::-1]:
         assert dev(th) == pytest.approx(prob.deviance(th), rel=1e-12)
         np.testing.assert_allclose(grad(th), prob.gradient(th), rtol=1e-9, atol=1e-9)
+        f, g = kobj(th)
+        assert f == pytest.approx(prob.deviance(th), rel=1e-12)
+        np.testing.assert_allclose(g, prob.gradient(th), rtol=1e-9, atol=1e-9)
     X0 = np.column_stack([sv.X, np.zeros(len(sv.y))])  # a zero column: S singular
     bad = LmmProblem(sv.y, X0, rs, sv.weights, sv.offset, REML=reml)
     dev0, grad0 = bad.objective()
     assert dev0(pts[0]) == np.inf and not np.any(grad0(pts[0]))
+    f0, g0 = bad.objective(fused=True)[2](pts[0])
+    assert f0 == np.inf and not np.any(g0)
 
 
 def test_pattern_objective_factors_on_the_sparsity_pattern():

@@ -8,6 +8,8 @@ import numpy as np
 from libc.math cimport log, sqrt
 from libc.stdint cimport int64_t
 
+from pyglmm.fit._optim cimport Objective
+
 include "_dense.pxi"
 
 
@@ -429,36 +431,53 @@ cdef void _raise_status(int st) except *:
     if st == 2:
         raise np.linalg.LinAlgError("fixed-effects system not positive definite")
 
-cdef tuple _finish(double logdet, double pwrss, const double[:, ::1] S, bint REML, double n_eff,
+cdef int _finish_c(double logdet, double pwrss, const double[:, ::1] S, bint REML, double n_eff,
                    double sum_log_w, const double[:, ::1] G1, const double[:, ::1] G2,
                    const double[:, ::1] G3, const int64_t[::1] flat, const int64_t[::1] which,
-                   Py_ssize_t ntheta):
-    """(deviance, gradient in theta) from log|M|, pwrss, the factor of S and the derivatives in
-    T's entries (fit/lmm.py's formulas); LinAlgError where pwrss is not positive."""
+                   Py_ssize_t ntheta, double* f, double* g) noexcept:
+    """f <- the deviance, g <- its gradient in theta from log|M|, pwrss, the factor of S and the
+    derivatives in T's entries (fit/lmm.py's formulas); 1 (nothing written) where pwrss is not
+    positive."""
     if not pwrss > 0:
-        raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
+        return 1
     cdef Py_ssize_t i, a, p = S.shape[0]
     cdef double nn = n_eff - p if REML else n_eff
     cdef double dev = logdet + nn * (1.0 + log(2.0 * 3.141592653589793 * pwrss / nn)) - sum_log_w
     if REML:
         for a in range(p):
             dev += 2.0 * log(S[a, a])
-    g_a = np.zeros(ntheta)
-    cdef double[::1] g = g_a
     cdef const double* G1p = &G1[0, 0]
     cdef const double* G2p = &G2[0, 0]
     cdef const double* G3p = &G3[0, 0]
     cdef double c2 = 2.0 * nn / pwrss, gv
-    cdef int64_t f
+    cdef int64_t k
+    for i in range(ntheta):
+        g[i] = 0.0
     for i in range(flat.shape[0]):
-        f = flat[i]
-        gv = G1p[f] - c2 * G2p[f]
+        k = flat[i]
+        gv = G1p[k] - c2 * G2p[k]
         if REML and p:
-            gv += G3p[f]
+            gv += G3p[k]
         g[which[i]] += gv
-    return dev, g_a
+    f[0] = dev
+    return 0
 
-cdef class LmmObjective:
+
+cdef tuple _finish(double logdet, double pwrss, const double[:, ::1] S, bint REML, double n_eff,
+                   double sum_log_w, const double[:, ::1] G1, const double[:, ::1] G2,
+                   const double[:, ::1] G3, const int64_t[::1] flat, const int64_t[::1] which,
+                   Py_ssize_t ntheta):
+    """(deviance, gradient in theta) as `_finish_c`; LinAlgError where pwrss is not positive."""
+    g_a = np.zeros(ntheta)
+    cdef double[::1] g = g_a
+    cdef double f = 0.0
+    if _finish_c(logdet, pwrss, S, REML, n_eff, sum_log_w, G1, G2, G3, flat, which, ntheta, &f,
+                 &g[0] if ntheta else NULL) != 0:
+        raise np.linalg.LinAlgError("penalized residual sum of squares not positive")
+    return f, g_a
+
+
+cdef class LmmObjective(Objective):
     """The profiled ML / REML deviance and its exact gradient in theta from one call, on a
     model's fixed cross-products and working arrays kept between calls (the optimiser's
     evaluations: on small data the arrays and Python objects of `single_term_lmm` cost several
@@ -475,10 +494,13 @@ cdef class LmmObjective:
     cdef double[:, :, ::1] Minv, B
     cdef double[::1] rhs, beta, work
     cdef unsigned char[::1] need_col
+    cdef bint REML
+    cdef double n_eff, sum_log_w
 
     def __init__(self, A, C, d, XtWX, XtWy, double yWy, need, flat, which, Py_ssize_t ntheta):
         self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy = A, C, d, XtWX, XtWy, yWy
         self.need, self.flat, self.which, self.ntheta = need, flat, which, ntheta
+        self.nx, self.REML, self.n_eff, self.sum_log_w = ntheta, True, 1.0, 0.0
         cdef Py_ssize_t l = A.shape[0], p1 = A.shape[1], p = C.shape[2]
         self.q = p1
         self.T = np.zeros((p1, p1))
@@ -490,31 +512,49 @@ cdef class LmmObjective:
         self.need_col = np.zeros(p1, dtype=np.uint8)
         _need_columns(self.need, self.need_col)
 
-    def deviance_gradient(self, const double[::1] theta, bint REML, double n_eff,
-                          double sum_log_w):
-        """(deviance, gradient) at theta; LinAlgError where the system is not positive
-        definite or the penalized residual sum of squares is not positive."""
+    def set_criterion(self, bint REML, double n_eff, double sum_log_w):
+        """The criterion that calls as an `Objective` (f, g) evaluate: REML or ML, with the
+        number of observations and the sum of log weights."""
+        self.REML, self.n_eff, self.sum_log_w = REML, n_eff, sum_log_w
+        return self
+
+    cdef int _solve_at(self, const double* theta, double* out) noexcept:
+        """T filled from theta and the system solved (out <- log|M|, pwrss); `_core`'s status."""
         cdef Py_ssize_t i, a, b, q = self.q, p = self.C.shape[2]
         cdef double* Tp = &self.T[0, 0]
         for i in range(self.flat.shape[0]):
             Tp[self.flat[i]] = theta[self.which[i]]
-        self.S[:, :] = self.XtWX
-        self.rhs[:] = self.XtWy
+        for a in range(p):
+            for b in range(p):
+                self.S[a, b] = self.XtWX[a, b]
+            self.rhs[a] = self.XtWy[a]
         for a in range(q):
             for b in range(q):
                 self.G1[a, b] = 0.0
                 self.G2[a, b] = 0.0
                 self.G3[a, b] = 0.0
+        return _core(self.T, self.A, self.C, self.d, self.XtWy, self.yWy, self.need,
+                     self.need_col, self.Minv, self.B, self.u, self.S, self.rhs,
+                     self.beta, self.G1, self.G2, self.G3, self.Sinv, &self.work[0], out)
+
+    cdef int fg(self, const double* x, double* f, double* g) except -1:
         cdef double out[2]
-        cdef int st = _core(self.T, self.A, self.C, self.d, self.XtWy, self.yWy, self.need,
-                            self.need_col, self.Minv, self.B, self.u, self.S, self.rhs,
-                            self.beta, self.G1, self.G2, self.G3, self.Sinv, &self.work[0], out)
-        _raise_status(st)
+        if self._solve_at(x, out) != 0:
+            return 1
+        return _finish_c(out[0], out[1], self.S, self.REML, self.n_eff, self.sum_log_w, self.G1,
+                         self.G2, self.G3, self.flat, self.which, self.ntheta, f, g)
+
+    def deviance_gradient(self, const double[::1] theta, bint REML, double n_eff,
+                          double sum_log_w):
+        """(deviance, gradient) at theta; LinAlgError where the system is not positive
+        definite or the penalized residual sum of squares is not positive."""
+        cdef double out[2]
+        _raise_status(self._solve_at(&theta[0], out))
         return _finish(out[0], out[1], self.S, REML, n_eff, sum_log_w, self.G1, self.G2, self.G3,
                        self.flat, self.which, self.ntheta)
 
 
-cdef class PatternLmmObjective:
+cdef class PatternLmmObjective(Objective):
     """`LmmObjective` for one dense block (lmm_dense.py: small models of any term structure)
     that follows the block's sparsity: M = T'AT + I is factored on its symbolic pattern (the
     first term's levels are a diagonal block, as MixedModels.jl's L[1,1]) and the gradient's
@@ -531,8 +571,11 @@ cdef class PatternLmmObjective:
     cdef double[:, ::1] T, AT, L, Z, K, B, BS, S, Sinv, G1, G2, G3
     cdef double[::1] ev, u, zr, col, rhs, beta, vec, Swork
     cdef unsigned char[::1] need_col
+    cdef bint REML
+    cdef double n_eff, sum_log_w
 
     def __init__(self, A, C, d, XtWX, XtWy, double yWy, need, flat, which, Py_ssize_t ntheta):
+        self.nx, self.REML, self.n_eff, self.sum_log_w = ntheta, True, 1.0, 0.0
         self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy = A, C, d, XtWX, XtWy, yWy
         self.need, self.flat, self.which, self.ntheta = need, flat, which, ntheta
         cdef Py_ssize_t q = A.shape[0], p = C.shape[1], a, b, c, i, k, n
@@ -595,14 +638,30 @@ cdef class PatternLmmObjective:
         self.need_col = np.zeros(q, dtype=np.uint8)
         _need_columns(self.need, self.need_col)
 
-    cdef void _at(self, const double[::1] theta, double* out) except *:
-        """T filled from theta, the system solved there (out <- log|M|, pwrss); LinAlgError
-        where M or S is not positive definite."""
+    cdef int _solve_at(self, const double* theta, double* out) noexcept:
+        """T filled from theta, the system solved there (out <- log|M|, pwrss); `_core`'s
+        status."""
         cdef Py_ssize_t i
         cdef double* Tp = &self.T[0, 0]
         for i in range(self.flat.shape[0]):
             Tp[self.flat[i]] = theta[self.which[i]]
-        _raise_status(self._core(out))
+        return self._core(out)
+
+    cdef void _at(self, const double[::1] theta, double* out) except *:
+        """`_solve_at`, with a LinAlgError where M or S is not positive definite."""
+        _raise_status(self._solve_at(&theta[0], out))
+
+    def set_criterion(self, bint REML, double n_eff, double sum_log_w):
+        """As `LmmObjective.set_criterion`."""
+        self.REML, self.n_eff, self.sum_log_w = REML, n_eff, sum_log_w
+        return self
+
+    cdef int fg(self, const double* x, double* f, double* g) except -1:
+        cdef double out[2]
+        if self._solve_at(x, out) != 0:
+            return 1
+        return _finish_c(out[0], out[1], self.S, self.REML, self.n_eff, self.sum_log_w, self.G1,
+                         self.G2, self.G3, self.flat, self.which, self.ntheta, f, g)
 
     def solution(self, const double[::1] theta):
         """(log|M|, R_X, beta, u, pwrss, M^{-1} on the pattern) at theta: the solved system for

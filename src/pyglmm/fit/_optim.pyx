@@ -25,6 +25,27 @@ cdef enum:                   # status codes, in the order of MESSAGES
     ST_LINESEARCH = 5
     ST_START = 6
 
+cdef class Objective:
+    """Base of the compiled objectives: ``fg`` writes f and the gradient at x and returns 0, or 1
+    where the objective is not defined there (a system not positive definite: +inf to the
+    search). Called from Python it returns (f, g), f = inf where undefined."""
+
+    cdef int fg(self, const double* x, double* f, double* g) except -1:
+        raise NotImplementedError
+
+    def __call__(self, x):
+        xa = np.ascontiguousarray(x, dtype=np.float64)
+        if xa.shape[0] != self.nx:
+            raise ValueError(f"expected {self.nx} parameters, got {xa.shape[0]}")
+        g = np.zeros(self.nx)
+        cdef double[::1] xv = xa, gv = g
+        cdef double f = 0.0
+        if self.nx == 0 or self.fg(&xv[0], &f, &gv[0]) != 0 or not isfinite(f):
+            g[:] = 0.0
+            return float("inf"), g
+        return f, g
+
+
 MESSAGES = ("CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL",
             "CONVERGENCE: REL_REDUCTION_OF_F <= FACTR*EPSMCH",
             "CONVERGENCE: projected gradient at its rounding floor",
@@ -51,9 +72,15 @@ cdef double _pgnorm(double[::1] x, double[::1] g, double[::1] lb, Py_ssize_t n) 
     return m
 
 
-cdef int _call(object fg, double[::1] xt, double[::1] gout, double* fout, Py_ssize_t n) except -1:
-    """f and g at xt from the Python callable (a copy of xt is passed); a non-finite f is +inf."""
+cdef int _call(object fg, Objective cfg, double[::1] xt, double[::1] gout, double* fout,
+               Py_ssize_t n) except -1:
+    """f and g at xt from the compiled objective or else the Python callable (given a copy of
+    xt); a non-finite f is +inf."""
     cdef Py_ssize_t i
+    if cfg is not None:
+        if cfg.fg(&xt[0], fout, &gout[0]) != 0 or not isfinite(fout[0]):
+            fout[0] = float("inf")
+        return 0
     res = fg(np.asarray(xt).copy())
     f = float(res[0])
     cdef double[::1] gv = np.asarray(res[1], dtype=np.float64).reshape(-1)
@@ -68,7 +95,8 @@ cdef int _call(object fg, double[::1] xt, double[::1] gout, double* fout, Py_ssi
 def bfgs_bounded(fg, x0, lb, int maxiter=15000, double ftol=1e-13, double gtol=1e-7,
                  int maxls=20, int maxfun=15000, double floor_abs=1e-4, double floor_rel=1e-8,
                  int patience=3, int maxcor=20):
-    """Minimise f over x >= lb (entries of lb may be -inf). ``fg(x)`` returns (f, g).
+    """Minimise f over x >= lb (entries of lb may be -inf). ``fg(x)`` returns (f, g); an
+    `Objective` is called in C.
 
     Returns (x, f, g, nfev, nit, status, message); x is the best point evaluated. ``floor_abs``,
     ``floor_rel``: a projected gradient below max(floor_abs, floor_rel |f|) counts as converged
@@ -88,7 +116,8 @@ def bfgs_bounded(fg, x0, lb, int maxiter=15000, double ftol=1e-13, double gtol=1
     cdef int nfev = 0, nit = 0, status = -1, ls, fails, small = 0
     cdef bint identity = True, ok, stop
 
-    _call(fg, x, g, &f, n)
+    cdef Objective cfg = fg if isinstance(fg, Objective) and (<Objective>fg).nx == n else None
+    _call(fg, cfg, x, g, &f, n)
     nfev = 1
     if not isfinite(f):
         return xa, f, np.asarray(g).copy(), nfev, nit, ST_START, MESSAGES[ST_START]
@@ -138,7 +167,7 @@ def bfgs_bounded(fg, x0, lb, int maxiter=15000, double ftol=1e-13, double gtol=1
                 for i in range(n):
                     t = x[i] + alpha * d[i]
                     xt[i] = t if t > l[i] else l[i]
-                _call(fg, xt, gt, &ft, n)
+                _call(fg, cfg, xt, gt, &ft, n)
                 nfev += 1
                 gdt = 0.0
                 for i in range(n):

@@ -190,8 +190,9 @@ class LmmProblem:
         """(deviance, gradient) functions for the optimiser. Where a cross-products kernel runs,
         both come from one kernel call per theta (`CrossprodsLmm.kernel_objective`), without
         the state object and caches of `evaluate`: on small data those layers cost more than
-        the numerics. Elsewhere `deviance` and `gradient`. ``fused=True`` adds a third
-        function giving (deviance, gradient) from one call (None without a kernel)."""
+        the numerics. Elsewhere `deviance` and `gradient`. ``fused=True`` adds a third: the
+        kernel itself as a compiled `Objective` (called from Python it gives (deviance,
+        gradient); the compiled optimiser calls it in C), None without a kernel."""
         kobj = None if self._xp is None else self._xp.kernel_objective()
         if kobj is None:
             return (self.deviance, self.gradient, None) if fused else (self.deviance, self.gradient)
@@ -212,11 +213,7 @@ class LmmProblem:
         dev, grad = (lambda theta: point(theta)[0]), (lambda theta: point(theta)[1].copy())
         if not fused:
             return dev, grad
-
-        def fg(theta):
-            v, g = point(theta)
-            return v, g.copy()
-        return dev, grad, fg
+        return dev, grad, kobj.set_criterion(REML, n_eff, slw)
 
     def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
         """Diagonal blocks of M^{-1} per term, (levels, p_k, p_k): the conditional variances of the
