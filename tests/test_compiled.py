@@ -135,11 +135,15 @@ def test_laplace_objective_matches_the_numpy_path(src, f, fam, wt, pure):
         assert dev == pytest.approx(r.deviance, rel=1e-10)
         np.testing.assert_allclose(g, np.concatenate([sc * gx[:nth], C.T @ gx[nth:]]),
                                    rtol=1e-6, atol=1e-6 * max(1.0, np.abs(gx).max()))
+        fz, gz = obj(z)                      # the compiled optimiser's (C-level) call
+        assert fz == dev
+        np.testing.assert_array_equal(gz, g)
     if fam == "poisson":                                     # exp(eta) overflows: PIRLS fails
         far = np.concatenate([zs[0][:nth], np.linalg.solve(C, np.full(p, 800.0) - beta1)])
         with np.errstate(over="ignore", invalid="ignore"):
             assert obj.deviance(far) == np.inf
             assert not np.any(obj.gradient(far))
+            assert obj(far)[0] == np.inf
             assert np.isfinite(obj.deviance(zs[0]))             # and recovers from it
 
 

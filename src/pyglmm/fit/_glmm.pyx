@@ -14,6 +14,7 @@ by block elimination of the fixed effects. Same algorithms and formulas as pirls
 gradient.py; the tests compare the two paths.
 Families: see _rowwise.pxi (Poisson, binomial, nbinom2 and Gamma with their log/logit links).
 """
+from pyglmm.fit._optim cimport Objective
 import numpy as np
 from libc.stdint cimport int64_t
 
@@ -822,7 +823,7 @@ cdef class GlmmData:
                                  self.gz, self.gw)
 
 
-cdef class LaplaceObjective:
+cdef class LaplaceObjective(Objective):
     """The Laplace deviance and its exact gradient in the optimiser's coordinates z (theta =
     sc * z_theta, beta = beta1 + C z_beta) by one compiled PIRLS and one gradient per point, on
     output arrays kept between calls: the stage-2 objective of fit/glmm.py for Poisson and
@@ -839,6 +840,7 @@ cdef class LaplaceObjective:
     cdef const double[:, ::1] C
     cdef object th_a, be_a, g_a, u_a, eta_a, th_new_a, be_new_a
     cdef list out_p, out_g
+    cdef double[::1] zbuf
 
     def __init__(self, GlmmData kd, problem, int fam, double dconst, double shape, bint observed,
                  double sat, double tol, int max_iter, sc, beta1, C):
@@ -852,6 +854,22 @@ cdef class LaplaceObjective:
         self.g = self.g_a
         self.th_new_a, self.be_new_a = np.empty(self.nth), np.empty(self.p)
         self.th_new, self.be_new = self.th_new_a, self.be_new_a
+        self.nx = self.nth + self.p
+        self.zbuf = np.empty(self.nx)
+
+    cdef int fg(self, const double* x, double* f, double* g) except -1:
+        """The compiled optimiser's call: deviance and gradient at z = x; 1 where PIRLS fails."""
+        cdef Py_ssize_t a
+        for a in range(self.nx):
+            self.zbuf[a] = x[a]
+        self._set_point(self.zbuf)
+        if not self.ok:
+            return 1
+        self._grad()
+        f[0] = self.f
+        for a in range(self.nx):
+            g[a] = self.g[a]
+        return 0
 
     cdef void _set_point(self, const double[::1] z) except *:
         """theta and beta at z; keeps the current mode when they are those of the last point."""
@@ -933,9 +951,14 @@ cdef class LaplaceObjective:
     def gradient(self, const double[::1] z):
         """Its gradient in z (zeros where PIRLS fails: the line search then backtracks)."""
         self._set_point(z)
-        cdef Py_ssize_t nth = self.nth, p = self.p, i, a, b, n
         if not self.ok:
-            return np.zeros(nth + p)
+            return np.zeros(self.nth + self.p)
+        self._grad()
+        return self.g_a.copy()
+
+    cdef void _grad(self) except *:
+        """self.g <- the gradient in z at the current point (PIRLS converged there)."""
+        cdef Py_ssize_t nth = self.nth, p = self.p, i, a, b, n
         cdef double t
         cdef const double[::1] v, gth
         cdef const double[:, ::1] X
@@ -957,4 +980,4 @@ cdef class LaplaceObjective:
                 for a in range(p):
                     self.g[nth + a] += self.C[b, a] * t
             self.have_g = True
-        return self.g_a.copy()
+

@@ -278,7 +278,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         if analytic and nx == 0 else None
     fg_z = None
     if fast is not None:
-        dev_z, grad_z, fg_z = fast.deviance, fast.gradient, fast.deviance_gradient
+        dev_z, grad_z, fg_z = fast.deviance, fast.gradient, fast   # fast: a compiled Objective
 
     if analytic and THETA_SCALING:
         hdiag = _theta_curvature(grad_z, z2, nth)
