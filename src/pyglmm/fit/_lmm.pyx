@@ -477,7 +477,34 @@ cdef tuple _finish(double logdet, double pwrss, const double[:, ::1] S, bint REM
     return f, g_a
 
 
-cdef class LmmObjective(Objective):
+cdef class _LmmKernel(Objective):
+    """What the two LMM kernels share as compiled `Objective`s: the criterion (REML or ML, n,
+    sum of log weights), the map from T's entries to theta (flat, which) and the deviance and
+    gradient from a solve at theta (`_solve_at`, given by each kernel)."""
+    cdef const int64_t[::1] flat, which
+    cdef Py_ssize_t ntheta
+    cdef double[:, ::1] S, G1, G2, G3
+    cdef bint REML
+    cdef double n_eff, sum_log_w
+
+    def set_criterion(self, bint REML, double n_eff, double sum_log_w):
+        """The criterion that calls as an `Objective` (f, g) evaluate: REML or ML, with the
+        number of observations and the sum of log weights."""
+        self.REML, self.n_eff, self.sum_log_w = REML, n_eff, sum_log_w
+        return self
+
+    cdef int _solve_at(self, const double* theta, double* out) noexcept:
+        return 3
+
+    cdef int fg(self, const double* x, double* f, double* g) except -1:
+        cdef double out[2]
+        if self._solve_at(x, out) != 0:
+            return 1
+        return _finish_c(out[0], out[1], self.S, self.REML, self.n_eff, self.sum_log_w, self.G1,
+                         self.G2, self.G3, self.flat, self.which, self.ntheta, f, g)
+
+
+cdef class LmmObjective(_LmmKernel):
     """The profiled ML / REML deviance and its exact gradient in theta from one call, on a
     model's fixed cross-products and working arrays kept between calls (the optimiser's
     evaluations: on small data the arrays and Python objects of `single_term_lmm` cost several
@@ -487,15 +514,12 @@ cdef class LmmObjective(Objective):
     cdef const double[:, ::1] d, XtWX
     cdef const double[::1] XtWy
     cdef const unsigned char[:, ::1] need
-    cdef const int64_t[::1] flat, which
     cdef double yWy
-    cdef Py_ssize_t ntheta, q
-    cdef double[:, ::1] T, S, G1, G2, G3, Sinv, u
+    cdef Py_ssize_t q
+    cdef double[:, ::1] T, Sinv, u
     cdef double[:, :, ::1] Minv, B
     cdef double[::1] rhs, beta, work
     cdef unsigned char[::1] need_col
-    cdef bint REML
-    cdef double n_eff, sum_log_w
 
     def __init__(self, A, C, d, XtWX, XtWy, double yWy, need, flat, which, Py_ssize_t ntheta):
         self.A, self.C, self.d, self.XtWX, self.XtWy, self.yWy = A, C, d, XtWX, XtWy, yWy
@@ -511,12 +535,6 @@ cdef class LmmObjective(Objective):
         self.work = np.empty(2 * p1 * p1 + 2 * p1 * p + 3 * p1 + p * p + 4 * p + 1)
         self.need_col = np.zeros(p1, dtype=np.uint8)
         _need_columns(self.need, self.need_col)
-
-    def set_criterion(self, bint REML, double n_eff, double sum_log_w):
-        """The criterion that calls as an `Objective` (f, g) evaluate: REML or ML, with the
-        number of observations and the sum of log weights."""
-        self.REML, self.n_eff, self.sum_log_w = REML, n_eff, sum_log_w
-        return self
 
     cdef int _solve_at(self, const double* theta, double* out) noexcept:
         """T filled from theta and the system solved (out <- log|M|, pwrss); `_core`'s status."""
@@ -537,13 +555,6 @@ cdef class LmmObjective(Objective):
                      self.need_col, self.Minv, self.B, self.u, self.S, self.rhs,
                      self.beta, self.G1, self.G2, self.G3, self.Sinv, &self.work[0], out)
 
-    cdef int fg(self, const double* x, double* f, double* g) except -1:
-        cdef double out[2]
-        if self._solve_at(x, out) != 0:
-            return 1
-        return _finish_c(out[0], out[1], self.S, self.REML, self.n_eff, self.sum_log_w, self.G1,
-                         self.G2, self.G3, self.flat, self.which, self.ntheta, f, g)
-
     def deviance_gradient(self, const double[::1] theta, bint REML, double n_eff,
                           double sum_log_w):
         """(deviance, gradient) at theta; LinAlgError where the system is not positive
@@ -554,7 +565,7 @@ cdef class LmmObjective(Objective):
                        self.flat, self.which, self.ntheta)
 
 
-cdef class PatternLmmObjective(Objective):
+cdef class PatternLmmObjective(_LmmKernel):
     """`LmmObjective` for one dense block (lmm_dense.py: small models of any term structure)
     that follows the block's sparsity: M = T'AT + I is factored on its symbolic pattern (the
     first term's levels are a diagonal block, as MixedModels.jl's L[1,1]) and the gradient's
@@ -564,15 +575,12 @@ cdef class PatternLmmObjective(Objective):
     cdef const double[:, ::1] A, C, XtWX
     cdef const double[::1] d, XtWy
     cdef const unsigned char[:, ::1] need
-    cdef const int64_t[::1] flat, which
     cdef double yWy
-    cdef Py_ssize_t ntheta, q
+    cdef Py_ssize_t q
     cdef int64_t[::1] tptr, tidx, rptr, ridx, cptr, cidx
-    cdef double[:, ::1] T, AT, L, Z, K, B, BS, S, Sinv, G1, G2, G3
+    cdef double[:, ::1] T, AT, L, Z, K, B, BS, Sinv
     cdef double[::1] ev, u, zr, col, rhs, beta, vec, Swork
     cdef unsigned char[::1] need_col
-    cdef bint REML
-    cdef double n_eff, sum_log_w
 
     def __init__(self, A, C, d, XtWX, XtWy, double yWy, need, flat, which, Py_ssize_t ntheta):
         self.nx, self.REML, self.n_eff, self.sum_log_w = ntheta, True, 1.0, 0.0
@@ -650,18 +658,6 @@ cdef class PatternLmmObjective(Objective):
     cdef void _at(self, const double[::1] theta, double* out) except *:
         """`_solve_at`, with a LinAlgError where M or S is not positive definite."""
         _raise_status(self._solve_at(&theta[0], out))
-
-    def set_criterion(self, bint REML, double n_eff, double sum_log_w):
-        """As `LmmObjective.set_criterion`."""
-        self.REML, self.n_eff, self.sum_log_w = REML, n_eff, sum_log_w
-        return self
-
-    cdef int fg(self, const double* x, double* f, double* g) except -1:
-        cdef double out[2]
-        if self._solve_at(x, out) != 0:
-            return 1
-        return _finish_c(out[0], out[1], self.S, self.REML, self.n_eff, self.sum_log_w, self.G1,
-                         self.G2, self.G3, self.flat, self.which, self.ntheta, f, g)
 
     def solution(self, const double[::1] theta):
         """(log|M|, R_X, beta, u, pwrss, M^{-1} on the pattern) at theta: the solved system for
