@@ -202,8 +202,8 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
 
     def condvar():
         """T M^-1 T' per term, M from the PIRLS weights at the optimum."""
-        cv_u = BlockedFactor(rs, rs.scaled_values(th_fit), pirls_weights(), None).diag_inverse_blocks()
-        return [np.einsum("ab,lbc,dc->lad", Tk, cu, Tk) for Tk, cu in zip(rs.T_blocks(th_fit), cv_u)]
+        F0 = BlockedFactor(rs, rs.scaled_values(th_fit), pirls_weights(), None)
+        return _conditional_b_variances(rs, th_fit, F0.diag_inverse_blocks())
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
@@ -284,14 +284,14 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
         n = prob.n_eff
         ml_dev = float(st.factor.logdet_Z() + n * (1.0 + np.log(2 * np.pi * st.pwrss / n)) - prob.sum_log_w)
     th_fit = th.copy()
-    memo: list = []                      # eta and mu: one array, computed once
-    fitted = Lazy(lambda: memo[0] if memo else memo.append(_lmm_fitted(rs, sv, st, th_fit)) or memo[0])
+    fitted = Lazy(lambda: _lmm_fitted(rs, sv, st, th_fit))      # eta and mu: one array
     record = FitRecord(
         kind="lmm", method="REML" if REML else "ML", theta=th, beta=st.beta, u=st.u,
         b=Lazy(lambda: rs.b_from_u(th_fit, st.u)), T=Lazy(lambda: rs.T_blocks(th_fit)),
         vcov=Lazy(lambda: prob.vcov_beta(st)), loglik=-0.5 * st.deviance,
         sigma=st.sigma, dispersion=None, shape=None, n_params=rs.ntheta + frame.X.shape[1] + 1,
-        eta=fitted, mu=fitted, condvar=Lazy(lambda: _lmm_condvar(prob, rs, st, th_fit)),
+        eta=fitted, mu=fitted, condvar=Lazy(lambda: _conditional_b_variances(
+            rs, th_fit, prob.conditional_u_variances(th_fit), st.sigma**2)),
         converged=converged, singular=singular, messages=msgs,
         reml_criterion=st.deviance if REML else None, ml_deviance=ml_dev,
         optinfo={"opt": opt, "gradient": grad, "hessian": hess},
@@ -308,10 +308,10 @@ def _lmm_fitted(rs, sv, st, theta) -> np.ndarray:
     return (sv.offset + sv.X @ st.beta + rs.Zu(rs.scaled_values(theta), st.u))[sv.back]
 
 
-def _lmm_condvar(prob, rs, st, theta) -> list[np.ndarray]:
-    """Conditional variances of the random effects per term, (levels, p, p): sigma^2 T M^-1 T'."""
-    cv_u = prob.conditional_u_variances(theta)
-    return [st.sigma**2 * np.einsum("ab,lbc,dc->lad", Tk, cu, Tk)
+def _conditional_b_variances(rs, theta, cv_u, scale: float = 1.0) -> list[np.ndarray]:
+    """Conditional variances of the random effects b = Lambda u per term, (levels, p, p):
+    scale T_k V_k T_k' from the blocks V_k of M^-1 (scale: sigma^2 for an LMM)."""
+    return [scale * np.einsum("ab,lbc,dc->lad", Tk, cu, Tk)
             for Tk, cu in zip(rs.T_blocks(theta), cv_u)]
 
 

@@ -1,21 +1,23 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """A projected quasi-Newton method (dense BFGS) for smooth functions of a few variables with lower
-bounds, driving a Python callable that returns (f, gradient).
+bounds, driving a compiled `Objective` or a Python callable that returns (f, gradient).
 
 On the small problems of a mixed-model fit (theta, or theta and beta: 1-50 variables) scipy's
 L-BFGS-B costs about 4 us a call of its compiled step plus a Python loop around it, more than
 the deviance itself; this loop costs well under 1 us an iteration. The method (Bertsekas 1982,
 "Projected Newton methods for optimization problems with simple constraints"; Kim, Sra and
 Dhillon 2010): variables at or next to their bound with a positive slope are sent onto it, the
-others take the quasi-Newton step of the inverse-Hessian approximation restricted to them, and
-a backtracking Armijo search runs along the projection arc. The stopping rules are L-BFGS-B's
+others take the Newton step of the Hessian approximation's free block (L-BFGS-B's model: theta I
+updated by the stored curvature pairs; a Cholesky solve), and a backtracking Armijo search runs
+along the projection arc. The stopping rules are L-BFGS-B's
 (projected gradient <= gtol, relative reduction of f <= ftol), plus its rounding-floor rule of
 `pyglmm.fit.optimize` (a projected gradient at the noise level of a large deviance).
 """
 import numpy as np
 from libc.math cimport fabs, sqrt, isfinite
 
-DEF NSMALL = 2     # relative reductions under ftol in a row that stop the search
+cdef enum:
+    NSMALL = 2               # relative reductions under ftol in a row that stop the search
 cdef enum:                   # status codes, in the order of MESSAGES
     ST_PGTOL = 0
     ST_FTOL = 1

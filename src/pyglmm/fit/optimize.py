@@ -308,16 +308,20 @@ def _lbfgsb(fun, jac, x, lb, bounds, options, fg=None):
                                  message="CONVERGENCE: projected gradient at its rounding floor")
 
 
+def _uses_compiled_bfgs(n: int) -> bool:
+    """Whether a search over n variables with an exact gradient runs the compiled BFGS."""
+    return compiled.optim_kernels() is not None and n <= QN_MAX_DIM
+
+
 def _local_search(fun, jac, x, lb, bounds, options, fg=None, direct_fg=None):
     """One run of the bounded quasi-Newton search from x: the compiled BFGS (`_optim`) for small
     problems with an exact gradient, else scipy's L-BFGS-B (`_lbfgsb`). ``direct_fg``: value and
     gradient from one call for the compiled loop, when no per-evaluation bookkeeping (verbose,
     progress) is wanted; the OptimizeResult then carries ``nfev_uncounted``."""
-    qn = compiled.optim_kernels()
-    if qn is None or x.size > QN_MAX_DIM or (fg is None and direct_fg is None):
+    if not _uses_compiled_bfgs(x.size) or (fg is None and direct_fg is None):
         return _lbfgsb(fun, jac, x, lb, bounds, options, fg=fg)
     call = direct_fg if direct_fg is not None else fg
-    xb, fb, gb, nfev, nit, status, msg = qn.bfgs_bounded(
+    xb, fb, gb, nfev, nit, status, msg = compiled.optim_kernels().bfgs_bounded(
         call, x, lb, maxiter=options["maxiter"], ftol=options["ftol"], gtol=options["gtol"],
         floor_abs=1e-4, floor_rel=1e-8)
     res = so.OptimizeResult(x=xb, fun=fb, jac=gb, nfev=nfev, nit=nit, success=status <= 2,
@@ -366,8 +370,8 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     if grad is not None:
         method = "lbfgsb"
         jac = grad
-        summ.optimizer = ("BFGS, bounded" if compiled.optim_kernels() is not None and
-                          x0.size <= QN_MAX_DIM else "L-BFGS-B") + " (analytic gradient)"
+        summ.optimizer = ("BFGS, bounded" if _uses_compiled_bfgs(x0.size) else "L-BFGS-B") + \
+            " (analytic gradient)"
     else:
         def jac(x):
             return fd_gradient(fun, x, lb)

@@ -17,10 +17,18 @@ class Lazy:
     values and (LMM) vcov of a small fit cost as much as its optimisation, and lme4 too computes
     condVar and vcov only when asked."""
 
-    __slots__ = ("fn",)
+    __slots__ = ("fn", "_value")
 
     def __init__(self, fn):
         self.fn = fn
+
+    def get(self):
+        """The value, computed on the first call (one Lazy may fill several fields: eta, mu)."""
+        try:
+            return self._value
+        except AttributeError:
+            self._value = self.fn()
+            return self._value
 
 
 @dataclass
@@ -53,7 +61,7 @@ class FitRecord:
 
     def __post_init__(self) -> None:
         d = self.__dict__
-        lazy = {k: v.fn for k, v in d.items() if isinstance(v, Lazy)}
+        lazy = {k: v for k, v in d.items() if isinstance(v, Lazy)}
         for k in lazy:
             del d[k]                         # read through __getattr__ until computed
         d["_lazy"] = lazy
@@ -61,7 +69,7 @@ class FitRecord:
     def __getattr__(self, name: str):
         lazy = self.__dict__.get("_lazy")
         if lazy and name in lazy:
-            value = lazy[name]()
+            value = lazy[name].get()
             self.__dict__[name] = value
             del lazy[name]
             return value
