@@ -666,3 +666,51 @@ def test_closed_form_one_and_two_column_kernel(f, wt, pure):
     assert dc == pytest.approx(dp, rel=1e-13) and dev(th) == pytest.approx(dp, rel=1e-13)
     np.testing.assert_allclose(gc, gp, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grad(th), gp, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("blocks", [True, False])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_lmm_crossprods_match_numpy(blocks, weighted):
+    """The compiled set-up pass of the LMM kernels (`_lmm.lmm_crossprods`) against numpy: the
+    weighted least-squares centring (X'WX, b0, X'Wr, r'Wr) and Z'WZ, Z'WX, Z'Wr, per level
+    (one term) and dense (two terms), on unsorted rows and a Fortran-ordered X."""
+    rng = np.random.default_rng(11)
+    n, p = 250, 3
+    X = np.asfortranarray(np.column_stack([np.ones(n), rng.normal(size=(n, p - 1))]))
+    y = X @ [3.0, -1.0, 0.5] + rng.normal(size=n)
+    w = rng.uniform(0.2, 2.0, n) if weighted else np.ones(n)
+    c1, c2 = rng.integers(0, 9, n), rng.integers(0, 4, n)
+    Z1 = np.column_stack([np.ones(n), rng.normal(size=n)])
+    Z2 = rng.normal(size=(n, 1))
+    W = w[:, None]
+    XtWX = X.T @ (W * X)
+    b0 = np.linalg.solve(XtWX, X.T @ (w * y))
+    r = y - X @ b0
+    kern = compiled._lmm
+    if blocks:
+        out = kern.lmm_crossprods(y, X, w, not weighted, c1.reshape(1, -1).astype(np.int64), Z1,
+                                  np.array([2], np.int64), np.array([0, 18], np.int64), 9)
+        A = np.stack([(Z1[c1 == j] * W[c1 == j]).T @ Z1[c1 == j] for j in range(9)])
+        C = np.stack([(Z1[c1 == j] * W[c1 == j]).T @ X[c1 == j] for j in range(9)])
+        d = np.stack([(Z1[c1 == j] * W[c1 == j]).T @ r[c1 == j] for j in range(9)])
+    else:
+        Z = np.zeros((n, 22))
+        Z[np.arange(n), 2 * c1] = Z1[:, 0]
+        Z[np.arange(n), 2 * c1 + 1] = Z1[:, 1]
+        Z[np.arange(n), 18 + c2] = Z2[:, 0]
+        out = kern.lmm_crossprods(y, X, w, not weighted, np.stack([c1, c2]).astype(np.int64),
+                                  np.hstack([Z1, Z2]), np.array([2, 1], np.int64),
+                                  np.array([0, 18, 22], np.int64), 0)
+        A, C, d = (W * Z).T @ Z, (W * Z).T @ X, (W * Z).T @ r
+    XtWX_c, XtWr_c, b0_c, rWr_c, A_c, C_c, d_c = out
+    np.testing.assert_allclose(XtWX_c, XtWX, rtol=1e-13)
+    np.testing.assert_allclose(b0_c, b0, rtol=1e-12)
+    np.testing.assert_allclose(XtWr_c, X.T @ (w * r), atol=1e-10)
+    assert rWr_c == pytest.approx(float(w @ r**2), rel=1e-12)
+    np.testing.assert_allclose(A_c, A, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(C_c, C, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(d_c, d, rtol=1e-11, atol=1e-11)
+    # a singular X'WX: None (the caller then solves by least squares)
+    Xs = np.column_stack([X, np.zeros(n)])
+    assert kern.lmm_crossprods(y, Xs, w, False, c1.reshape(1, -1).astype(np.int64), Z1,
+                               np.array([2], np.int64), np.array([0, 18], np.int64), 9) is None

@@ -5,7 +5,7 @@ gradient, for one-term models with few levels (per-level blocks) and for small m
 structure (one dense block). The tests compare it with the numpy paths.
 """
 import numpy as np
-from libc.math cimport log, sqrt
+from libc.math cimport fabs, log, sqrt
 from libc.stdint cimport int64_t
 
 from pyglmm.fit._optim cimport Objective
@@ -591,14 +591,16 @@ cdef class PatternLmmObjective(_LmmKernel):
         cdef const unsigned char[:, ::1] nd = need
         cdef const double[:, ::1] Am = A
         # T's structural nonzeros by column (rows c >= a)
-        tp, ti = [0], []
+        self.tptr, self.tidx = np.zeros(q + 1, np.int64), np.empty(q * (q + 1) // 2 + 1, np.int64)
+        cdef int64_t[::1] tptr = self.tptr, tidx = self.tidx
+        n = 0
         for a in range(q):
             for c in range(a, q):
                 if nd[c, a]:
-                    ti.append(c)
-            tp.append(len(ti))
-        self.tptr, self.tidx = np.asarray(tp, np.int64), np.asarray(ti, np.int64)
-        cdef int64_t[::1] tptr = self.tptr, tidx = self.tidx
+                    tidx[n] = c
+                    n += 1
+            tptr[a + 1] = n
+        self.tidx = self.tidx[:n]
         # pattern of M = T'AT + I: P1 = pattern of A T, then of T'(A T); then the fill of its
         # Cholesky factor (column j's rows below it become a clique)
         P1_a = np.zeros((q, q), np.uint8)
@@ -624,18 +626,23 @@ cdef class PatternLmmObjective(_LmmKernel):
                     for k in range(i + 1, q):
                         if pat[k, c]:
                             pat[k, i] = 1
-        rp, ri, cp, ci = [0], [], [0], []
+        # rows of the factor by row (below the diagonal) and by column, as index lists
+        self.rptr, self.cptr = np.zeros(q + 1, np.int64), np.zeros(q + 1, np.int64)
+        self.ridx, self.cidx = np.empty(q * q + 1, np.int64), np.empty(q * q + 1, np.int64)
+        cdef int64_t[::1] rptr = self.rptr, cptr = self.cptr, ridx = self.ridx, cidx = self.cidx
+        cdef Py_ssize_t nr = 0, nc = 0
         for a in range(q):
             for b in range(a):
                 if pat[a, b]:
-                    ri.append(b)
-            rp.append(len(ri))
+                    ridx[nr] = b
+                    nr += 1
+            rptr[a + 1] = nr
             for i in range(a + 1, q):
                 if pat[i, a]:
-                    ci.append(i)
-            cp.append(len(ci))
-        self.rptr, self.ridx = np.asarray(rp, np.int64), np.asarray(ri, np.int64)
-        self.cptr, self.cidx = np.asarray(cp, np.int64), np.asarray(ci, np.int64)
+                    cidx[nc] = i
+                    nc += 1
+            cptr[a + 1] = nc
+        self.ridx, self.cidx = self.ridx[:nr], self.cidx[:nc]
         self.T, self.AT = np.zeros((q, q)), np.zeros((q, q))
         self.L, self.Z = np.zeros((q, q)), np.zeros((q, q))     # zero off the pattern, always
         self.K, self.B, self.BS = np.empty((q, p)), np.empty((q, p)), np.empty((q, p))
@@ -857,3 +864,117 @@ cdef class PatternLmmObjective(_LmmKernel):
         self._at(theta, out)
         return _finish(out[0], out[1], self.S, REML, n_eff, sum_log_w, self.G1, self.G2, self.G3,
                        self.flat, self.which, self.ntheta)
+
+
+
+cdef inline void _kadd(double* s, double* c, double x) noexcept nogil:
+    """s += x with Neumaier's compensation kept in c (the sum is s + c): sums over all rows
+    then lose no more digits than numpy's pairwise ones."""
+    cdef double t = s[0] + x
+    if fabs(s[0]) >= fabs(x):
+        c[0] += (s[0] - t) + x
+    else:
+        c[0] += (x - t) + s[0]
+    s[0] = t
+
+
+def lmm_crossprods(const double[::1] y, const double[:, :] X, const double[::1] w, bint unit,
+                   const int64_t[:, ::1] codes, const double[:, :] Z, const int64_t[::1] pk,
+                   const int64_t[::1] qoff, Py_ssize_t nlev):
+    """The cross-products of an LMM in two passes over the rows (the set-up of lmm_blocks.py
+    and lmm_dense.py without a numpy call per pair of columns): X'WX and b0, the weighted least
+    squares fit of y on X; then, with r = y - X b0, X'Wr, r'Wr and the random-effects sums
+    Z'WZ, Z'WX, Z'Wr. ``codes`` (terms, n) are the rows' levels, ``Z`` (n, sum p_k) the terms'
+    model matrices side by side, ``pk`` their widths, ``qoff`` the terms' first columns in
+the q random effects (q = qoff[-1]). With ``nlev`` > 0 (one term) the sums are
+    per-level blocks A (nlev, p1, p1), C (nlev, p1, p), d (nlev, p1); with nlev = 0 dense
+    A (q, q), C (q, p), d (q), the column of term k's level l and column a being
+    qoff[k] + l p_k + a. Returns (XtWX, XtWr, b0, r'Wr, A, C, d), or None where X'WX is not
+    positive definite (the caller then solves by least squares)."""
+    cdef Py_ssize_t n = y.shape[0], p = X.shape[1], nt = codes.shape[0], m = Z.shape[1]
+    cdef Py_ssize_t i, a, b, k, s, t, c, j, p1 = pk[0], q = qoff[nt]
+    XtWX_a = np.zeros((p, p))
+    cdef double[:, ::1] XtWX = XtWX_a
+    cdef double[::1] L = np.empty(p * p + 1), rhs = np.zeros(p + 1)
+    cdef double[::1] comp = np.zeros(p * p + 2 * p + 2)     # compensations of the row sums
+    cdef double wi, r, v
+    with nogil:
+        for i in range(n):
+            wi = 1.0 if unit else w[i]
+            for a in range(p):
+                v = wi * X[i, a]
+                for b in range(a + 1):
+                    _kadd(&XtWX[a, b], &comp[a * p + b], v * X[i, b])
+                _kadd(&rhs[a], &comp[p * p + a], v * y[i])
+        for a in range(p):
+            rhs[a] += comp[p * p + a]
+            comp[p * p + a] = 0.0
+            for b in range(a + 1):
+                XtWX[a, b] += comp[a * p + b]
+            for b in range(a):
+                XtWX[b, a] = XtWX[a, b]
+            for b in range(p):
+                L[a * p + b] = XtWX[a, b]
+    if p and _chol(p, &L[0]) != 0:
+        return None
+    b0_a = np.zeros(p)
+    cdef double[::1] b0 = b0_a
+    for a in range(p):
+        b0[a] = rhs[a]
+    if p:
+        _block_solve(p, &L[0], &b0[0])
+    if nlev > 0:
+        A_a, C_a, d_a = np.zeros((nlev, p1, p1)), np.zeros((nlev, p1, p)), np.zeros((nlev, p1))
+    else:
+        A_a, C_a, d_a = np.zeros((q, q)), np.zeros((q, p)), np.zeros(q)
+    cdef double[::1] A = A_a.reshape(-1), C = C_a.reshape(-1), d = d_a.reshape(-1)
+    XtWr_a = np.zeros(p)
+    cdef double[::1] XtWr = XtWr_a
+    cdef Py_ssize_t[::1] col = np.empty(m + 1, dtype=np.intp), off = np.empty(nt + 1, dtype=np.intp)
+    cdef double[::1] val = np.empty(m + 1)
+    cdef double rWr = 0.0, vs
+    cdef Py_ssize_t base
+    off[0] = 0
+    for k in range(nt):
+        off[k + 1] = off[k] + pk[k]
+    with nogil:
+        for i in range(n):
+            wi = 1.0 if unit else w[i]
+            r = y[i]
+            for a in range(p):
+                r = r - X[i, a] * b0[a]
+            for a in range(p):
+                _kadd(&XtWr[a], &comp[p * p + a], wi * X[i, a] * r)
+            _kadd(&rWr, &comp[p * p + 2 * p], wi * r * r)
+            if nlev > 0:
+                j = codes[0, i]
+                for a in range(p1):
+                    vs = wi * Z[i, a]
+                    base = (j * p1 + a) * p1
+                    for b in range(p1):
+                        A[base + b] += vs * Z[i, b]
+                    base = (j * p1 + a) * p
+                    for c in range(p):
+                        C[base + c] += vs * X[i, c]
+                    d[j * p1 + a] += vs * r
+            else:
+                # the row's nonzero columns of Z: term k, level codes[k, i], column a
+                s = 0
+                for k in range(nt):
+                    for a in range(pk[k]):
+                        col[s] = qoff[k] + codes[k, i] * pk[k] + a
+                        val[s] = Z[i, off[k] + a]
+                        s += 1
+                for s in range(m):
+                    vs = wi * val[s]
+                    base = col[s] * q
+                    for t in range(m):
+                        A[base + col[t]] += vs * val[t]
+                    base = col[s] * p
+                    for c in range(p):
+                        C[base + c] += vs * X[i, c]
+                    d[col[s]] += vs * r
+    for a in range(p):
+        XtWr[a] += comp[p * p + a]
+    rWr += comp[p * p + 2 * p]
+    return XtWX_a, XtWr_a, b0_a, rWr, A_a, C_a, d_a

@@ -72,6 +72,33 @@ class CrossprodsLmm:
         self._last = None
         return y, wX
 
+    def _compiled_crossprods(self, y: np.ndarray, X: np.ndarray, w: np.ndarray, unit: bool,
+                             rs: ReStructure, blocks: bool):
+        """`_centre` and the random-effects cross-products (A, C, d) in one compiled pass
+        (`_lmm.lmm_crossprods`): per-level blocks levels-first (``blocks``, one term) or dense.
+        Sets XtWX, b0, XtWy and yWy and returns (A, C, d); None without the kernels or where
+        X'WX is singular (the numpy path then solves by least squares)."""
+        kern = compiled.lmm_kernels()
+        if kern is None:
+            return None
+        terms = rs.terms
+        if len(terms) == 1:
+            codes, Z = terms[0].codes.reshape(1, -1), terms[0].X
+        else:
+            codes = np.concatenate([t.codes for t in terms]).reshape(len(terms), -1)
+            Z = np.concatenate([t.X for t in terms], axis=1)
+        pk = np.array([t.p for t in terms], dtype=np.int64)
+        out = kern.lmm_crossprods(np.ascontiguousarray(y, dtype=float), X,
+                                  np.ascontiguousarray(w, dtype=float), unit,
+                                  np.ascontiguousarray(codes, dtype=np.int64), Z, pk,
+                                  np.asarray(rs.q_offsets, dtype=np.int64),
+                                  terms[0].nlevels if blocks else 0)
+        if out is None:
+            return None
+        self.XtWX, self.XtWy, self.b0, self.yWy, A, C, d = out
+        self._last = None
+        return A, C, d
+
     def kernel_objective(self):
         """The compiled `LmmObjective` of this model (deviance and gradient in one call, on
         working arrays kept between calls), or None where the kernel does not run."""
@@ -85,6 +112,19 @@ class CrossprodsLmm:
         out = self._solve(np.asarray(theta, float))
         self._last = (key, out)
         return out
+
+
+_TRIL: dict[int, np.ndarray] = {}
+
+
+def _lower_ones(k: int) -> np.ndarray:
+    """The k x k lower-triangular mask of ones (uint8), made once per k: the entries of T that
+    carry a parameter in an unstructured term."""
+    if k not in _TRIL:
+        m = np.tri(k, dtype=np.uint8)
+        m.flags.writeable = False
+        _TRIL[k] = m
+    return _TRIL[k]
 
 
 class BlockDiagonalFactor:
@@ -140,6 +180,12 @@ class SingleTermCrossprods(CrossprodsLmm):
         self.rs, self.p1, self.p = rs, t.p, X.shape[1]
         p1, p = self.p1, self.p
         unit = bool(np.all(w == 1.0))              # the usual case: no weight multiplications
+        self.rows, self.cols = rs._tril[0]
+        fast = self._compiled_crossprods(y, X, w, unit, rs, blocks=True)
+        if fast is not None:                       # levels-first from the kernel; views levels-last
+            self._levels_first = fast
+            self.A, self.C, self.d = (a.transpose(1, 2, 0) if a.ndim == 3 else a.T for a in fast)
+            return
         y, wX = self._centre(y, X, w, unit)
         xt = [np.ascontiguousarray(t.X[:, a]) for a in range(p1)]
         ones = [bool(np.all(c == 1.0)) for c in xt]   # the intercept column: no products
@@ -160,7 +206,6 @@ class SingleTermCrossprods(CrossprodsLmm):
                 self.C[a, c] = wsum(a, col)
         self.d = np.stack([wsum(a, y) for a in range(p1)])
         self.yWy = float(y @ y) if unit else float(w @ (y * y))
-        self.rows, self.cols = rs._tril[0]
 
     def parts(self, theta: np.ndarray):
         """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""
@@ -181,8 +226,7 @@ class SingleTermCrossprods(CrossprodsLmm):
         if getattr(self, "_levels_first", None) is None:
             self._levels_first = tuple(np.ascontiguousarray(np.moveaxis(a, -1, 0))
                                        for a in (self.A, self.C, self.d))
-            self._need = np.tril(np.ones((self.p1, self.p1), dtype=np.uint8))
-        return self._levels_first, self._need
+        return self._levels_first, _lower_ones(self.p1)
 
     def kernel_point(self, theta: np.ndarray):
         """The kernel's outputs at theta: (log|M|, M^{-1}, B, R_X, beta, u, pwrss, G1, G2, G3)."""

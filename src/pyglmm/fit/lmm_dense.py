@@ -36,25 +36,28 @@ class DenseCrossprods(CrossprodsLmm):
     def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray):
         self.rs, self.p = rs, X.shape[1]
         unit = bool(np.all(w == 1.0))
-        y, wX = self._centre(y, X, w, unit)
         q, n = rs.q, rs.n
-        Z = np.zeros((n, q))
-        rows = np.arange(n)
+        fast = self._compiled_crossprods(y, X, w, unit, rs, blocks=False)
+        if fast is None:
+            y, wX = self._centre(y, X, w, unit)
+            Z = np.zeros((n, q))
+            rows = np.arange(n)
+            for k, t in enumerate(rs.terms):
+                off = int(rs.q_offsets[k])
+                for a in range(t.p):
+                    Z[rows, off + t.codes * t.p + a] = t.X[:, a]
+            Zw = Z if unit else Z * w[:, None]
+            fast = (Zw.T @ Z, Zw.T @ X, Zw.T @ y)
+            self.yWy = float(y @ y) if unit else float(w @ (y * y))
+        self.A, self.C, self.d = (np.ascontiguousarray(a[None]) for a in fast)
         flat, which = [], []
         for k, t in enumerate(rs.terms):
             off = int(rs.q_offsets[k])
-            for a in range(t.p):
-                Z[rows, off + t.codes * t.p + a] = t.X[:, a]
             r, c = rs._tril[k]
             start = rs.theta_slices[k].start
             lev0 = off + np.arange(t.nlevels)[:, None] * t.p          # first column of each level
             flat.append(((lev0 + r) * q + (lev0 + c)).ravel())
-            which.append(np.tile(np.arange(start, start + r.size), t.nlevels))
-        Zw = Z if unit else Z * w[:, None]
-        self.A = np.ascontiguousarray((Zw.T @ Z)[None])
-        self.C = np.ascontiguousarray((Zw.T @ X)[None])
-        self.d = np.ascontiguousarray((Zw.T @ y)[None])
-        self.yWy = float(y @ y) if unit else float(w @ (y * y))
+            which.append(start + np.arange(t.nlevels * r.size) % r.size)
         self._flat, self._which = np.concatenate(flat), np.concatenate(which)
         need = np.zeros(q * q, dtype=np.uint8)
         need[self._flat] = 1
