@@ -714,3 +714,34 @@ def test_lmm_crossprods_match_numpy(blocks, weighted):
     Xs = np.column_stack([X, np.zeros(n)])
     assert kern.lmm_crossprods(y, Xs, w, False, c1.reshape(1, -1).astype(np.int64), Z1,
                                np.array([2], np.int64), np.array([0, 18], np.int64), 9) is None
+
+
+@pytest.mark.parametrize("src,f,fam", [
+    ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None),
+    ("penicillin", "diameter ~ 1 + (1 | plate) + (1 | sample)", None),
+    ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),
+])
+def test_compiled_gradient_jacobian_matches_fd_jacobian(src, f, fam):
+    """The post-fit Hessian by differences of the gradient in C (`_optim.gradient_jacobian`)
+    gives what the Python differences of the same kernel's gradient give."""
+    from pyglmm.fit.optimize import gradient_hessian
+    d = _data(src)
+    m = pyglmm.lmer(f, d) if fam is None else pyglmm.glmer(f, d, family=fam)
+    if fam is None:
+        _, grad, kobj = m._problem.objective(fused=True)
+        x = np.asarray(m.theta, float) * 1.05
+    else:
+        from pyglmm.fit.glmm import _KernelLaplace
+        pr = m._problem
+        nth, p = pr.rs.ntheta, pr.p
+        C = np.eye(p) * 0.3
+        kobj = _KernelLaplace.make(pr, pr.family, nth, p, np.ones(nth),
+                                   np.array(m.fixef, float), C)
+        grad = kobj.gradient
+        x = np.concatenate([np.asarray(m.theta, float), np.full(p, 0.1)])
+    assert kobj is not None
+    gc, hc = gradient_hessian(grad, x, 1e-4, fg=kobj)
+    gp, hp = gradient_hessian(grad, x, 1e-4)
+    np.testing.assert_allclose(gc, gp, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(hc, hp, rtol=1e-5, atol=1e-6)
+    assert np.allclose(hc, hc.T)

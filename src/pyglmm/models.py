@@ -13,7 +13,7 @@ from .fit.glmm import fit_glmm
 from .linalg.restructure import stable_group_order
 from .linalg.threads import with_fit_blas_threads
 from .fit.lmm import LmmProblem
-from .fit.optimize import fd_jacobian, minimize_bounded, recheck_boundary
+from .fit.optimize import gradient_hessian, minimize_bounded, recheck_boundary
 from .fit.pirls import GlmmProblem
 from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor
@@ -268,11 +268,9 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     th = opt.x
     singular = _singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
-    grad = grad_fn(th)
-    hess = None
-    if hessian:                        # for the convergence check only (vcov comes from R_X)
-        with np.errstate(all="ignore"):
-            hess = fd_jacobian(grad_fn, th, 1e-4, g0=grad)   # differences of the gradient
+    # the Hessian (differences of the exact gradient) is for the convergence check only: vcov
+    # comes from R_X
+    grad, hess = gradient_hessian(grad_fn, th, 1e-4, fg=fg_fn, hessian=hessian)
     st = prob.evaluate(th)
     converged, msgs = _conv_messages(grad, hess, free, singular)
     if singular:

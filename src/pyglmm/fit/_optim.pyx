@@ -333,3 +333,37 @@ cdef void _rebuild(double[:, ::1] B, double[:, ::1] S, double[:, ::1] Y, double[
         for i in range(n):
             for j in range(n):
                 B[i, j] += Y[k, i] * Y[k, j] / sy - Bs[i] * Bs[j] / sBs
+
+
+def gradient_jacobian(Objective obj, x, double h):
+    """(g, H): the gradient at x and the symmetrised Jacobian of the gradient there by forward
+    differences, column i from a step h max(1, |x_i|) (optimize.fd_jacobian's rule with g0),
+    in C calls of ``obj``: the Hessian of the convergence checks and standard errors. Where
+    ``obj`` is undefined the gradient counts as zero, as the Python gradients return it."""
+    xa = np.array(x, dtype=np.float64)
+    cdef Py_ssize_t n = xa.shape[0], i, j
+    g_a, H_a = np.zeros(n), np.empty((n, n))
+    cdef double[::1] xv = xa, g0 = g_a, gi = np.zeros(n + 1)
+    cdef double[:, ::1] H = H_a
+    cdef double f = 0.0, hi, xi, t
+    if n == 0:
+        return g_a, H_a
+    if obj.fg(&xv[0], &f, &g0[0]) != 0 or not isfinite(f):
+        for j in range(n):
+            g0[j] = 0.0
+    for i in range(n):
+        xi = xv[i]
+        hi = h * (fabs(xi) if fabs(xi) > 1.0 else 1.0)
+        xv[i] = xi + hi
+        if obj.fg(&xv[0], &f, &gi[0]) != 0 or not isfinite(f):
+            for j in range(n):
+                gi[j] = 0.0
+        for j in range(n):
+            H[j, i] = (gi[j] - g0[j]) / hi
+        xv[i] = xi
+    for i in range(n):
+        for j in range(i):
+            t = 0.5 * (H[i, j] + H[j, i])
+            H[i, j] = t
+            H[j, i] = t
+    return g_a, H_a

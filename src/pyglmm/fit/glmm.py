@@ -17,7 +17,8 @@ import numpy as np
 import scipy.linalg as sla
 
 from .gradient import laplace_gradient, supports_analytic
-from .optimize import OptSummary, fd_gradient, fd_hessian, fd_jacobian, minimize_bounded
+from .optimize import (OptSummary, fd_gradient, fd_hessian, gradient_hessian,
+                       minimize_bounded)
 from . import compiled
 from .pirls import GlmmProblem, PirlsFailure, PirlsResult
 
@@ -316,8 +317,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         with np.errstate(all="ignore"):
             if analytic:
                 # forward differences of the exact gradient: k PIRLS runs instead of ~2k^2
-                gz = grad_z(zopt)
-                hz = fd_jacobian(grad_z, zopt, 1e-4, g0=gz)
+                gz, hz = gradient_hessian(grad_z, zopt, 1e-4, fg=fg_z)
                 hess = Tinv.T @ hz @ Tinv
                 grad = Tinv.T @ gz
             else:

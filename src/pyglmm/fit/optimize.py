@@ -119,6 +119,19 @@ def fd_jacobian(g, z: np.ndarray, h: float, g0: np.ndarray | None = None) -> np.
     return 0.5 * (H + H.T)
 
 
+def gradient_hessian(grad: Callable, x: np.ndarray, h: float = 1e-4, fg=None,
+                     hessian: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The gradient at x and, with ``hessian``, the Hessian by forward differences of it
+    (`fd_jacobian`). With ``fg`` a compiled `Objective` of the same function the k + 1
+    evaluations run in C (`_optim.gradient_jacobian`), with the same steps and results."""
+    kern = compiled.optim_kernels()
+    with np.errstate(all="ignore"):
+        if hessian and fg is not None and kern is not None and isinstance(fg, kern.Objective):
+            return kern.gradient_jacobian(fg, x, h)
+        g = grad(x)
+        return g, fd_jacobian(grad, x, h, g0=g) if hessian else None
+
+
 def _edge_restart_point(f: Callable, x: np.ndarray, lb: np.ndarray) -> np.ndarray | None:
     """A better interior point next to components sitting on their bounds, if there is one."""
     at = np.flatnonzero(np.isfinite(lb) & (x - lb < 1e-3))
