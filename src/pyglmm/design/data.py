@@ -11,7 +11,11 @@ from .errors import DataError
 def to_pandas(data: Any) -> pd.DataFrame:
     """Return ``data`` as a pandas DataFrame; raises DataError for unsupported types or duplicate columns."""
     df = _convert(data)
-    names = df.columns.tolist()
+    idx, columns = df.index, df.columns
+    if columns.inferred_type == "string" and columns.is_unique and \
+            isinstance(idx, pd.RangeIndex) and idx.start == 0 and idx.step == 1:
+        return df        # the usual case (both checks are cached on the index): nothing to fix
+    names = columns.tolist()
     cols = names if all(type(c) is str for c in names) else [str(c) for c in names]
     if len(set(cols)) != len(cols):
         dups = sorted({c for c in cols if cols.count(c) > 1})

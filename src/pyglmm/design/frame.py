@@ -106,16 +106,21 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
         if v.is_factor:
             raise DataError(f"offset {key!r} must be numeric, not categorical")
 
-    na = np.zeros(n_all, dtype=bool)
+    na = None
     na_counts: dict[str, int] = {}
+    finite: set[str] = set()            # numeric columns with no NaN and no infinite value
     for name, v in used.items():
+        if v.codes is None and v.values.size and np.isfinite(v.values).all():
+            finite.add(name)            # the usual case: one pass decides both checks
+            continue
         m = v.na_mask()
-        if n_all and m.all():
+        count = int(np.count_nonzero(m))
+        if n_all and count == n_all:
             raise DataError(f"column {name!r} is entirely missing (NA)")
-        if m.any():
-            na_counts[name] = int(m.sum())
-        na |= m
-    rows = np.flatnonzero(~na)
+        if count:
+            na_counts[name] = count
+            na = m.copy() if na is None else na | m
+    rows = np.arange(n_all) if na is None else np.flatnonzero(~na)
     if n_all == 0 or len(rows) == 0:
         detail = ", ".join(f"{k!r} ({c} NA)" for k, c in na_counts.items())
         raise DataError("no rows left after removing missing values" + (f"; NAs in: {detail}" if detail else
@@ -125,14 +130,14 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
     sub = {k: v.subset(keep) for k, v in used.items()}
 
     for name, v in sub.items():
-        if not v.is_factor:
+        if not v.is_factor and name not in finite:
             bad = int(np.isinf(v.values).sum())
             if bad:
                 raise DataError(f"column {name!r} has {bad} infinite value(s); remove or fix them")
 
     # response ---------------------------------------------------------------
     prior = np.ones(n) if wvar is None else sub[f"weights {wvar.name}"].values.copy()
-    if (prior < 0).any():
+    if wvar is not None and (prior < 0).any():
         raise DataError(f"weights contain {int((prior < 0).sum())} negative value(s)")
     y, prior, kind = _response(sub[pf.response], prior, binomial)
 
@@ -197,11 +202,14 @@ def _response(v: Variable, prior: np.ndarray, binomial: bool) -> tuple[np.ndarra
         if vals.shape[1] != 2:
             raise DataError(f"binomial response {v.name!r} must have exactly 2 columns (successes, failures)")
         s, f = vals[:, 0], vals[:, 1]
-        if (s < 0).any() or (f < 0).any():
+        if vals.min() < 0:
             raise DataError(f"binomial response {v.name!r} has negative counts")
         total = s + f
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(total > 0, s / np.where(total > 0, total, 1.0), 0.0)
+        if total.min() > 0:              # the usual case: every row has a trial
+            y = s / total
+        else:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                y = np.where(total > 0, s / np.where(total > 0, total, 1.0), 0.0)
         return y, prior * total, "cbind"
     return vals.astype(np.float64), prior, ("numeric" if binomial else None)
 

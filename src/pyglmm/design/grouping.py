@@ -22,14 +22,17 @@ def interaction_codes(factors: list[Variable]) -> tuple[np.ndarray, list[str]]:
     if len(factors) == 1 and codes.size and codes.min() >= 0 and \
             np.bincount(codes, minlength=len(factors[0].levels)).all():
         return codes, list(factors[0].levels)        # already dense: every level is used
-    combos = np.arange(len(factors[0].levels))[:, None]
+    # the level of each factor in every combination present, one array per factor
+    combos = [np.arange(len(factors[0].levels))]
+    if len(factors) == 1:
+        uk, codes = _dense_unique(codes)          # drop the levels not present
+        combos = [combos[0][uk]]
     for f in factors[1:]:
-        key = codes * len(f.levels) + f.codes
-        uk, codes = _dense_unique(key)
-        combos = np.column_stack([combos[uk // len(f.levels)], uk % len(f.levels)])
-    uk, codes = _dense_unique(codes)
-    levels = [f.levels for f in factors]
-    labels = [":".join(lv[c] for lv, c in zip(levels, row)) for row in combos[uk].tolist()]
+        nl = len(f.levels)
+        uk, codes = _dense_unique(codes * nl + f.codes)
+        combos = [c[uk // nl] for c in combos] + [uk % nl]
+    names = [np.asarray(f.levels, dtype=object)[c] for f, c in zip(factors, combos)]
+    labels = list(names[0]) if len(names) == 1 else list(map(":".join, zip(*names)))
     return codes.astype(np.int64, copy=False).reshape(-1), labels
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formula import FixedSpec
-from ..linalg.small import cholesky_lower
+from scipy.linalg import lapack
 from .errors import DataError
 from .variables import Variable
 
@@ -30,41 +30,48 @@ def _coding(spec: FixedSpec, variables: dict[str, Variable]) -> list[dict[str, b
     return codings
 
 
-def _blocks(var: Variable, contrasts: bool | None) -> tuple[list[np.ndarray], list[str]]:
+def _blocks(var: Variable, contrasts: bool | None, n: int) -> tuple[np.ndarray, list[str]]:
+    """The (n, k) columns of one variable in a term and their names: the values of a numeric
+    variable (k of a matrix), the indicators of a factor's levels (all, or all but the
+    reference level with contrasts), made by one comparison."""
     if not var.is_factor:
         vals = var.values
         if vals.ndim == 1:
-            return [vals], [var.name]
+            return vals.reshape(n, 1), [var.name]
         names = var.colnames or [str(i + 1) for i in range(vals.shape[1])]
-        return [vals[:, i] for i in range(vals.shape[1])], [var.name + c for c in names]
-    levels = list(range(len(var.levels)))
+        return vals, [var.name + c for c in names]
+    levels = np.arange(len(var.levels))
     if contrasts:
         if len(var.levels) < 2:
             raise DataError(f"factor {var.name!r} has only one level ({var.levels[0] if var.levels else 'none'!r}) "
                             "in the data used; contrasts need at least 2 levels")
-        levels = [k for k in levels if k != var.ref]
-    cols = [(var.codes == k).astype(np.float64) for k in levels]
-    return cols, [var.name + var.levels[k] for k in levels]
+        levels = levels[levels != var.ref]
+    block = (var.codes[:, None] == levels[None, :]).astype(np.float64)
+    return block, [var.name + var.levels[k] for k in levels.tolist()]
 
 
 def build_model_matrix(spec: FixedSpec, variables: dict[str, Variable], n: int) -> tuple[np.ndarray, list[str]]:
     """Return (X, column names) for ``spec``; interaction columns vary the first factor fastest."""
-    cols: list[np.ndarray] = []
+    blocks: list[np.ndarray] = []
     names: list[str] = []
     if spec.intercept:
-        cols.append(np.ones(n))
+        blocks.append(np.ones((n, 1)))
         names.append("(Intercept)")
     for term, coding in zip(spec.terms, _coding(spec, variables)):
-        tcols: list[np.ndarray | None] = [None]          # None: the empty product (ones)
+        tblock: np.ndarray | None = None            # None: the empty product (ones)
         tnames: list[str] = [""]
         for f in term.factors:
-            bcols, bnames = _blocks(variables[f], coding.get(f))
-            tcols = [b if c is None else c * b for b in bcols for c in tcols]
-            tnames = [f"{a}:{b}" if a else b for b in bnames for a in tnames]
-        cols.extend(np.ones(n) if c is None else c for c in tcols)
+            b, bnames = _blocks(variables[f], coding.get(f), n)
+            # column (jb, jt): the new factor's column jb times the term's column jt so far
+            tblock = b if tblock is None else \
+                (b[:, :, None] * tblock[:, None, :]).reshape(n, -1)
+            tnames = [f"{a}:{c}" if a else c for c in bnames for a in tnames]
+        blocks.append(np.ones((n, 1)) if tblock is None else tblock)
         names.extend(tnames)
-    X = np.column_stack(cols) if cols else np.zeros((n, 0))
-    return np.ascontiguousarray(X, dtype=np.float64), names
+    if not blocks:
+        return np.zeros((n, 0)), names
+    # a new C-ordered array (never a view of the user's column)
+    return np.concatenate(blocks, axis=1, dtype=np.float64), names
 
 
 def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
@@ -73,17 +80,17 @@ def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     X = np.asarray(X, np.float64)
     if p == 1 and n:                      # one column: dropped only when it is all zero
         return [] if np.any(X) else [0]
-    norms = np.linalg.norm(X, axis=0)
-    if n > p and np.all(norms > 0):
+    G = X.T @ X
+    norms = np.sqrt(G.diagonal())
+    if n > p and norms.min() > 0:
         # the usual full-rank case from the p x p Gram matrix of the unit-norm columns: its
         # Cholesky diagonal is R's |R_jj| / ||X_j||, accurate to ~1e-6 where it exceeds 1e-5
         # (rounding enters its square), so above that no column can fall under the tolerance
-        G = X.T @ X / np.outer(norms, norms)
-        try:
-            if np.diag(cholesky_lower(G)).min() > 1e-5:
-                return []
-        except np.linalg.LinAlgError:
-            pass
+        s = 1.0 / norms
+        L, info = lapack.dpotrf(G * s[:, None] * s[None, :], lower=1, clean=0)
+        if info == 0 and L.diagonal().min() > 1e-5:
+            return []
+    norms = np.linalg.norm(X, axis=0)      # (scaled against overflow) for the decision below
     if n > p:
         # R's diagonal of an unpivoted QR is the norm of each column's part orthogonal to the
         # earlier ones; a dependent column adds nothing to their span, so the later diagonal

@@ -47,10 +47,14 @@ class Variable:
                 return Variable(self.name, values=vals, colnames=self.colnames)
             return Variable(self.name, values=self.values[rows], colnames=self.colnames)
         codes = self.codes if rows is None else self.codes[rows]
-        used = np.zeros(len(self.levels), dtype=bool)
-        used[codes[codes >= 0]] = True
-        if rows is None and used.all():
-            return self
+        if rows is None:                 # no row dropped, so no NA among the codes
+            used = np.bincount(codes, minlength=len(self.levels)) > 0 if codes.size else \
+                np.zeros(len(self.levels), dtype=bool)
+            if used.all():
+                return self
+        else:
+            used = np.zeros(len(self.levels), dtype=bool)
+            used[codes[codes >= 0]] = True
         remap = np.cumsum(used) - 1
         new_codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64)
         levels = [lv for lv, u in zip(self.levels, used) if u]
@@ -78,6 +82,8 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
         cats = values.categories
         codes = values.codes.astype(np.int64)
         kind = cats.dtype.kind if isinstance(cats.dtype, np.dtype) else None
+        if kind is None and isinstance(cats.dtype, pd.StringDtype):
+            return Variable(name, codes=codes, levels=_string_labels(cats))
         if kind in ("i", "u", "f") or (kind is None and pd.api.types.is_numeric_dtype(cats.dtype)
                                        and not pd.api.types.is_bool_dtype(cats.dtype)):
             return Variable(name, codes=codes, levels=format_r_numbers(cats.to_numpy()))
@@ -116,6 +122,19 @@ def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
     codes = np.full(len(obj), -1, dtype=np.int64)
     codes[~na] = [index[v] for v in present]
     return Variable(name, codes=codes, levels=[_label(u) for u in uniq])
+
+
+def _string_labels(cats: pd.Index) -> list[str]:
+    """The labels of string categories (no missing values among categories): through Arrow's
+    list conversion when pandas stores them in Arrow (pandas 3's default str), a few times
+    faster than an object array."""
+    arr = cats.array
+    if hasattr(arr, "__arrow_array__"):
+        try:
+            return arr.__arrow_array__().to_pylist()
+        except (TypeError, ValueError, ImportError):
+            pass
+    return [_label(c) for c in cats.to_numpy(dtype=object)]
 
 
 def _label(value: object) -> str:
@@ -172,7 +191,12 @@ class Evaluator:
             return Variable(text, codes=v.codes, levels=v.levels, ref=v.ref)
         if isinstance(value, tuple):  # cbind
             mats = [self._as_numeric(v, text) for v in value[0]]
-            return Variable(text, values=np.column_stack(mats), colnames=value[1])
+            if any(m.ndim > 1 for m in mats):
+                return Variable(text, values=np.column_stack(mats), colnames=value[1])
+            out = np.empty((self.n, len(mats)))
+            for j, m in enumerate(mats):
+                out[:, j] = m                # a number is recycled, as R's cbind does
+            return Variable(text, values=out, colnames=value[1])
         arr = np.asarray(value)
         if arr.ndim == 0:
             arr = np.full(self.n, arr.item())
@@ -222,6 +246,8 @@ class Evaluator:
         return arr
 
     def eval(self, node: Node, text: str):
+        if isinstance(node, Name):          # a plain column: no arithmetic, no floating-point state
+            return self.column(node, text)
         with np.errstate(all="ignore"):
             return self._eval(node, text)
 

@@ -414,11 +414,15 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
         for attempt in range(attempts):
             res = _local_search(fun, jac, x, lb, bounds, opts, fg=fgw, direct_fg=direct)
             uncounted += getattr(res, "nfev_uncounted", 0)
-            moved = np.max(np.abs(res.x - x))
+            moved = float(np.max(np.abs(res.x - x)))
             x = res.x
+            # the search's own gradient at its end point, where it reports one
+            g_end = res.get("jac")
+            if g_end is None or np.shape(g_end) != x.shape:
+                g_end = jac(x)
             # L-BFGS-B can stop on a tiny line-search step far from the optimum: restart (fresh
             # curvature memory) while the projected gradient is not small
-            if _projected_gradient(x, jac(x), lb) < _gradient_floor(res.fun) or moved < 1e-12:
+            if _projected_gradient(x, g_end, lb) < _gradient_floor(res.fun) or moved < 1e-12:
                 break
     best_f, best_x = cf.best
     if best_x is not None and best_f < res.fun:
@@ -438,7 +442,9 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
             summ.optimizer += " + edge restart"
     x = _snap_to_bounds(fun, x, lb)
     summ.x = np.asarray(x, float)
-    summ.fmin = float(f(summ.x))
+    # the value at the search's end point is known (same function); elsewhere evaluate it
+    end_known = res is not None and x is res.x and math.isfinite(res.fun) and res.fun < 1e300
+    summ.fmin = float(res.fun) if end_known else float(f(summ.x))
     summ.feval = cf.n + uncounted
     summ.nit = int(getattr(res, "nit", 0))
     summ.success = bool(res.success)
