@@ -11,6 +11,7 @@ import numpy as np
 from ._warn import user_stacklevel
 from .linalg.blocked import BlockPattern, physical_memory
 from .linalg.restructure import ReStructure
+from .fit import compiled
 from .linalg.small import cholesky_lower, eigvalsh, solve_lower
 from .results.varcorr import TermInfo
 
@@ -131,6 +132,20 @@ def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
     return bool(np.any(theta[diag] < SINGULAR_TOL))
 
 
+def _hessian_checks(H: np.ndarray, g: np.ndarray) -> tuple[bool, float, float]:
+    """(H positive definite, max |L^{-1} g| for H = LL', smallest / largest eigenvalue of H):
+    in one compiled call where the kernels are built, else by LAPACK."""
+    kern = compiled.optim_kernels()
+    if kern is not None:
+        return kern.convergence_check(H, g)
+    try:
+        C = cholesky_lower(H)
+    except np.linalg.LinAlgError:
+        return False, float("nan"), float("nan")
+    ev = eigvalsh(H)
+    return True, float(np.max(np.abs(solve_lower(C, g)))), float(ev.min() / ev.max())
+
+
 def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
     """lme4's convergence checks: scaled gradient and positive definiteness of the Hessian."""
     msgs = []
@@ -140,22 +155,20 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
     if not np.any(free):
         return True, msgs
     g, H = (grad, hess) if free.all() else (grad[free], hess[np.ix_(free, free)])
-    try:
-        C = cholesky_lower(H)
-        sg = solve_lower(C, g)
-        if np.max(np.abs(sg)) > GRAD_TOL:
-            ok = False
-            msgs.append(f"Model failed to converge with max|grad| = {np.max(np.abs(sg)):.4g} "
-                        f"(tol = {GRAD_TOL}). Try rescaling predictors (e.g. scale()) or a simpler "
-                        "random-effects structure.")
-        ev = eigvalsh(H)
-        if ev.min() / ev.max() < 1e-10:
-            msgs.append("Model is nearly unidentifiable: very large eigenvalue ratio. "
-                        "Rescale variables?")
-    except np.linalg.LinAlgError:
+    pos_def, max_sg, ratio = _hessian_checks(H, g)
+    if not pos_def:
         if not singular:
             ok = False
             msgs.append("Model failed to converge: the Hessian of the deviance is not positive "
                         "definite. Check for collinear predictors, rescale, or simplify the "
                         "random-effects structure.")
+        return ok, msgs
+    if max_sg > GRAD_TOL:
+        ok = False
+        msgs.append(f"Model failed to converge with max|grad| = {max_sg:.4g} "
+                    f"(tol = {GRAD_TOL}). Try rescaling predictors (e.g. scale()) or a simpler "
+                    "random-effects structure.")
+    if ratio < 1e-10:
+        msgs.append("Model is nearly unidentifiable: very large eigenvalue ratio. "
+                    "Rescale variables?")
     return ok, msgs

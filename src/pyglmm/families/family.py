@@ -191,21 +191,19 @@ class Family:
         if y.ndim != 1:
             y = y.reshape(-1)
         what = f"response {response_name!r} ({self.name} family)"
-        bad = ~np.isfinite(y)
-        if bad.any():
-            _raise_rows(what, bad, y, "non-finite (NaN/Inf) values")
+        if not np.isfinite(y).all():
+            _raise_rows(what, ~np.isfinite(y), y, "non-finite (NaN/Inf) values")
         if wt is not None:
             w = _f(wt).reshape(-1)
             if w.shape != y.shape:
                 raise ValueError(
                     f"weights for {what} have length {w.size}, expected {y.size}"
                 )
-            badw = ~np.isfinite(w)
-            if badw.any():
-                _raise_rows(f"weights for {what}", badw, w, "non-finite (NaN/Inf) values")
-            negw = w < 0
-            if negw.any():
-                _raise_rows(f"weights for {what}", negw, w, "negative weights")
+            if not np.isfinite(w).all():
+                _raise_rows(f"weights for {what}", ~np.isfinite(w), w,
+                            "non-finite (NaN/Inf) values")
+            if w.size and w.min() < 0:
+                _raise_rows(f"weights for {what}", w < 0, w, "negative weights")
         else:
             w = np.ones_like(y)
         self._validate(y, w, what)
@@ -681,6 +679,22 @@ def make_family(family: "str | Family", link: "str | Link | None" = None, *, sha
         family = family.name
     if not isinstance(family, str):
         raise TypeError(f"family must be a string or Family, not {type(family).__name__}")
+    if link is None and shape is None:
+        # families are immutable: one object per specification string (every fit asks)
+        fam = _BY_STRING.get(family)
+        if fam is None:
+            fam = _family_from_string(family, None, None)
+            if len(_BY_STRING) < 64:          # bounded: strings such as theta = x may vary
+                _BY_STRING[family] = fam
+        return fam
+    return _family_from_string(family, link, shape)
+
+
+_BY_STRING: dict[str, Family] = {}
+
+
+def _family_from_string(family: str, link, shape) -> Family:
+    """`make_family` for a specification string."""
 
     fname, args, kwargs = _parse_family_string(family)
     key = _resolve_family_name(fname)

@@ -16,6 +16,8 @@ along the projection arc. The stopping rules are L-BFGS-B's
 import numpy as np
 from libc.math cimport fabs, sqrt, isfinite
 
+include "_dense.pxi"
+
 cdef enum:
     NSMALL = 2               # relative reductions under ftol in a row that stop the search
 cdef enum:                   # status codes, in the order of MESSAGES
@@ -367,3 +369,70 @@ def gradient_jacobian(Objective obj, x, double h):
             H[i, j] = t
             H[j, i] = t
     return g_a, H_a
+
+
+cdef void _jacobi_eigenvalues(Py_ssize_t k, double* A, double* ev) noexcept nogil:
+    """Eigenvalues of a symmetric k x k row-major A (overwritten) by cyclic Jacobi rotations,
+    to full accuracy in a few sweeps for the small Hessians of a fit."""
+    cdef Py_ssize_t sweep, p, q, r
+    cdef double off, tot, apq, theta, t, c, s, app, aqq, arp, arq
+    for sweep in range(100):
+        off = 0.0
+        tot = 0.0
+        for p in range(k):
+            tot += A[p * k + p] * A[p * k + p]
+            for q in range(p + 1, k):
+                off += A[p * k + q] * A[p * k + q]
+        if not off > 1e-30 * (tot + off):           # also stops on NaN
+            break
+        for p in range(k):
+            for q in range(p + 1, k):
+                apq = A[p * k + q]
+                if apq == 0.0:
+                    continue
+                app, aqq = A[p * k + p], A[q * k + q]
+                theta = (aqq - app) / (2.0 * apq)
+                t = 1.0 / (fabs(theta) + sqrt(theta * theta + 1.0))
+                if theta < 0.0:
+                    t = -t
+                c = 1.0 / sqrt(t * t + 1.0)
+                s = t * c
+                for r in range(k):
+                    arp, arq = A[r * k + p], A[r * k + q]
+                    A[r * k + p] = c * arp - s * arq
+                    A[r * k + q] = s * arp + c * arq
+                for r in range(k):
+                    arp, arq = A[p * k + r], A[q * k + r]
+                    A[p * k + r] = c * arp - s * arq
+                    A[q * k + r] = s * arp + c * arq
+                A[p * k + q] = 0.0
+                A[q * k + p] = 0.0
+    for p in range(k):
+        ev[p] = A[p * k + p]
+
+
+def convergence_check(H, g):
+    """lme4's checks of an optimum in one call: (positive definite, max |L^{-1} g| with L the
+    Cholesky factor of the Hessian H, smallest / largest eigenvalue of H). The last two are NaN
+    where H is not positive definite."""
+    Ha = np.array(H, dtype=np.float64, order="C")
+    ga = np.array(g, dtype=np.float64)
+    cdef Py_ssize_t k = Ha.shape[0], a
+    if k == 0:
+        return True, 0.0, 1.0
+    La, Ea = Ha.copy(), np.empty(k)
+    cdef double[:, ::1] L = La, E2 = Ha
+    cdef double[::1] gv = ga, ev = Ea
+    cdef double m = 0.0, lo, hi
+    if _chol(k, &L[0, 0]) != 0:
+        return False, float("nan"), float("nan")
+    _fwd(k, &L[0, 0], &gv[0])
+    for a in range(k):
+        if fabs(gv[a]) > m or gv[a] != gv[a]:
+            m = fabs(gv[a])
+    _jacobi_eigenvalues(k, &E2[0, 0], &ev[0])
+    lo, hi = ev[0], ev[0]
+    for a in range(k):
+        lo = ev[a] if ev[a] < lo else lo
+        hi = ev[a] if ev[a] > hi else hi
+    return True, m, lo / hi
