@@ -745,3 +745,27 @@ def test_compiled_gradient_jacobian_matches_fd_jacobian(src, f, fam):
     np.testing.assert_allclose(gc, gp, rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(hc, hp, rtol=1e-5, atol=1e-6)
     assert np.allclose(hc, hc.T)
+
+
+@pytest.mark.parametrize("k", [1, 2, 5, 12, 40])
+def test_convergence_check_matches_lapack(k, pure):
+    """lme4's Hessian checks in one compiled call (Cholesky-scaled gradient, Jacobi eigenvalue
+    ratio) against the LAPACK path, on well and badly conditioned Hessians and a non-PD one."""
+    from pyglmm.checks import _hessian_checks
+    rng = np.random.default_rng(k)
+    A = rng.normal(size=(k, k))
+    well = A @ A.T + 0.1 * np.eye(k)
+    ill = A @ np.diag(np.logspace(0, -11, k)) @ A.T + 1e-12 * np.eye(k)
+    for H, rel in ((well, 1e-8), (ill, 1e-3)):     # L^{-1} g of a condition number 1e11
+        g = rng.normal(size=k) * 1e-3
+        c, p = _both(pure, lambda: _hessian_checks(H, g))
+        assert c[0] and p[0]
+        assert c[1] == pytest.approx(p[1], rel=rel)
+        if H is well:
+            assert c[2] == pytest.approx(p[2], rel=1e-8)
+        else:                                       # the same verdict on the eigenvalue ratio
+            assert (c[2] < 1e-10) == (p[2] < 1e-10)
+    if k > 1:
+        bad = A @ A.T - 10 * np.eye(k) * np.abs(A).max() ** 2
+        c, p = _both(pure, lambda: _hessian_checks(bad, np.ones(k)))
+        assert not c[0] and not p[0]
