@@ -3,12 +3,16 @@ succeeds and pyglmm runs its pure numpy/scipy code paths (pyglmm.fit.compiled.AV
 from setuptools import Extension, setup
 
 try:
+    import numpy
     from Cython.Build import cythonize
-except ImportError:          # no Cython: pure-Python install
+except ImportError:          # no Cython (or numpy) at build time: pure-Python install
     ext_modules = []
 else:
+    # _glmm takes array data pointers through numpy's C API (no typed memoryview per call)
     ext_modules = cythonize(
         [Extension(f"pyglmm.fit.{name}", [f"src/pyglmm/fit/{name}.pyx"], optional=True,
+                   include_dirs=[numpy.get_include()],
+                   define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                    extra_compile_args=["-O3"]) for name in ("_glmm", "_lmm", "_optim")],
         compiler_directives={"language_level": 3}, include_path=["src"], quiet=True)
 

@@ -16,7 +16,19 @@ Families: see _rowwise.pxi (Poisson, binomial, nbinom2 and Gamma with their log/
 """
 from pyglmm.fit._optim cimport Objective
 import numpy as np
+cimport numpy as cnp
 from libc.stdint cimport int64_t
+
+cnp.import_array()
+
+
+cdef inline double* _dp(object a) except NULL:
+    """The data of a C-contiguous float64 array made here (np.empty): a pointer without the
+    typed memoryview a conversion would build, which costs more than a small kernel's loop."""
+    cdef cnp.ndarray arr = <cnp.ndarray?> a
+    if cnp.PyArray_TYPE(arr) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise TypeError("expected a C-contiguous float64 array")
+    return <double*> cnp.PyArray_DATA(arr)
 
 include "_rowwise.pxi"
 include "_dense.pxi"
@@ -38,17 +50,20 @@ cdef struct Design:
     const int64_t* seg        # nlev + 1: each level's rows when they are contiguous, or NULL
 
 
-cdef Design _design(const double[:, ::1] Z1, const int64_t[::1] codes, Py_ssize_t nlev,
-                    const double[:, ::1] V, const int64_t[:, ::1] cols, Py_ssize_t qr,
+cdef Design _design(object Z1, const int64_t[::1] codes, Py_ssize_t nlev,
+                    object V, const int64_t[:, ::1] cols, Py_ssize_t qr,
                     const int64_t[::1] blk_ptr, const int64_t[::1] blk_col,
                     const int64_t[:, ::1] blk_of, const int64_t[::1] nzp, const int64_t[::1] nzi,
-                    const int64_t[::1] seg):
-    """The design's pointers (the caller keeps the arrays alive while it is used)."""
+                    const int64_t[::1] seg) except *:
+    """The design's pointers; Z1 (n x k) and V (n x m) the arrays of `scaled_design` (the
+    caller keeps the arrays alive while it is used)."""
     cdef Design d
-    d.n, d.k, d.nlev, d.m = Z1.shape[0], Z1.shape[1], nlev, V.shape[1]
+    cdef cnp.ndarray z1 = <cnp.ndarray?> Z1, v = <cnp.ndarray?> V
+    d.n, d.k, d.nlev, d.m = cnp.PyArray_DIM(z1, 0), cnp.PyArray_DIM(z1, 1), nlev, \
+        cnp.PyArray_DIM(v, 1)
     d.qr, d.nblk = qr, blk_col.shape[0]
-    d.Z1, d.codes, d.blk_ptr, d.nzp = &Z1[0, 0], &codes[0], &blk_ptr[0], &nzp[0]
-    d.V = &V[0, 0] if d.m > 0 else NULL                  # one term: no rest columns
+    d.Z1, d.codes, d.blk_ptr, d.nzp = _dp(z1), &codes[0], &blk_ptr[0], &nzp[0]
+    d.V = _dp(v) if d.m > 0 else NULL                  # one term: no rest columns
     d.cols = &cols[0, 0] if d.m > 0 else NULL
     d.blk_of = &blk_of[0, 0] if d.m > 0 else NULL
     d.blk_col = &blk_col[0] if d.nblk > 0 else NULL
@@ -255,9 +270,9 @@ cdef tuple _workspace(Py_ssize_t* sizes, int count, double** pieces, Py_ssize_t 
     else:
         arr = np.empty(total)
         keep[0], keep[1], keep[2] = arr, total, None
-    cdef double[::1] wk = arr
+    cdef double* wk = _dp(arr)
     for i in range(count):
-        pieces[i] = &wk[0] + o
+        pieces[i] = wk + o
         o += sizes[i]
     return arr, o
 
@@ -306,12 +321,13 @@ cpdef tuple scaled_design(const double[:, ::1] X1, const double[:, ::1] Xr,
         Z1_a, V_a = np.empty((n, k)), np.empty((n, m))
         if keep is not None:
             keep[0], keep[1] = Z1_a, V_a
-    cdef double[:, ::1] Z1 = Z1_a, V = V_a
+    cdef double* Z1 = _dp(Z1_a)
+    cdef double* V = _dp(V_a)
     with nogil:
-        _times_tril(n, k, 0, k, &X1[0, 0], &theta[0], &Z1[0, 0])
+        _times_tril(n, k, 0, k, &X1[0, 0], &theta[0], Z1)
         for t in range(slot_off.shape[0] - 1):
             pt = slot_off[t + 1] - slot_off[t]
-            _times_tril(n, m, slot_off[t], pt, &Xr[0, 0], &theta[th], &V[0, 0])
+            _times_tril(n, m, slot_off[t], pt, &Xr[0, 0], &theta[th], V)
             th += pt * (pt + 1) // 2
     return Z1_a, V_a
 
@@ -423,10 +439,21 @@ cdef tuple _pirls(int fam, const double[:, ::1] X1, const double[:, ::1] Xr,
         eta_a, mu_a, w_a, S_a = np.empty(n), np.empty(n), np.empty(n), np.empty(max(p * p, 1))
         if keep_out is not None:
             keep_out[:] = [u_a, beta_a, eta_a, mu_a, w_a, S_a]
-    cdef double[::1] u = u_a, beta = beta_a, eta = eta_a, mu = mu_a, w = w_a, S = S_a
-    S[:] = 0.0
-    u[:] = u0
-    beta[:] = beta0
+    if u0.shape[0] != nu or beta0.shape[0] != p:
+        raise ValueError(f"PIRLS start of {u0.shape[0]} modes and {beta0.shape[0]} fixed effects; "
+                         f"the model has {nu} and {p}")
+    cdef double* u = _dp(u_a)
+    cdef double* beta = _dp(beta_a)
+    cdef double* eta = _dp(eta_a)
+    cdef double* mu = _dp(mu_a)
+    cdef double* w = _dp(w_a)
+    cdef double* S = _dp(S_a)
+    for a in range(max(p * p, 1)):
+        S[a] = 0.0
+    for a in range(nu):
+        u[a] = u0[a]
+    for a in range(p):
+        beta[a] = beta0[a]
     # the working arrays: one allocation, carved into pieces (this runs in every evaluation)
     cdef Py_ssize_t sizes[14]
     sizes[:] = [nu, p, nd, nd, n, n, n, n, n, nlev * k * k, d.nblk * k, qr * qr, nlev * k * p,
@@ -596,7 +623,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
         v_a, gth_a = np.empty(n), np.empty(theta.shape[0])     # returned
         if keep_out is not None:
             keep_out[:] = [v_a, gth_a]
-    cdef double[::1] v = v_a
+    cdef double* v = _dp(v_a)
     # the working arrays: one allocation, carved into pieces (this runs in every evaluation);
     # Zs, cc and the G blocks start at zero
     cdef Py_ssize_t sizes[20]
@@ -764,7 +791,7 @@ cdef tuple _laplace_gradient(int fam, const double[:, ::1] X1, const double[:, :
     if bad:
         raise np.linalg.LinAlgError("penalized system not positive definite")
     # the entries of each term's T that carry a parameter, column by column (lme4's order)
-    cdef double[::1] gth = gth_a
+    cdef double* gth = _dp(gth_a)
     cdef Py_ssize_t slot = 0, pt, so
     for c in range(k):
         for a in range(c, k):
@@ -960,7 +987,8 @@ cdef class LaplaceObjective(Objective):
         """self.g <- the gradient in z at the current point (PIRLS converged there)."""
         cdef Py_ssize_t nth = self.nth, p = self.p, i, a, b, n
         cdef double t
-        cdef const double[::1] v, gth
+        cdef const double* v
+        cdef const double* gth
         cdef const double[:, ::1] X
         cdef GlmmData kd = self.kd
         if not self.have_g:
@@ -969,7 +997,7 @@ cdef class LaplaceObjective(Objective):
                 kd.cols, kd.qr, kd.blk_ptr, kd.blk_col, kd.blk_of, kd.nzp, kd.nzi, kd.seg, kd.y,
                 kd.wt, 1.0, self.eta_a, self.u_a, _NO_X, False, self.shape, kd.gz, kd.gw,
                 self.out_g)
-            gth, v, X = gth_a, v_a, kd.X
+            gth, v, X = _dp(gth_a), _dp(v_a), kd.X
             n = X.shape[0]
             for a in range(nth):
                 self.g[a] = self.sc[a] * gth[a]

@@ -40,11 +40,10 @@ cdef struct Scratch:
     PyObject* larr
 
 
-cdef Scratch _scratch(object ebuf, object lbuf):
+cdef Scratch _scratch(object ebuf, object lbuf) except *:
     """Pointers to two scratch arrays (kept alive by the caller)."""
-    cdef double[::1] e = ebuf, l = lbuf
     cdef Scratch sc
-    sc.e, sc.l, sc.earr, sc.larr = &e[0], &l[0], <PyObject*> ebuf, <PyObject*> lbuf
+    sc.e, sc.l, sc.earr, sc.larr = _dp(ebuf), _dp(lbuf), <PyObject*> ebuf, <PyObject*> lbuf
     return sc
 
 
