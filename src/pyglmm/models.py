@@ -5,6 +5,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from .design import lme4_term_order, model_frame
 from .families import make_family
@@ -27,7 +28,11 @@ from ._warn import user_stacklevel
 
 
 def _data_name(data) -> str:
-    return getattr(data, "_pyglmm_name", None) or getattr(getattr(data, "attrs", {}), "get", lambda *_: None)("name") or "data"
+    """The data's name for summaries ("Data: ..."): a DataFrame's attrs["name"], else "data".
+    (attrs is read directly: a getattr miss on a DataFrame costs a column lookup.)"""
+    attrs = data.attrs if isinstance(data, pd.DataFrame) else getattr(data, "attrs", None)
+    name = attrs.get("name") if isinstance(attrs, dict) else None
+    return str(name) if name else "data"
 
 
 @dataclass

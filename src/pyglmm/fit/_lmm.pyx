@@ -564,6 +564,14 @@ cdef class LmmObjective(_LmmKernel):
         return _finish(out[0], out[1], self.S, REML, n_eff, sum_log_w, self.G1, self.G2, self.G3,
                        self.flat, self.which, self.ntheta)
 
+    def solution(self, const double[::1] theta):
+        """The solved system at theta, as copies: (log|M|, R_X, beta, u (levels, p1), pwrss,
+        M^{-1} blocks (levels, p1, p1)); LinAlgError where it is not positive definite."""
+        cdef double out[2]
+        _raise_status(self._solve_at(&theta[0], out))
+        return (out[0], np.array(self.S), np.array(self.beta), np.array(self.u), out[1],
+                np.array(self.Minv))
+
 
 cdef class PatternLmmObjective(_LmmKernel):
     """`LmmObjective` for one dense block (lmm_dense.py: small models of any term structure)

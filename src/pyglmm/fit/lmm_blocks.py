@@ -207,13 +207,39 @@ class SingleTermCrossprods(CrossprodsLmm):
         self.d = np.stack([wsum(a, y) for a in range(p1)])
         self.yWy = float(y @ y) if unit else float(w @ (y * y))
 
+    def _kernel_solution(self, theta: np.ndarray):
+        """The optimiser's kernel's solved system at theta (the last one cached), or None
+        before `kernel_objective` made the kernel."""
+        kobj = getattr(self, "_kobj", None)
+        if kobj is None:
+            return None
+        theta = np.ascontiguousarray(theta, dtype=float)
+        key = theta.tobytes()
+        if self._ksol is None or self._ksol[0] != key:
+            self._ksol = (key, kobj.solution(theta))
+        return self._ksol[1]
+
+    def __getstate__(self):
+        """Pickled without the compiled kernel (made again by `kernel_objective`)."""
+        state = dict(self.__dict__)
+        state["_kobj"] = state["_ksol"] = None
+        return state
+
     def parts(self, theta: np.ndarray):
-        """(factor of M, R_X, beta for the centred y, u, pwrss) at theta."""
+        """(factor of M, R_X, beta for the centred y, u, pwrss) at theta (from the optimiser's
+        kernel once it exists: no second set of output arrays)."""
+        sol = self._kernel_solution(theta)
+        if sol is not None:
+            logdet, RX, beta, u, pwrss, _ = sol
+            return BlockDiagonalFactor(logdet), RX, beta, u.ravel(), pwrss
         T, logdet, Minv, B, RX, beta, u, pwrss, _ = self.solve(theta)
         return BlockDiagonalFactor(logdet), RX, beta, u.T.ravel(), pwrss
 
     def conditional_u_variances(self, theta: np.ndarray) -> list[np.ndarray]:
         """The blocks of M^{-1}, (levels, p1, p1)."""
+        sol = self._kernel_solution(theta)
+        if sol is not None:
+            return [sol[5]]
         return [np.moveaxis(self.solve(theta)[2], 2, 0)]
 
     def _kernel(self):
@@ -243,9 +269,11 @@ class SingleTermCrossprods(CrossprodsLmm):
             return None
         (A, C, d), need = self._layout()
         flat = (self.rows * self.p1 + self.cols).astype(np.int64)
-        return self._kernel().LmmObjective(
+        self._kobj = self._kernel().LmmObjective(
             A, C, d, np.ascontiguousarray(self.XtWX), np.ascontiguousarray(self.XtWy), self.yWy,
             need, flat, np.arange(flat.size, dtype=np.int64), flat.size)
+        self._ksol = None
+        return self._kobj
 
     def _solve(self, theta: np.ndarray):
         """(T, log|M|, M^{-1}, B, R_X, beta_centred, u, pwrss, gradient pieces or None) at theta."""
