@@ -184,12 +184,12 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     # fixed-effects covariance: from the Hessian (lme4's default), else from R_X
     vcov = None
     if fit.hessian is not None:
-        Hf = fit.hessian[np.ix_(free, free)]
+        Hf = fit.hessian if free.all() else fit.hessian[np.ix_(free, free)]
         try:
             Vall = spd_inverse(Hf / 2.0)
-            idx = np.arange(nth + p + (fit.extra is not None))[free]
-            pos = [int(np.where(idx == nth + j)[0][0]) for j in range(p)]
-            vcov = Vall[np.ix_(pos, pos)]
+            # beta's rows among the free parameters (every beta is free: theta's bounds only)
+            start = int(np.count_nonzero(free[:nth]))
+            vcov = Vall[start:start + p, start:start + p].copy()
         except np.linalg.LinAlgError:
             msgs.append("the Hessian is not positive definite: standard errors use the "
                         "PIRLS approximation (lme4's use.hessian = FALSE)")
