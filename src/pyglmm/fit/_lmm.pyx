@@ -586,6 +586,8 @@ cdef class PatternLmmObjective(_LmmKernel):
     cdef double yWy
     cdef Py_ssize_t q
     cdef int64_t[::1] tptr, tidx, rptr, ridx, cptr, cidx
+    cdef int64_t[::1] aptr, aidx, ptc, pic, ptr_r, pir       # A by column; A T's pattern
+    cdef double[::1] aval
     cdef double[:, ::1] T, AT, L, Z, K, B, BS, Sinv
     cdef double[::1] ev, u, zr, col, rhs, beta, vec, Swork
     cdef unsigned char[::1] need_col
@@ -620,6 +622,32 @@ cdef class PatternLmmObjective(_LmmKernel):
                 for a in range(q):
                     if Am[a, c] != 0.0:
                         P1[a, b] = 1
+        # A's nonzeros by column, and A T's pattern by column and by row: the products with A
+        # and A T then cost their nonzeros, not q^2
+        cdef Py_ssize_t na = 0, n1 = 0
+        self.aptr, self.aidx, self.aval = np.zeros(q + 1, np.int64), np.empty(q * q + 1, np.int64), \
+            np.empty(q * q + 1)
+        self.ptc, self.pic = np.zeros(q + 1, np.int64), np.empty(q * q + 1, np.int64)
+        self.ptr_r, self.pir = np.zeros(q + 1, np.int64), np.empty(q * q + 1, np.int64)
+        for c in range(q):
+            for a in range(q):
+                if Am[a, c] != 0.0:
+                    self.aidx[na] = a
+                    self.aval[na] = Am[a, c]
+                    na += 1
+            self.aptr[c + 1] = na
+            for a in range(q):
+                if P1[a, c]:
+                    self.pic[n1] = a
+                    n1 += 1
+            self.ptc[c + 1] = n1
+        n1 = 0
+        for a in range(q):
+            for b in range(q):
+                if P1[a, b]:
+                    self.pir[n1] = b
+                    n1 += 1
+            self.ptr_r[a + 1] = n1
         for a in range(q):
             pat[a, a] = 1
             for k in range(tptr[a], tptr[a + 1]):
@@ -723,16 +751,24 @@ cdef class PatternLmmObjective(_LmmKernel):
         cdef int64_t* ridx = &self.ridx[0]
         cdef int64_t* cptr = &self.cptr[0]
         cdef int64_t* cidx = &self.cidx[0]
+        cdef int64_t* aptr = &self.aptr[0]
+        cdef int64_t* aidx = &self.aidx[0]
+        cdef double* aval = &self.aval[0]
+        cdef int64_t* ptc = &self.ptc[0]
+        cdef int64_t* pic = &self.pic[0]
+        cdef int64_t* ptr_r = &self.ptr_r[0]
+        cdef int64_t* pir = &self.pir[0]
+        cdef Py_ssize_t h
         with nogil:
-            # AT = A T (T's nonzeros by column)
+            # AT = A T on its pattern (T's nonzeros by column, A's by column; AT is zero off it)
             for b in range(q):
-                for a in range(q):
-                    AT[a * q + b] = 0.0
+                for k in range(ptc[b], ptc[b + 1]):
+                    AT[pic[k] * q + b] = 0.0
                 for k in range(tptr[b], tptr[b + 1]):
                     c = tidx[k]
                     t = T[c * q + b]
-                    for a in range(q):
-                        AT[a * q + b] += Am[a * q + c] * t
+                    for h in range(aptr[c], aptr[c + 1]):
+                        AT[aidx[h] * q + b] += aval[h] * t
             # M = T'(AT) + I on the pattern's lower triangle, factored in place (by rows)
             for a in range(q):
                 for m in range(rptr[a], rptr[a + 1] + 1):
@@ -827,14 +863,15 @@ cdef class PatternLmmObjective(_LmmKernel):
                 t = self.d[a]
                 for b in range(p):
                     t = t - self.C[a, b] * self.beta[b]
-                for b in range(q):
-                    t = t - AT[a * q + b] * self.u[b]
+                for k in range(ptr_r[a], ptr_r[a + 1]):
+                    t = t - AT[a * q + pir[k]] * self.u[pir[k]]
                 self.zr[a] = t
             for a in range(q):
                 for b in range(q):
                     if self.need[a, b]:
                         t = 0.0
-                        for c in range(q):
+                        for k in range(ptr_r[a], ptr_r[a + 1]):
+                            c = pir[k]
                             t = t + AT[a * q + c] * Z[c * q + b]
                         self.G1[a, b] = 2.0 * t
                         self.G2[a, b] = self.zr[a] * self.u[b]
@@ -857,8 +894,8 @@ cdef class PatternLmmObjective(_LmmKernel):
                     for a in range(q):
                         if self.need[a, b]:
                             t = 0.0
-                            for c in range(q):
-                                t = t + AT[a * q + c] * self.col[c]
+                            for k in range(ptr_r[a], ptr_r[a + 1]):
+                                t = t + AT[a * q + pir[k]] * self.col[pir[k]]
                             for c in range(p):
                                 t = t - self.C[a, c] * self.BS[b, c]
                             self.G3[a, b] = 2.0 * t
