@@ -361,7 +361,9 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
     cf = _Counted(f, verbose, label, progress)
     x0 = np.maximum(np.asarray(x0, float), lb)
     summ = OptSummary(x0=x0.copy())
-    bounds = [(l if np.isfinite(l) else None, None) for l in lb]
+    # scipy's form of the bounds (not needed by the compiled search)
+    bounds = None if grad is not None and _uses_compiled_bfgs(x0.size) else \
+        [(l if np.isfinite(l) else None, None) for l in lb]
 
     def fun(x):
         v = cf(x)
