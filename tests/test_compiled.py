@@ -521,6 +521,9 @@ def test_many_levels_take_the_numpy_lmm_path(monkeypatch):
     b = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=True)
     assert b._xp.solve(th)[-1] is None
     assert a.deviance(th) == pytest.approx(b.deviance(th), rel=1e-12)
+    # the vector code gets contiguous levels-last blocks (numpy's products over strided views
+    # of the compiled set-up's levels-first arrays were 7x slower on a million rows)
+    assert all(x.flags.c_contiguous for x in (b._xp.A, b._xp.C, b._xp.d))
 
 
 @pytest.mark.parametrize("src,f,fam,wt", [CASES[2], MULTI_CASES[0], MULTI_CASES[3]])

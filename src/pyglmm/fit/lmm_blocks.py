@@ -182,9 +182,14 @@ class SingleTermCrossprods(CrossprodsLmm):
         unit = bool(np.all(w == 1.0))              # the usual case: no weight multiplications
         self.rows, self.cols = rs._tril[0]
         fast = self._compiled_crossprods(y, X, w, unit, rs, blocks=True)
-        if fast is not None:                       # levels-first from the kernel; views levels-last
+        if fast is not None:
+            # levels-first as the kernel takes them; levels-last for the vector code of many
+            # levels (contiguous: numpy's products over strided views are several times slower)
             self._levels_first = fast
-            self.A, self.C, self.d = (a.transpose(1, 2, 0) if a.ndim == 3 else a.T for a in fast)
+            last = [a.transpose(1, 2, 0) if a.ndim == 3 else a.T for a in fast]
+            if self._kernel() is None:
+                last = [np.ascontiguousarray(a) for a in last]
+            self.A, self.C, self.d = last
             return
         y, wX = self._centre(y, X, w, unit)
         xt = [np.ascontiguousarray(t.X[:, a]) for a in range(p1)]
@@ -244,7 +249,8 @@ class SingleTermCrossprods(CrossprodsLmm):
 
     def _kernel(self):
         """The compiled kernel when it is the faster path here (few levels), else None."""
-        return compiled.lmm_kernels() if self.A.shape[2] <= compiled.LMM_MAX_LEVELS else None
+        return compiled.lmm_kernels() if self.rs.terms[0].nlevels <= compiled.LMM_MAX_LEVELS \
+            else None
 
     def _layout(self):
         """(A, C, d) levels-first and the mask of T's parameters, as the kernels take them
