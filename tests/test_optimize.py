@@ -26,6 +26,8 @@ def driver(request, monkeypatch):
         monkeypatch.setattr(O, "QN_MAX_DIM", 0)
     elif O.compiled.optim_kernels() is None:
         pytest.skip("compiled kernels not built")
+    else:            # the compiled driver also for the Python objectives of these tests
+        monkeypatch.setattr(O, "QN_PYTHON_OBJECTIVES", True)
     return request.param
 
 
