@@ -744,20 +744,16 @@ cdef class PatternLmmObjective(_LmmKernel):
         cdef double* AT = &self.AT[0, 0]
         cdef double* L = &self.L[0, 0]
         cdef double* Z = &self.Z[0, 0]
-        cdef const double* Am = &self.A[0, 0]
         cdef int64_t* tptr = &self.tptr[0]
         cdef int64_t* tidx = &self.tidx[0]
         cdef int64_t* rptr = &self.rptr[0]
         cdef int64_t* ridx = &self.ridx[0]
         cdef int64_t* cptr = &self.cptr[0]
         cdef int64_t* cidx = &self.cidx[0]
-        cdef int64_t* aptr = &self.aptr[0]
-        cdef int64_t* aidx = &self.aidx[0]
+        # A by column, and A T's pattern by column (ptc, pic) and by row (ptr_r, pir)
+        cdef int64_t *aptr = &self.aptr[0], *aidx = &self.aidx[0], *ptc = &self.ptc[0]
+        cdef int64_t *pic = &self.pic[0], *ptr_r = &self.ptr_r[0], *pir = &self.pir[0]
         cdef double* aval = &self.aval[0]
-        cdef int64_t* ptc = &self.ptc[0]
-        cdef int64_t* pic = &self.pic[0]
-        cdef int64_t* ptr_r = &self.ptr_r[0]
-        cdef int64_t* pir = &self.pir[0]
         cdef Py_ssize_t h
         with nogil:
             # AT = A T on its pattern (T's nonzeros by column, A's by column; AT is zero off it)
