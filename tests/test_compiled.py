@@ -772,3 +772,21 @@ def test_convergence_check_matches_lapack(k, pure):
         bad = A @ A.T - 10 * np.eye(k) * np.abs(A).max() ** 2
         c, p = _both(pure, lambda: _hessian_checks(bad, np.ones(k)))
         assert not c[0] and not p[0]
+
+
+@pytest.mark.parametrize("fam,code", [("binomial", 1), ("poisson", 0)])
+def test_saturated_loglik_matches_the_family(fam, code):
+    """The compiled saturated -2 log-likelihood (the Laplace deviance's constant) against the
+    family's loglik at mu = y: proportions with trials (some zero), non-integer Poisson weights."""
+    rng = np.random.default_rng(7)
+    n = 400
+    if fam == "binomial":
+        w = rng.integers(1, 30, n).astype(float)
+        y = rng.binomial(w.astype(int), 0.35) / w
+        w[:4] = 0.0
+    else:
+        y = rng.poisson(2.5, n).astype(float)
+        w = np.ones(n)
+        w[:3], w[3:9] = 0.0, 1.5
+    ref = -2.0 * make_family(fam).loglik(y, y, w).sum()
+    assert compiled._glmm.saturated_m2ll(code, y, w) == pytest.approx(ref, rel=1e-13)

@@ -111,7 +111,14 @@ class GlmmProblem:
     def _saturated_m2ll(self) -> float:
         """-2 log-likelihood of the saturated model (mu = y), cached: it depends on y only."""
         if getattr(self, "_sat", None) is None:
-            self._sat = float(-2.0 * self.family.loglik(self.y, self.y, self.w_prior).sum())
+            kern = compiled.glmm_kernels()
+            code = compiled.family_code(self.family)
+            if kern is not None and code in (0, 1):       # Poisson, binomial: one compiled pass
+                self._sat = float(kern.saturated_m2ll(
+                    code, np.ascontiguousarray(self.y, dtype=float),
+                    np.ascontiguousarray(self.w_prior, dtype=float)))
+            else:
+                self._sat = float(-2.0 * self.family.loglik(self.y, self.y, self.w_prior).sum())
         return self._sat
 
     def _dev_constant(self) -> float:
