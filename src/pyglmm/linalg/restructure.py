@@ -63,6 +63,17 @@ def tril_indices_colmajor(p: int) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
+@lru_cache(maxsize=64)
+def _bounds_and_start(widths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """theta's lower bounds (0 on the diagonals of the T blocks, -inf below) and lme4's start
+    (1 on the diagonals, 0 below) for terms of these widths (read-only, shared)."""
+    diag = np.concatenate([r == c for (r, c) in map(tril_indices_colmajor, widths)]) \
+        if widths else np.zeros(0, bool)
+    lb, start = np.where(diag, 0.0, -np.inf), diag.astype(np.float64)
+    lb.flags.writeable = start.flags.writeable = False
+    return lb, start
+
+
 @dataclass
 class ReStructure:
     """All random-effects terms, ordered with the largest number of levels first (as lme4).
@@ -92,9 +103,7 @@ class ReStructure:
         self.q1 = self.terms[0].q if self.terms else 0
         self.qr = int(sum(t.q for t in rest))
         self._rest_pattern = None                       # made when first asked for
-        diag = np.concatenate([r == c for (r, c) in self._tril]) if self.terms else np.zeros(0, bool)
-        self._lb = np.where(diag, 0.0, -np.inf)
-        self._start = diag.astype(np.float64)
+        self._lb, self._start = _bounds_and_start(tuple(t.p for t in self.terms))
         t0 = self.terms[0]
         c0 = t0.codes
         # rows sorted by the first term's levels (the fitting code arranges that): per-level sums
