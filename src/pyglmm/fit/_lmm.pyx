@@ -589,8 +589,8 @@ cdef class PatternLmmObjective(_LmmKernel):
     cdef int64_t[::1] aptr, aidx, ptc, pic, ptr_r, pir       # A by column; A T's pattern
     cdef double[::1] aval
     cdef double[:, ::1] T, AT, L, Z, K, B, BS, Sinv
-    cdef double[::1] ev, u, zr, col, rhs, beta, vec, Swork
-    cdef unsigned char[::1] need_col
+    cdef double[::1] ev, u, zr, rhs, beta, vec, Swork
+    cdef int64_t[::1] pa, pb                                  # T's entries with a parameter
 
     def __init__(self, A, C, d, XtWX, XtWy, double yWy, need, flat, which, Py_ssize_t ntheta):
         self.nx, self.REML, self.n_eff, self.sum_log_w = ntheta, True, 1.0, 0.0
@@ -684,10 +684,10 @@ cdef class PatternLmmObjective(_LmmKernel):
         self.K, self.B, self.BS = np.empty((q, p)), np.empty((q, p)), np.empty((q, p))
         self.S, self.Sinv, self.Swork = np.empty((p, p)), np.empty((p, p)), np.empty(p * p + 1)
         self.G1, self.G2, self.G3 = np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
-        self.ev, self.u, self.zr, self.col = np.empty(q), np.empty(q), np.empty(q), np.empty(q)
+        self.ev, self.u, self.zr = np.empty(q), np.empty(q), np.empty(q)
         self.vec, self.rhs, self.beta = np.empty(q), np.empty(p), np.empty(p)
-        self.need_col = np.zeros(q, dtype=np.uint8)
-        _need_columns(self.need, self.need_col)
+        entries = np.unique(np.asarray(flat, np.int64))
+        self.pa, self.pb = entries // q, entries % q
 
     cdef int _solve_at(self, const double* theta, double* out) noexcept:
         """T filled from theta, the system solved there (out <- log|M|, pwrss); `_core`'s
@@ -754,6 +754,7 @@ cdef class PatternLmmObjective(_LmmKernel):
         cdef int64_t *aptr = &self.aptr[0], *aidx = &self.aidx[0], *ptc = &self.ptc[0]
         cdef int64_t *pic = &self.pic[0], *ptr_r = &self.ptr_r[0], *pir = &self.pir[0]
         cdef double* aval = &self.aval[0]
+        cdef double *G1 = &self.G1[0, 0], *G2 = &self.G2[0, 0], *G3 = &self.G3[0, 0]
         cdef Py_ssize_t h
         with nogil:
             # AT = A T on its pattern (T's nonzeros by column, A's by column; AT is zero off it)
@@ -862,16 +863,8 @@ cdef class PatternLmmObjective(_LmmKernel):
                 for k in range(ptr_r[a], ptr_r[a + 1]):
                     t = t - AT[a * q + pir[k]] * self.u[pir[k]]
                 self.zr[a] = t
-            for a in range(q):
-                for b in range(q):
-                    if self.need[a, b]:
-                        t = 0.0
-                        for k in range(ptr_r[a], ptr_r[a + 1]):
-                            c = pir[k]
-                            t = t + AT[a * q + c] * Z[c * q + b]
-                        self.G1[a, b] = 2.0 * t
-                        self.G2[a, b] = self.zr[a] * self.u[b]
-                        self.G3[a, b] = 0.0
+            # only at T's entries that carry a parameter (pa, pb): a pair costs row a's
+            # nonzeros of A T (times p for G3), not q
             if p > 0:
                 for a in range(q):
                     for b in range(p):
@@ -879,22 +872,27 @@ cdef class PatternLmmObjective(_LmmKernel):
                         for c in range(p):
                             t = t + self.B[a, c] * self.Sinv[c, b]
                         self.BS[a, b] = t
-                for b in range(q):
-                    if not self.need_col[b]:
-                        continue
-                    for c in range(q):
-                        t = 0.0
+            for m in range(self.pa.shape[0]):
+                a, b = self.pa[m], self.pb[m]
+                t = 0.0
+                for k in range(ptr_r[a], ptr_r[a + 1]):
+                    c = pir[k]
+                    t = t + AT[a * q + c] * Z[c * q + b]
+                G1[a * q + b] = 2.0 * t
+                G2[a * q + b] = self.zr[a] * self.u[b]
+                if p > 0:
+                    t = 0.0
+                    for k in range(ptr_r[a], ptr_r[a + 1]):
+                        c = pir[k]
+                        s = 0.0
                         for e in range(p):
-                            t = t + self.BS[c, e] * self.B[b, e]
-                        self.col[c] = t
-                    for a in range(q):
-                        if self.need[a, b]:
-                            t = 0.0
-                            for k in range(ptr_r[a], ptr_r[a + 1]):
-                                t = t + AT[a * q + pir[k]] * self.col[pir[k]]
-                            for c in range(p):
-                                t = t - self.C[a, c] * self.BS[b, c]
-                            self.G3[a, b] = 2.0 * t
+                            s = s + self.BS[c, e] * self.B[b, e]
+                        t = t + AT[a * q + c] * s
+                    for c in range(p):
+                        t = t - self.C[a, c] * self.BS[b, c]
+                    G3[a * q + b] = 2.0 * t
+                else:
+                    G3[a * q + b] = 0.0
         out[0], out[1] = logdet, pwrss
         return 0
 
