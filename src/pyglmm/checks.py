@@ -46,14 +46,14 @@ def _scales_surely_fine(X: np.ndarray) -> bool:
     """True when the ranges of X's columns already rule out checkScaleX's message: a column
     with range R has a (population) sd between R / sqrt(2n) and R / 2, so the sd ratio is at
     most (R_max / R_min) sqrt(n / 2). Two reductions instead of the sd's full pass on most fits."""
-    lo, hi = X.min(axis=0), X.max(axis=0)
-    rng = hi - lo
-    nonconst = rng > 0
-    if not nonconst.any():
+    rmin, rmax, big = math.inf, 0.0, 0.0
+    for lo, hi in zip(X.min(axis=0).tolist(), X.max(axis=0).tolist()):   # X is finite here
+        r = hi - lo
+        if r > 0:
+            rmin, rmax, big = min(rmin, r), max(rmax, r), max(big, abs(lo), abs(hi))
+    if rmax == 0.0:
         return True
-    r = rng[nonconst]
-    big = max(float(np.abs(lo[nonconst]).max()), float(np.abs(hi[nonconst]).max()))
-    return big <= 1e6 and float(r.max()) / float(r.min()) * math.sqrt(X.shape[0] / 2.0) <= 1e3
+    return big <= 1e6 and rmax / rmin * math.sqrt(X.shape[0] / 2.0) <= 1e3
 
 
 def _note_frame(frame) -> None:
@@ -127,9 +127,9 @@ def _separation_messages(fam, mu, beta, names) -> list[str]:
 
 
 def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
-    lb = rs.lower_bounds()
-    diag = np.isfinite(lb)
-    return bool(np.any(theta[diag] < SINGULAR_TOL))
+    """lme4's isSingular: a diagonal element of a T block (a variance) below SINGULAR_TOL."""
+    return any(t < SINGULAR_TOL for t, l in zip(np.asarray(theta).tolist(), rs._lb.tolist())
+               if l == 0.0)
 
 
 def _hessian_checks(H: np.ndarray, g: np.ndarray) -> tuple[bool, float, float]:

@@ -7,7 +7,7 @@ p_k x p_k lower-triangular relative covariance factor of the term (lme4's Lambda
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,16 +104,33 @@ class ReStructure:
         self.qr = int(sum(t.q for t in rest))
         self._rest_pattern = None                       # made when first asked for
         self._lb, self._start = _bounds_and_start(tuple(t.p for t in self.terms))
+
+    @cached_property
+    def _first_segments(self) -> tuple[bool, np.ndarray | None, np.ndarray | None]:
+        """Whether the rows are sorted by the first term's levels (the fitting code arranges
+        that), with every level present; then its rows per level and where each level starts,
+        so that per-level sums are np.add.reduceat over contiguous segments (made when first
+        asked for: the cross-product paths never need them)."""
         t0 = self.terms[0]
         c0 = t0.codes
-        # rows sorted by the first term's levels (the fitting code arranges that): per-level sums
-        # are then np.add.reduceat over contiguous segments, many columns in one pass
-        self.sorted0 = bool(self.n == 0 or np.all(c0[1:] >= c0[:-1]))
-        if self.sorted0:
-            self.count0 = np.bincount(c0, minlength=t0.nlevels)     # the rows of each level
-            self.seg0 = np.zeros(t0.nlevels, dtype=np.intp)
-            np.cumsum(self.count0[:-1], out=self.seg0[1:])          # where each level starts
-            self.sorted0 = bool(self.count0.all())
+        if not (self.n == 0 or np.all(c0[1:] >= c0[:-1])):
+            return False, None, None
+        count0 = np.bincount(c0, minlength=t0.nlevels)     # the rows of each level
+        seg0 = np.zeros(t0.nlevels, dtype=np.intp)
+        np.cumsum(count0[:-1], out=seg0[1:])              # where each level starts
+        return bool(count0.all()), count0, seg0
+
+    @property
+    def sorted0(self) -> bool:
+        return self._first_segments[0]
+
+    @property
+    def count0(self) -> np.ndarray:
+        return self._first_segments[1]
+
+    @property
+    def seg0(self) -> np.ndarray:
+        return self._first_segments[2]
 
     def _rest(self) -> tuple[np.ndarray, np.ndarray, int]:
         """Sparse pattern of the rest terms (1..K-1): CSR column indices, row pointers, entries
