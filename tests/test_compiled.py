@@ -790,3 +790,29 @@ def test_saturated_loglik_matches_the_family(fam, code):
         w[:3], w[3:9] = 0.0, 1.5
     ref = -2.0 * make_family(fam).loglik(y, y, w).sum()
     assert compiled._glmm.saturated_m2ll(code, y, w) == pytest.approx(ref, rel=1e-13)
+
+
+@pytest.mark.parametrize("fam,code", [("binomial", 1), ("poisson", 0)])
+def test_deviance_constant_matches_dev_resids(fam, code):
+    """The compiled y-only part of sum(dev_resids): with it the deviance at any mu equals the
+    family's dev_resids summed (binomial proportions with y = 0 and 1 among them, zero weights)."""
+    rng = np.random.default_rng(8)
+    n = 300
+    if fam == "binomial":
+        w = rng.integers(1, 20, n).astype(float)
+        y = rng.binomial(w.astype(int), 0.3) / w
+        y[:5], y[5:10], w[10:13] = 0.0, 1.0, 0.0
+        mu = np.clip(y + rng.normal(0, 0.05, n), 0.02, 0.98)
+    else:
+        y = rng.poisson(1.5, n).astype(float)
+        w = np.ones(n)
+        w[:4] = 2.0
+        mu = y + rng.uniform(0.1, 1.0, n)
+    family = make_family(fam)
+    got = compiled._glmm.deviance_constant(code, y, w)
+    ref = family.dev_resids(y, mu, w).sum()
+    if fam == "poisson":
+        rest = 2.0 * (w * mu - w * y * np.log(mu)).sum()
+    else:
+        rest = -2.0 * (w * y * np.log(mu) + w * (1 - y) * np.log1p(-mu)).sum()
+    assert got + rest == pytest.approx(ref, rel=1e-12)

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
+from scipy.linalg import lapack
 
 from .gradient import laplace_gradient, supports_analytic
 from .optimize import (OptSummary, fd_gradient, fd_hessian, gradient_hessian,
                        minimize_bounded)
 from . import compiled
 from .pirls import GlmmProblem, PirlsFailure, PirlsResult
+from ..linalg.small import cholesky_lower
 
 
 @dataclass
@@ -418,11 +420,14 @@ def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
 
 def _beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:
     """Cholesky factor of the stage-1 (R_X-based) covariance of beta, or a diagonal fallback."""
+    if p == 0:
+        return np.eye(0)
     try:
-        RX = r1.RX()
-        Rinv = np.linalg.inv(RX)
-        V = Rinv.T @ Rinv
-        return np.linalg.cholesky(V)
+        RX = r1.RX()                      # lower: the Schur complement S = RX RX'
+        V, info = lapack.dpotrs(RX, np.eye(p), lower=1)          # S^{-1}, by LAPACK directly
+        if info != 0 or not np.isfinite(V).all():
+            raise np.linalg.LinAlgError("R_X is singular")
+        return cholesky_lower(V)
     except (np.linalg.LinAlgError, ValueError):
         return np.eye(p)
 

@@ -126,15 +126,26 @@ class GlmmProblem:
         y the remaining log terms need): 2 sum w y log y (- y), with 0 log 0 = 0."""
         if getattr(self, "_dconst", None) is None:
             y, wt = self.y, self.w_prior
+            kern = compiled.glmm_kernels()
+            code = 0 if self.family.name == "poisson" else 1
+            if kern is not None:                          # one compiled pass
+                self._dconst = float(kern.deviance_constant(
+                    code, np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(wt, dtype=float)))
+                return self._dconst
             with np.errstate(divide="ignore", invalid="ignore"):
                 a = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
-                if self.family.name == "poisson":
+                if code == 0:
                     self._dconst = float(2.0 * (wt * (a - y)).sum())
                 else:
                     b = np.where(y < 1, (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0)), 0.0)
                     self._dconst = float(2.0 * (wt * (a + b)).sum())
-            self._wy, self._w1y = wt * y, wt * (1 - y)
         return self._dconst
+
+    def _weighted_y(self) -> tuple[np.ndarray, np.ndarray]:
+        """w y and w (1 - y), the weights of the log terms of sum(dev_resids) (cached)."""
+        if getattr(self, "_wy_pair", None) is None:
+            self._wy_pair = (self.w_prior * self.y, self.w_prior * (1 - self.y))
+        return self._wy_pair
 
     def _devsum(self, mu, eta=None) -> float:
         """sum(dev_resids): for Poisson and binomial as a cached y-only constant plus log terms."""
@@ -143,7 +154,7 @@ class GlmmProblem:
             dconst = self._dev_constant()
             if eta is not None and fam.link.name == "log" and eta.min() > -30 and eta.max() < 700:
                 # log mu = eta for the log link: no logarithm needed
-                return dconst + 2.0 * float(wt @ mu - self._wy @ eta)
+                return dconst + 2.0 * float(wt @ mu - self._weighted_y()[0] @ eta)
             with np.errstate(divide="ignore"):
                 return dconst + 2.0 * float(wt @ (mu - y * np.log(mu)))
         if fam.name == "binomial":
@@ -157,9 +168,10 @@ class GlmmProblem:
                 t += 1.0
                 np.log(t, out=t)
                 t += np.maximum(eta, 0.0)
-                return dconst + 2.0 * float(wt @ t - self._wy @ eta)
+                return dconst + 2.0 * float(wt @ t - self._weighted_y()[0] @ eta)
             with np.errstate(divide="ignore"):
-                return dconst - 2.0 * float(self._wy @ np.log(mu) + self._w1y @ np.log1p(-mu))
+                wy, w1y = self._weighted_y()
+                return dconst - 2.0 * float(wy @ np.log(mu) + w1y @ np.log1p(-mu))
         return float(fam.dev_resids(y, mu, wt).sum())
 
     def _pdev(self, mu, u, phi, eta=None):
