@@ -22,8 +22,9 @@ DENSE_SLOW_Q = 8_000     # above this many dense Schur columns each factorisatio
 
 def _check_response_varies(frame, fam) -> None:
     """A response that is the same in every row (all 0 counts, all failures) has no finite MLE."""
-    y = frame.y[frame.weights > 0] if np.any(frame.weights > 0) else frame.y
-    if y.size and np.all(y == y[0]):
+    pos = frame.weights > 0
+    y = frame.y if pos.all() else frame.y[pos] if pos.any() else frame.y
+    if y.size and (y == y[0]).all():
         what = {("poisson", 0.0): "0 in every row (no events)", ("nbinom2", 0.0): "0 in every row (no events)",
                 ("binomial", 0.0): "a failure in every row", ("binomial", 1.0): "a success in every row"}
         desc = what.get((fam.name, float(y[0])), f"equal to {y[0]:g} in every row")
@@ -113,7 +114,7 @@ def _separation_messages(fam, mu, beta, names) -> list[str]:
     if fam.name != "binomial":
         return []
     eps = 1e-8
-    extreme = int(np.sum((mu < eps) | (mu > 1 - eps)))
+    extreme = int(np.count_nonzero((mu < eps) | (mu > 1 - eps)))
     big = [n for n, b in zip(names, beta) if n != "(Intercept)" and abs(b) > 10]
     if not extreme and not big:
         return []
@@ -152,7 +153,7 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
     ok = True
     if grad is None or hess is None:
         return True, msgs
-    if not np.any(free):
+    if not free.any():
         return True, msgs
     g, H = (grad, hess) if free.all() else (grad[free], hess[np.ix_(free, free)])
     pos_def, max_sg, ratio = _hessian_checks(H, g)

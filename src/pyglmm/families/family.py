@@ -254,7 +254,7 @@ class _CountResponse(Family):
 
     def initialize(self, y, wt=None):
         y = _f(y)
-        if np.any(y < 0):
+        if (y < 0).any():
             raise ValueError(f"negative values not allowed for {self._family_label}")
         return y + 0.1
 

@@ -305,7 +305,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         # is -g/2. Keep it if the deviance drops: L-BFGS-B then starts near the optimum instead
         # of spending evaluations on growing line searches.
         step = -0.5 * grad_z(z2)[nth:nth + p]
-        if np.max(np.abs(step)) > 1.0:          # more than about one standard error away
+        if np.abs(step).max() > 1.0:          # more than about one standard error away
             zb = z2.copy()
             zb[nth:nth + p] += step
             if dev_z(zb) < dev_z(z2):

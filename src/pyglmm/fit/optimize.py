@@ -24,6 +24,8 @@ QN_MAX_DIM = 60
 #: scipy's L-BFGS-B, whose More-Thuente line search extrapolates, needs fewer (measured on a
 #: 1M-row crossed binomial: 6 against 9). True: the compiled BFGS for Python objectives too.
 QN_PYTHON_OBJECTIVES = False
+#: Vectors up to this size are checked in Python floats (_projected_gradient, bounds tests).
+_SMALL = 64
 
 
 @dataclass
@@ -138,10 +140,34 @@ def gradient_hessian(grad: Callable, x: np.ndarray, h: float = 1e-4, fg=None,
         return g, fd_jacobian(grad, x, h, g0=g) if hessian else None
 
 
+def _max_abs_change(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a - b| (NaN-propagating as numpy's)."""
+    if a.size > _SMALL:
+        return float(np.max(np.abs(a - b)))
+    m = 0.0
+    for ai, bi in zip(a.tolist(), b.tolist()):
+        d = abs(ai - bi)
+        if d != d:
+            return math.nan
+        m = d if d > m else m
+    return m
+
+
+def _near_bounds(x: np.ndarray, lb: np.ndarray, tol: float, strict: bool) -> list[int]:
+    """Indices of the components within tol above a finite lower bound (``strict``: not on it)."""
+    if x.size > _SMALL:
+        near = np.isfinite(lb) & (x - lb < tol)
+        if strict:
+            near &= x > lb
+        return np.flatnonzero(near).tolist()
+    return [i for i, (xi, li) in enumerate(zip(x.tolist(), lb.tolist()))
+            if li > -math.inf and xi - li < tol and (xi > li or not strict)]
+
+
 def _edge_restart_point(f: Callable, x: np.ndarray, lb: np.ndarray) -> np.ndarray | None:
     """A better interior point next to components sitting on their bounds, if there is one."""
-    at = np.flatnonzero(np.isfinite(lb) & (x - lb < 1e-3))
-    if at.size == 0:
+    at = _near_bounds(x, lb, 1e-3, strict=False)
+    if not at:
         return None
     f0 = f(x)
     best, bx = f0 - 1e-10 * max(1.0, abs(f0)), None
@@ -161,9 +187,11 @@ def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-
     A variance at zero is a flat, symmetric optimum, so gradient methods creep towards it and
     stop at ~1e-5; lme4 reports exactly 0 there, and so should we.
     """
-    near = np.isfinite(lb) & (x > lb) & (x - lb < tol)
-    if not near.any():
+    near_i = _near_bounds(x, lb, tol, strict=True)
+    if not near_i:
         return x
+    near = np.zeros(x.size, dtype=bool)
+    near[near_i] = True
     f0 = f(x)
     xs = x.copy()
     xs[near] = lb[near]
@@ -186,9 +214,19 @@ def _gradient_floor(f: float) -> float:
 
 
 def _projected_gradient(x: np.ndarray, g: np.ndarray, lb: np.ndarray) -> float:
-    """max |g| over the components free to move (a positive slope at a lower bound is not)."""
-    at_lb = (x <= lb + 1e-12) & (g > 0)
-    return float(np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0))
+    """max |g| over the components free to move (a positive slope at a lower bound is not);
+    NaN where g has one. A few parameters in Python floats (numpy's reductions cost
+    microseconds each on the small vectors of a fit), many by numpy."""
+    if x.size > _SMALL:
+        at_lb = (x <= lb + 1e-12) & (g > 0)
+        return float(np.max(np.abs(np.where(at_lb, 0.0, g)), initial=0.0))
+    m = 0.0
+    for xi, gi, li in zip(x.tolist(), np.asarray(g, dtype=float).tolist(), lb.tolist()):
+        if gi != gi:
+            return math.nan
+        if not (xi <= li + 1e-12 and gi > 0) and abs(gi) > m:
+            m = abs(gi)
+    return m
 
 
 class _Stalled(Exception):
@@ -433,7 +471,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
             res = _local_search(fun, jac, x, lb, bounds, opts, fg=fgw, direct_fg=direct,
                                 compiled_qn=compiled_qn)
             uncounted += getattr(res, "nfev_uncounted", 0)
-            moved = float(np.max(np.abs(res.x - x)))
+            moved = _max_abs_change(res.x, x)
             x = res.x
             # the search's own gradient at its end point, where it reports one
             g_end = res.get("jac")
@@ -489,7 +527,7 @@ def recheck_boundary(f: Callable, grad: Callable | None, x_start: np.ndarray, lb
     at = np.isfinite(lb) & (opt.x <= lb + 1e-10)
     if candidates is not None:
         at &= candidates
-    if not np.any(at) or np.allclose(x_start, opt.x):
+    if not at.any() or np.allclose(x_start, opt.x):
         return opt
     g = None if grad is None else (lambda z: scale * np.asarray(grad(scale * z)))
     alt = minimize_bounded(lambda z: f(scale * z), np.maximum(x_start, lb) / scale, lb / scale,

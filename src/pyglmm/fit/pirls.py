@@ -265,7 +265,7 @@ class GlmmProblem:
         status, u, beta, *_ = self._kernel_call(kd, np.zeros(self.rs.ntheta), np.zeros(self.p),
                                                 np.zeros(self.rs.terms[0].q), 1.0, False, True,
                                                 maxit)
-        return beta if status == 0 and np.all(np.isfinite(beta)) else None
+        return beta if status == 0 and np.isfinite(beta).all() else None
 
     def pirls(self, theta, beta, phi: float = 1.0, family=None, joint: bool = False,
               u0: np.ndarray | None = None) -> PirlsResult:
@@ -282,14 +282,14 @@ class GlmmProblem:
             1.0, _max_abs_diff(tw, None))
         kd = self.kernel_data() if len(rs.terms) == 1 or not joint else None
         if kd is not None:
-            try_zero = u0 is None and not near and np.any(u)
+            try_zero = u0 is None and not near and u.any()
             return self._pirls_compiled(kd, theta, beta, u, phi, try_zero, joint)
         base = self.offset + X @ beta          # fixed during PIRLS unless joint
         zvals = rs.scaled_values(theta)
         eta = base + rs.Zu(zvals, u)
         mu, d, var, w = self._moments(eta, phi)
         pdev = self._pdev(mu, u, phi, eta)
-        if u0 is None and not near and np.any(u):
+        if u0 is None and not near and u.any():
             # the previous mode is a poor start after a long step in theta: start from u = 0
             # when that is better (it is the mode of the penalty alone)
             eta0 = base

@@ -29,7 +29,7 @@ class KernelPattern:
         self.X1 = np.ascontiguousarray(t0.X, dtype=np.float64)
         # each level's rows when they are contiguous (GLMM rows are sorted by the first term):
         # the kernels then sum a level's rows in registers; else empty (row-by-row scatter)
-        grouped = bool(n == 0 or np.all(self.codes[1:] >= self.codes[:-1]))
+        grouped = bool(n == 0 or (self.codes[1:] >= self.codes[:-1]).all())
         self.seg = (np.searchsorted(self.codes, np.arange(l1 + 1)).astype(np.int64) if grouped
                     else np.zeros(0, dtype=np.int64))
         self.ntheta1 = t0.ntheta
