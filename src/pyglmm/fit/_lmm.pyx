@@ -600,8 +600,15 @@ cdef class PatternLmmObjective(_LmmKernel):
         self.q = q
         cdef const unsigned char[:, ::1] nd = need
         cdef const double[:, ::1] Am = A
+        # index arrays carved from two blocks (a typed memoryview per numpy array costs about
+        # a microsecond to acquire; slices of a typed memoryview cost nothing)
+        cdef int64_t[:, ::1] ptrs = np.zeros((6, q + 1), np.int64)
+        cdef int64_t[:, ::1] idxs = np.empty((6, q * q + 1), np.int64)
+        self.tptr, self.aptr, self.ptc, self.ptr_r, self.rptr, self.cptr = \
+            ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5]
+        self.tidx, self.aidx, self.pic, self.pir, self.ridx, self.cidx = \
+            idxs[0], idxs[1], idxs[2], idxs[3], idxs[4], idxs[5]
         # T's structural nonzeros by column (rows c >= a)
-        self.tptr, self.tidx = np.zeros(q + 1, np.int64), np.empty(q * (q + 1) // 2 + 1, np.int64)
         cdef int64_t[::1] tptr = self.tptr, tidx = self.tidx
         n = 0
         for a in range(q):
@@ -625,10 +632,8 @@ cdef class PatternLmmObjective(_LmmKernel):
         # A's nonzeros by column, and A T's pattern by column and by row: the products with A
         # and A T then cost their nonzeros, not q^2
         cdef Py_ssize_t na = 0, n1 = 0
-        self.aptr, self.aidx, self.aval = np.zeros(q + 1, np.int64), np.empty(q * q + 1, np.int64), \
-            np.empty(q * q + 1)
-        self.ptc, self.pic = np.zeros(q + 1, np.int64), np.empty(q * q + 1, np.int64)
-        self.ptr_r, self.pir = np.zeros(q + 1, np.int64), np.empty(q * q + 1, np.int64)
+        cdef double[::1] fl = np.empty(q * q + 1 + 4 * q + 2 * p + p * p + 1)   # aval, vectors
+        self.aval = fl[:q * q + 1]
         for c in range(q):
             for a in range(q):
                 if Am[a, c] != 0.0:
@@ -663,8 +668,6 @@ cdef class PatternLmmObjective(_LmmKernel):
                         if pat[k, c]:
                             pat[k, i] = 1
         # rows of the factor by row (below the diagonal) and by column, as index lists
-        self.rptr, self.cptr = np.zeros(q + 1, np.int64), np.zeros(q + 1, np.int64)
-        self.ridx, self.cidx = np.empty(q * q + 1, np.int64), np.empty(q * q + 1, np.int64)
         cdef int64_t[::1] rptr = self.rptr, cptr = self.cptr, ridx = self.ridx, cidx = self.cidx
         cdef Py_ssize_t nr = 0, nc = 0
         for a in range(q):
@@ -679,13 +682,19 @@ cdef class PatternLmmObjective(_LmmKernel):
                     nc += 1
             cptr[a + 1] = nc
         self.ridx, self.cidx = self.ridx[:nr], self.cidx[:nc]
-        self.T, self.AT = np.zeros((q, q)), np.zeros((q, q))
-        self.L, self.Z = np.zeros((q, q)), np.zeros((q, q))     # zero off the pattern, always
-        self.K, self.B, self.BS = np.empty((q, p)), np.empty((q, p)), np.empty((q, p))
-        self.S, self.Sinv, self.Swork = np.empty((p, p)), np.empty((p, p)), np.empty(p * p + 1)
-        self.G1, self.G2, self.G3 = np.empty((q, q)), np.empty((q, q)), np.empty((q, q))
-        self.ev, self.u, self.zr = np.empty(q), np.empty(q), np.empty(q)
-        self.vec, self.rhs, self.beta = np.empty(q), np.empty(p), np.empty(p)
+        cdef double[:, :, ::1] qq = np.zeros((7, q, q))          # T, AT, L, Z zero off the pattern
+        cdef double[:, :, ::1] qp = np.empty((3, q, p))
+        cdef double[:, :, ::1] pp = np.empty((2, p, p))
+        self.T, self.AT, self.L, self.Z = qq[0], qq[1], qq[2], qq[3]
+        self.G1, self.G2, self.G3 = qq[4], qq[5], qq[6]
+        self.K, self.B, self.BS = qp[0], qp[1], qp[2]
+        self.S, self.Sinv = pp[0], pp[1]
+        n = q * q + 1
+        self.ev, self.u, self.zr, self.vec = fl[n:n + q], fl[n + q:n + 2 * q], \
+            fl[n + 2 * q:n + 3 * q], fl[n + 3 * q:n + 4 * q]
+        n += 4 * q
+        self.rhs, self.beta, self.Swork = fl[n:n + p], fl[n + p:n + 2 * p], \
+            fl[n + 2 * p:n + 2 * p + p * p + 1]
         entries = np.unique(np.asarray(flat, np.int64))
         self.pa, self.pb = entries // q, entries % q
 

@@ -73,7 +73,8 @@ class LmmProblem:
         self.w = weights
         self.REML = REML
         self.n, self.p = X.shape
-        if np.all(weights == 1.0):
+        unit = bool((weights == 1.0).all())
+        if unit:
             self.sum_log_w, self.n_eff = 0.0, int(weights.shape[0])
         else:
             pos = weights > 0
@@ -82,9 +83,9 @@ class LmmProblem:
         self._last: LmmState | None = None
         self._xp: CrossprodsLmm | None = None
         if self.use_crossprods and len(rs.terms) == 1:
-            self._xp = SingleTermCrossprods(self.y, X, rs, weights)
+            self._xp = SingleTermCrossprods(self.y, X, rs, weights, unit)
         elif self.use_crossprods and dense_applies(rs):
-            self._xp = DenseCrossprods(self.y, X, rs, weights)
+            self._xp = DenseCrossprods(self.y, X, rs, weights, unit)
         elif self.use_crossprods and all(t.p == 1 for t in rs.terms):
             self._xp = ScalarTermsCrossprods(self.y, X, rs, weights)
         else:                                         # the row path's weighted data

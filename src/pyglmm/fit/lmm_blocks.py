@@ -175,11 +175,12 @@ class SingleTermCrossprods(CrossprodsLmm):
     operation over the levels (10x faster than numpy's stacked small matrix products).
     """
 
-    def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray):
+    def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray,
+                 unit: bool | None = None):
         t = rs.terms[0]
         self.rs, self.p1, self.p = rs, t.p, X.shape[1]
         p1, p = self.p1, self.p
-        unit = bool(np.all(w == 1.0))              # the usual case: no weight multiplications
+        unit = bool((w == 1.0).all()) if unit is None else unit     # unit: all weights 1              # the usual case: no weight multiplications
         self.rows, self.cols = rs._tril[0]
         fast = self._compiled_crossprods(y, X, w, unit, rs, blocks=True)
         if fast is not None:

@@ -33,9 +33,10 @@ def dense_applies(rs: ReStructure) -> bool:
 class DenseCrossprods(CrossprodsLmm):
     """Dense cross-products of a small LMM and its profiled deviance and gradient from them."""
 
-    def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray):
+    def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, w: np.ndarray,
+                 unit: bool | None = None):
         self.rs, self.p = rs, X.shape[1]
-        unit = bool(np.all(w == 1.0))
+        unit = bool((w == 1.0).all()) if unit is None else unit     # unit: all weights 1
         q, n = rs.q, rs.n
         fast = self._compiled_crossprods(y, X, w, unit, rs, blocks=False)
         if fast is None:
@@ -50,15 +51,17 @@ class DenseCrossprods(CrossprodsLmm):
             fast = (Zw.T @ Z, Zw.T @ X, Zw.T @ y)
             self.yWy = float(y @ y) if unit else float(w @ (y * y))
         self.A, self.C, self.d = (np.ascontiguousarray(a[None]) for a in fast)
+        # the entries of Lambda (row-major in q x q) that each theta fills, level by level: a
+        # few hundred integers, made in Python (numpy's per-call overhead dominates at this size)
         flat, which = [], []
         for k, t in enumerate(rs.terms):
-            off = int(rs.q_offsets[k])
-            r, c = rs._tril[k]
-            start = rs.theta_slices[k].start
-            lev0 = off + np.arange(t.nlevels)[:, None] * t.p          # first column of each level
-            flat.append(((lev0 + r) * q + (lev0 + c)).ravel())
-            which.append(start + np.arange(t.nlevels * r.size) % r.size)
-        self._flat, self._which = np.concatenate(flat), np.concatenate(which)
+            off, start = int(rs.q_offsets[k]), rs.theta_slices[k].start
+            rc = list(zip(*(a.tolist() for a in rs._tril[k])))
+            for b in range(off, off + t.nlevels * t.p, t.p):        # first column of each level
+                for j, (r, c) in enumerate(rc):
+                    flat.append((b + r) * q + b + c)
+                    which.append(start + j)
+        self._flat, self._which = np.array(flat, dtype=np.int64), np.array(which, dtype=np.int64)
         need = np.zeros(q * q, dtype=np.uint8)
         need[self._flat] = 1
         self._need = need.reshape(q, q)                # the entries of Lambda that carry a theta
@@ -78,7 +81,7 @@ class DenseCrossprods(CrossprodsLmm):
         self._pattern = compiled.lmm_kernels().PatternLmmObjective(
             self.A[0], self.C[0], self.d[0], np.ascontiguousarray(self.XtWX),
             np.ascontiguousarray(self.XtWy), self.yWy, self._need,
-            self._flat.astype(np.int64), self._which.astype(np.int64), self.rs.ntheta)
+            self._flat, self._which, self.rs.ntheta)
         return self._pattern
 
     def __getstate__(self):
