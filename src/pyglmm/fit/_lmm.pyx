@@ -527,12 +527,16 @@ cdef class LmmObjective(_LmmKernel):
         self.nx, self.REML, self.n_eff, self.sum_log_w = ntheta, True, 1.0, 0.0
         cdef Py_ssize_t l = A.shape[0], p1 = A.shape[1], p = C.shape[2]
         self.q = p1
-        self.T = np.zeros((p1, p1))
+        # small arrays carved from blocks: a typed memoryview per numpy array costs about a
+        # microsecond to acquire, a slice of one nothing
+        cdef double[:, :, ::1] tg = np.zeros((4, p1, p1))
+        cdef double[:, :, ::1] pp = np.empty((2, p, p))
+        cdef Py_ssize_t nw = 2 * p1 * p1 + 2 * p1 * p + 3 * p1 + p * p + 4 * p + 1
+        cdef double[::1] fl = np.empty(nw + 2 * p)
+        self.T, self.G1, self.G2, self.G3 = tg[0], tg[1], tg[2], tg[3]
+        self.S, self.Sinv = pp[0], pp[1]
+        self.work, self.rhs, self.beta = fl[:nw], fl[nw:nw + p], fl[nw + p:nw + 2 * p]
         self.Minv, self.B, self.u = np.empty((l, p1, p1)), np.empty((l, p1, p)), np.empty((l, p1))
-        self.S, self.rhs, self.beta = np.empty((p, p)), np.empty(p), np.empty(p)
-        self.G1, self.G2, self.G3 = np.empty((p1, p1)), np.empty((p1, p1)), np.empty((p1, p1))
-        self.Sinv = np.empty((p, p))
-        self.work = np.empty(2 * p1 * p1 + 2 * p1 * p + 3 * p1 + p * p + 4 * p + 1)
         self.need_col = np.zeros(p1, dtype=np.uint8)
         _need_columns(self.need, self.need_col)
 
