@@ -207,3 +207,19 @@ def test_rank_check_matches_r_tolerance_on_both_paths():
         extra = X[:, 1] + 2 * X[:, 2] + eps * rng.normal(size=500)
         assert rank_deficient_columns(np.column_stack([X, extra])) == dropped, eps
     assert rank_deficient_columns(np.column_stack([X, np.zeros(500)])) == [4]
+
+
+def test_categorical_labels_follow_the_categories_object():
+    """Factor labels of a Categorical column are cached per categories object (an immutable
+    Index): renamed or reordered categories are new objects and give new labels; the returned
+    list is the caller's own."""
+    from pyglmm.design.variables import factor_from_values
+    cat = pd.Categorical(["b", "a", "c", "a"], categories=["b", "a", "c"])
+    v1 = factor_from_values(cat, "g")
+    assert v1.levels == ["b", "a", "c"] and v1.codes.tolist() == [0, 1, 2, 1]
+    v1.levels.append("junk")                     # must not reach the cache
+    assert factor_from_values(cat, "g").levels == ["b", "a", "c"]
+    renamed = cat.rename_categories(["x", "y", "z"])
+    assert factor_from_values(renamed, "g").levels == ["x", "y", "z"]
+    nums = pd.Categorical([2.5, 1.0, 2.5])
+    assert factor_from_values(nums, "g").levels == ["1", "2.5"]

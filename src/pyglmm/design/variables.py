@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,18 +77,39 @@ def _numeric_levels(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq, codes.astype(np.int64, copy=False).reshape(-1)
 
 
+#: labels of categorical columns by their categories (an immutable pandas Index), so that
+#: refits of the same data skip the conversion: id -> (weak reference, labels); bounded
+_CATEGORY_LABELS: dict[int, tuple] = {}
+
+
+def _category_labels(cats: pd.Index) -> list[str]:
+    """The R labels of a Categorical's categories (cached per categories object)."""
+    hit = _CATEGORY_LABELS.get(id(cats))
+    if hit is not None and hit[0]() is cats:
+        return list(hit[1])
+    kind = cats.dtype.kind if isinstance(cats.dtype, np.dtype) else None
+    if kind is None and isinstance(cats.dtype, pd.StringDtype):
+        labels = _string_labels(cats)
+    elif kind in ("i", "u", "f") or (kind is None and pd.api.types.is_numeric_dtype(cats.dtype)
+                                     and not pd.api.types.is_bool_dtype(cats.dtype)):
+        labels = format_r_numbers(cats.to_numpy())
+    else:
+        labels = [_label(c) for c in cats.to_numpy(dtype=object)]
+    try:
+        ref = weakref.ref(cats)
+    except TypeError:                         # not weak-referenceable: no caching
+        return labels
+    if len(_CATEGORY_LABELS) >= 256:
+        _CATEGORY_LABELS.clear()
+    _CATEGORY_LABELS[id(cats)] = (ref, tuple(labels))
+    return labels
+
+
 def factor_from_values(values: np.ndarray | pd.Series, name: str) -> Variable:
     """Make a factor like R's ``factor()``: categories kept in order, others sorted; bool -> FALSE/TRUE."""
     if isinstance(values, pd.Categorical):
-        cats = values.categories
-        codes = values.codes.astype(np.int64)
-        kind = cats.dtype.kind if isinstance(cats.dtype, np.dtype) else None
-        if kind is None and isinstance(cats.dtype, pd.StringDtype):
-            return Variable(name, codes=codes, levels=_string_labels(cats))
-        if kind in ("i", "u", "f") or (kind is None and pd.api.types.is_numeric_dtype(cats.dtype)
-                                       and not pd.api.types.is_bool_dtype(cats.dtype)):
-            return Variable(name, codes=codes, levels=format_r_numbers(cats.to_numpy()))
-        return Variable(name, codes=codes, levels=[_label(c) for c in cats.to_numpy(dtype=object)])
+        return Variable(name, codes=values.codes.astype(np.int64),
+                        levels=_category_labels(values.categories))
     if type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind in "fiu":
         arr = values.astype(np.float64, copy=False)
         if arr.size and not np.isnan(arr).any():     # numeric group ids: no pandas Series
