@@ -223,3 +223,22 @@ def test_categorical_labels_follow_the_categories_object():
     assert factor_from_values(renamed, "g").levels == ["x", "y", "z"]
     nums = pd.Categorical([2.5, 1.0, 2.5])
     assert factor_from_values(nums, "g").levels == ["1", "2.5"]
+
+
+def test_small_gram_factor_matches_lapack():
+    """The Python Cholesky of the unit-norm Gram matrix (few columns) gives LAPACK's smallest
+    diagonal, and 0 for dependent columns (then the QR decides, as R's qr)."""
+    from pyglmm.design.matrix import _unit_gram_diag_min, rank_deficient_columns
+    rng = np.random.default_rng(3)
+    for p in (2, 3, 5, 8):
+        X = rng.normal(size=(40, p)) * rng.uniform(0.1, 100, p)
+        G = X.T @ X
+        nrm = np.sqrt(G.diagonal())
+        ref = np.linalg.cholesky(G / np.outer(nrm, nrm)).diagonal().min()
+        assert _unit_gram_diag_min(G.tolist(), nrm.tolist()) == pytest.approx(ref, rel=1e-10)
+    X = rng.normal(size=(30, 3))
+    X = np.column_stack([X, X[:, 0] - 2 * X[:, 2]])
+    G = X.T @ X
+    nrm = np.sqrt(G.diagonal())
+    assert _unit_gram_diag_min(G.tolist(), nrm.tolist()) < 1e-5
+    assert rank_deficient_columns(X) == [3]
