@@ -11,6 +11,7 @@ shape (nbinom2) carry it as an extra parameter on the log scale, as glmmTMB does
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -293,8 +294,9 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     if fast is not None:
         dev_z, grad_z, fg_z = fast.deviance, fast.gradient, fast   # fast: a compiled Objective
 
+    g_start = None                        # the gradient at the start, in z's beta part
     if analytic and THETA_SCALING:
-        hdiag = _theta_curvature(grad_z, z2, nth)
+        hdiag, g_start = _theta_curvature(grad_z, z2, nth)
         if hdiag is not None:
             sc[:] = np.sqrt(2.0 / hdiag)
             Tm[np.arange(nth), np.arange(nth)] = sc
@@ -304,7 +306,8 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         # large data; in z the beta Hessian is about 2I, so one Newton step in beta at fixed theta
         # is -g/2. Keep it if the deviance drops: L-BFGS-B then starts near the optimum instead
         # of spending evaluations on growing line searches.
-        step = -0.5 * grad_z(z2)[nth:nth + p]
+        # (the theta scaling leaves the beta part of the gradient in z unchanged)
+        step = -0.5 * (grad_z(z2) if g_start is None else g_start)[nth:nth + p]
         if np.abs(step).max() > 1.0:          # more than about one standard error away
             zb = z2.copy()
             zb[nth:nth + p] += step
@@ -325,7 +328,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
         # derivatives in the preconditioned coordinates z (all directions on a comparable
         # scale, so one finite-difference step suits all), mapped back: x = T z + const
         zopt = z_opt                                  # x = to_x(zopt)
-        Tinv = np.linalg.inv(Tm)
+        Tinv = _inverse_transform(sc, C, Tm.shape[0])
         with np.errstate(all="ignore"):
             if analytic:
                 # forward differences of the exact gradient: k PIRLS runs instead of ~2k^2
@@ -397,17 +400,19 @@ def _subsample_start(problem: GlmmProblem, theta0, extra0, nx: int, verbose: int
 
 def _theta_curvature(grad, z, nth: int, h: float = 1e-4):
     """Diagonal second derivatives of the deviance in theta (forward differences of the exact
-    gradient, away from the bounds: only a scaling is needed, not an accurate value)."""
-    out = np.empty(nth)
-    g0 = grad(z)
+    gradient, away from the bounds: only a scaling is needed, not an accurate value), and the
+    gradient at z."""
+    out = []
+    g0 = np.asarray(grad(z), dtype=float)
+    g0l = g0.tolist()
     for i in range(nth):
         e = np.zeros(z.size)
         e[i] = h
-        out[i] = (grad(z + e)[i] - g0[i]) / h
-    # where the deviance is not convex in a component at the start (or the estimate failed),
-    # leave that component unscaled (curvature 2, like the preconditioned beta)
-    out = np.where(np.isfinite(out) & (out > 1e-8), out, 2.0)
-    return np.clip(out, 1e-6, 1e12)
+        d = (float(grad(z + e)[i]) - g0l[i]) / h
+        # where the deviance is not convex in a component at the start (or the estimate
+        # failed), leave that component unscaled (curvature 2, like the preconditioned beta)
+        out.append(min(max(d, 1e-6), 1e12) if math.isfinite(d) and d > 1e-8 else 2.0)
+    return np.array(out), g0
 
 
 def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -430,6 +435,20 @@ def _beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:
         return cholesky_lower(V)
     except (np.linalg.LinAlgError, ValueError):
         return np.eye(p)
+
+
+def _inverse_transform(sc: np.ndarray, C: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of the map z -> x of the stage-2 coordinates: diag(sc) for theta, the lower
+    triangular C for beta, the identity for the rest (each block inverted on its own)."""
+    nth, p = sc.size, C.shape[0]
+    Tinv = np.eye(k)
+    Tinv[range(nth), range(nth)] = 1.0 / sc
+    if p:
+        Ci, info = lapack.dtrtri(C, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("singular beta preconditioner")
+        Tinv[nth:nth + p, nth:nth + p] = Ci
+    return Tinv
 
 
 def _nat(ex, kind):
