@@ -699,8 +699,11 @@ cdef class PatternLmmObjective(_LmmKernel):
         n += 4 * q
         self.rhs, self.beta, self.Swork = fl[n:n + p], fl[n + p:n + 2 * p], \
             fl[n + 2 * p:n + 2 * p + p * p + 1]
-        entries = np.unique(np.asarray(flat, np.int64))
-        self.pa, self.pb = entries // q, entries % q
+        cdef const int64_t[::1] fv = self.flat                  # distinct entries of T
+        cdef int64_t[:, ::1] pab = np.empty((2, fv.shape[0]), np.int64)
+        for i in range(fv.shape[0]):
+            pab[0, i], pab[1, i] = fv[i] // q, fv[i] % q
+        self.pa, self.pb = pab[0], pab[1]
 
     cdef int _solve_at(self, const double* theta, double* out) noexcept:
         """T filled from theta, the system solved there (out <- log|M|, pwrss); `_core`'s
