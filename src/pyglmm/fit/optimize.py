@@ -524,10 +524,19 @@ def recheck_boundary(f: Callable, grad: Callable | None, x_start: np.ndarray, lb
     0.05 instead of 1 in theta; the curvature pairs take over after it), and the better of the
     two is kept. ``candidates``: the components whose stop on the bound is checked (the diagonal
     of vector-valued terms; a scalar variance at zero is handled by the edge restart)."""
-    at = np.isfinite(lb) & (opt.x <= lb + 1e-10)
-    if candidates is not None:
-        at &= candidates
-    if not at.any() or np.allclose(x_start, opt.x):
+    x = np.asarray(opt.x, dtype=float)
+    if x.size <= _SMALL:                  # the usual few thetas: no numpy calls
+        cand = [True] * x.size if candidates is None else np.asarray(candidates).tolist()
+        if not any(c and li > -math.inf and xi <= li + 1e-10
+                   for xi, li, c in zip(x.tolist(), lb.tolist(), cand)):
+            return opt
+    else:
+        at = np.isfinite(lb) & (x <= lb + 1e-10)
+        if candidates is not None:
+            at &= candidates
+        if not at.any():
+            return opt
+    if np.allclose(x_start, opt.x):
         return opt
     g = None if grad is None else (lambda z: scale * np.asarray(grad(scale * z)))
     alt = minimize_bounded(lambda z: f(scale * z), np.maximum(x_start, lb) / scale, lb / scale,

@@ -10,6 +10,8 @@ factorisation of S. Never a dense n x q matrix, nor a dense q1 x q_rest one.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -51,8 +53,9 @@ def _chol_inv_2x2_entries(m00: np.ndarray, m10: np.ndarray, m11: np.ndarray):
     return L, Li
 
 
+@functools.lru_cache(maxsize=1)
 def physical_memory() -> int:
-    """Bytes of RAM of this machine (0 when the OS does not say)."""
+    """Bytes of RAM of this machine (0 when the OS does not say; asked once per process)."""
     import os
     try:
         return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
