@@ -265,9 +265,11 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     try:
         opt = minimize_bounded(dev_fn, th0, lb, verbose=verbose, label="theta",
                                grad=grad_fn, progress=prog, fg=fg_fn)   # exact profiled gradient
-        vector_diag = np.concatenate([(r == c) & (t.p > 1) for t, (r, c) in zip(rs.terms, rs._tril)])
-        opt = recheck_boundary(dev_fn, grad_fn, rs.theta_start(), lb, opt,
-                               candidates=vector_diag, verbose=verbose, progress=prog)
+        if any(t.p > 1 for t in rs.terms):       # only vector terms' diagonals are re-checked
+            vector_diag = np.concatenate([(r == c) & (t.p > 1)
+                                          for t, (r, c) in zip(rs.terms, rs._tril)])
+            opt = recheck_boundary(dev_fn, grad_fn, rs.theta_start(), lb, opt,
+                                   candidates=vector_diag, verbose=verbose, progress=prog)
     finally:
         prog.close()
     th = opt.x

@@ -210,7 +210,7 @@ def _gradient_floor(f: float) -> float:
     an exact gradient of a large deviance. Measured on lmer fits: gradients stall at 2e-3 at
     |f| = 9e5 (300k rows) and 1e-3 at 3e6 (1M rows), where f no longer changes in its 16th digit;
     restarts there only repeat failed line searches. 1e-8 |f| is above that noise."""
-    return max(1e-4, 1e-8 * abs(f)) if np.isfinite(f) else 1e-4
+    return max(1e-4, 1e-8 * abs(f)) if math.isfinite(f) else 1e-4
 
 
 def _projected_gradient(x: np.ndarray, g: np.ndarray, lb: np.ndarray) -> float:
