@@ -124,6 +124,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     kind = _extra_kind(base_family)
     nth, p = rs.ntheta, problem.p
     lb_theta = rs.lower_bounds()
+    analytic = supports_analytic(base_family, problem.laplace_weights)   # exact gradients
 
     # starting values ------------------------------------------------------
     if kind == "shape":
@@ -140,9 +141,8 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     else:
         if start_beta is not None and start_beta.size == p:
             beta0 = start_beta.copy()
-        elif kind is None and nAGQ > 0 and SKIP_STAGE1_WITH_GRADIENT and len(rs.terms) == 1 and \
-                supports_analytic(base_family, problem.laplace_weights) and \
-                problem.kernel_data() is not None:
+        elif kind is None and analytic and nAGQ > 0 and SKIP_STAGE1_WITH_GRADIENT and \
+                len(rs.terms) == 1 and problem.kernel_data() is not None:
             # the compiled joint (u, beta) PIRLS at the start theta is Newton's method on a
             # convex objective (canonical links) and starts from beta = 0 as well as the GLM
             # fit does: the GLM fit before it would be a second Newton run (cbpp: 7 + 6
@@ -168,7 +168,6 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
 
     state = {"beta": beta0.copy()}
 
-    analytic = supports_analytic(base_family, problem.laplace_weights)
     last: dict = {}
 
     def pirls_at(th, be, ex, joint):

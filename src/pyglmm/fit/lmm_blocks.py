@@ -180,7 +180,8 @@ class SingleTermCrossprods(CrossprodsLmm):
         t = rs.terms[0]
         self.rs, self.p1, self.p = rs, t.p, X.shape[1]
         p1, p = self.p1, self.p
-        unit = bool((w == 1.0).all()) if unit is None else unit     # unit: all weights 1              # the usual case: no weight multiplications
+        # unit: all weights 1, the usual case (no weight multiplications)
+        unit = bool((w == 1.0).all()) if unit is None else unit
         self.rows, self.cols = rs._tril[0]
         fast = self._compiled_crossprods(y, X, w, unit, rs, blocks=True)
         if fast is not None:

@@ -140,12 +140,13 @@ def gradient_hessian(grad: Callable, x: np.ndarray, h: float = 1e-4, fg=None,
         return g, fd_jacobian(grad, x, h, g0=g) if hessian else None
 
 
-def _max_abs_change(a: np.ndarray, b: np.ndarray) -> float:
-    """max |a - b| (NaN-propagating as numpy's)."""
+def max_abs_diff(a: np.ndarray, b: np.ndarray | None = None) -> float:
+    """max |a - b| (max |a| without b; 0 for empty vectors; NaN-propagating as numpy's), in
+    Python floats for the few parameters of a fit: numpy's reductions cost microseconds each."""
     if a.size > _SMALL:
-        return float(np.max(np.abs(a - b)))
+        return float(np.max(np.abs(a if b is None else a - b), initial=0.0))
     m = 0.0
-    for ai, bi in zip(a.tolist(), b.tolist()):
+    for ai, bi in zip(a.tolist(), [0.0] * a.size if b is None else b.tolist()):
         d = abs(ai - bi)
         if d != d:
             return math.nan
@@ -187,17 +188,15 @@ def _snap_to_bounds(f: Callable, x: np.ndarray, lb: np.ndarray, tol: float = 1e-
     A variance at zero is a flat, symmetric optimum, so gradient methods creep towards it and
     stop at ~1e-5; lme4 reports exactly 0 there, and so should we.
     """
-    near_i = _near_bounds(x, lb, tol, strict=True)
-    if not near_i:
+    near = _near_bounds(x, lb, tol, strict=True)
+    if not near:
         return x
-    near = np.zeros(x.size, dtype=bool)
-    near[near_i] = True
     f0 = f(x)
     xs = x.copy()
     xs[near] = lb[near]
     if f(xs) <= f0 + 1e-10 * max(1.0, abs(f0)):
         return xs
-    for i in np.flatnonzero(near):
+    for i in near:
         xi = x.copy()
         xi[i] = lb[i]
         if f(xi) <= f0 + 1e-10 * max(1.0, abs(f0)):
@@ -471,7 +470,7 @@ def minimize_bounded(f: Callable, x0: np.ndarray, lb: np.ndarray, *, verbose: in
             res = _local_search(fun, jac, x, lb, bounds, opts, fg=fgw, direct_fg=direct,
                                 compiled_qn=compiled_qn)
             uncounted += getattr(res, "nfev_uncounted", 0)
-            moved = _max_abs_change(res.x, x)
+            moved = max_abs_diff(res.x, x)
             x = res.x
             # the search's own gradient at its end point, where it reports one
             g_end = res.get("jac")

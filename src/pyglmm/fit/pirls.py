@@ -19,14 +19,7 @@ from ..linalg.kernel_pattern import kernel_pattern
 from ..linalg.restructure import ReStructure
 from . import compiled
 from .gradient import OBSERVED_CLOSED, curvature
-
-
-def _max_abs_diff(a: np.ndarray, b: np.ndarray | None) -> float:
-    """max |a - b| (or max |a|) of the few thetas, in Python floats (numpy's reductions cost
-    microseconds of overhead here, in every PIRLS call)."""
-    if b is None:
-        return max((abs(x) for x in a.tolist()), default=0.0)
-    return max((abs(x - y) for x, y in zip(a.tolist(), b.tolist())), default=0.0)
+from .optimize import max_abs_diff
 
 
 class PirlsFailure(RuntimeError):
@@ -278,8 +271,8 @@ class GlmmProblem:
         theta = np.asarray(theta, float)
         tw = self._theta_warm
         # a short step in theta (finite differences, late optimiser steps): the warm mode is good
-        near = tw is not None and tw.shape == theta.shape and _max_abs_diff(theta, tw) < 0.05 * max(
-            1.0, _max_abs_diff(tw, None))
+        near = tw is not None and tw.shape == theta.shape and max_abs_diff(theta, tw) < 0.05 * max(
+            1.0, max_abs_diff(tw))
         kd = self.kernel_data() if len(rs.terms) == 1 or not joint else None
         if kd is not None:
             try_zero = u0 is None and not near and u.any()
