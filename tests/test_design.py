@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from pyglmm.design import DataError, lme4_term_order, model_frame, to_pandas
+from pyglmm.fit.compiled import frame_kernels as compiled_frame
 
 
 @pytest.fixture
@@ -242,3 +243,45 @@ def test_small_gram_factor_matches_lapack():
     nrm = np.sqrt(G.diagonal())
     assert _unit_gram_diag_min(G.tolist(), nrm.tolist()) < 1e-5
     assert rank_deficient_columns(X) == [3]
+
+
+@pytest.mark.skipif(compiled_frame() is None, reason="compiled model-frame helpers not built")
+def test_compiled_frame_helpers_match_numpy():
+    """The one-pass frame helpers give the numpy paths' answers: interaction codes and labels,
+    factor NA / used-level counts, finiteness, the binomial checks and the rank shortcut."""
+    from pyglmm.design import grouping
+    from pyglmm.design.variables import Variable
+    from pyglmm.fit import compiled
+    kern = compiled_frame()
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        k, n = int(rng.integers(1, 4)), int(rng.integers(1, 60))
+        fs = []
+        for j in range(k):
+            nl = int(rng.integers(1, 6))
+            fs.append(Variable(f"f{j}", codes=rng.integers(0, nl, n).astype(np.int64),
+                               levels=[f"l{i}" for i in range(nl)]))
+        fast = grouping.interaction_codes(fs)
+        compiled.ENABLED = False
+        try:
+            ref = grouping.interaction_codes(fs)
+        finally:
+            compiled.ENABLED = True
+        assert np.array_equal(fast[0], ref[0]) and fast[1] == ref[1]
+    codes = np.array([0, -1, 3, 3, -1], dtype=np.int64)
+    assert kern.factor_counts(codes, 5) == (2, 2)
+    assert kern.all_finite(np.array([1.0, -2.0])) and not kern.all_finite(np.array([1.0, np.inf]))
+    assert not kern.all_finite(np.array([1.0, -2.0]), True)
+    assert not kern.all_finite(np.array([[1.0, np.nan], [0.0, 1.0]])[:, 1])
+    y, w = np.array([0.0, 0.5, 1.0, 0.25]), np.array([1.0, 2.0, 3.0, 3.0])
+    assert kern.binomial_counts(y, w, 1e-8) == (0, 1)
+    assert kern.binomial_counts(np.array([1.5, -0.1]), np.ones(2), 1e-8)[0] == 2
+    for p in (2, 3, 5, 8):
+        X = rng.normal(size=(40, p)) * rng.uniform(0.1, 100, p)
+        G = X.T @ X
+        nrm = np.sqrt(G.diagonal())
+        ref = np.linalg.cholesky(G / np.outer(nrm, nrm)).diagonal().min()
+        assert kern.unit_gram_min_diag(X) == pytest.approx(ref, rel=1e-10)
+    X = rng.normal(size=(30, 3))
+    assert kern.unit_gram_min_diag(np.column_stack([X, X[:, 0] - 2 * X[:, 2]])) < 1e-5
+    assert kern.unit_gram_min_diag(np.column_stack([X, np.zeros(30)])) == 0.0

@@ -256,7 +256,8 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
         _note_frame(frame)
     _check_identifiable(frame)
     rs, infos, sv = structure if structure is not None else \
-        _structure(frame, sort=LmmProblem.sorts_rows(len(frame.reterms)))
+        _structure(frame, sort=LmmProblem.sorts_rows(
+            len(frame.reterms), frame.y.shape[0], sum(len(rt.levels) * rt.X.shape[1] for rt in frame.reterms)))
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..fit import compiled
 from ..formula import ParsedFormula, parse_formula
 from .data import to_pandas
 from .errors import DataError
@@ -109,12 +110,22 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
     na = None
     na_counts: dict[str, int] = {}
     finite: set[str] = set()            # numeric columns with no NaN and no infinite value
+    dense: set[str] = set()             # factors with every level used and no NA
+    kern = compiled.frame_kernels()
     for name, v in used.items():
-        if v.codes is None and v.values.size and np.isfinite(v.values).all():
+        if v.codes is None and v.values.size and _all_finite(v.values, kern):
             finite.add(name)            # the usual case: one pass decides both checks
             continue
-        m = v.na_mask()
-        count = int(np.count_nonzero(m))
+        if kern is not None and v.codes is not None and v.codes.dtype == np.int64 and v.codes.ndim == 1:
+            count, nused = kern.factor_counts(np.ascontiguousarray(v.codes), len(v.levels))
+            if not count:
+                if nused == len(v.levels):
+                    dense.add(name)
+                continue
+            m = v.codes < 0
+        else:
+            m = v.na_mask()
+            count = int(np.count_nonzero(m))
         if n_all and count == n_all:
             raise DataError(f"column {name!r} is entirely missing (NA)")
         if count:
@@ -127,7 +138,7 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
                                                                         " (the data has no rows)"))
     n = len(rows)
     keep = None if n == n_all else rows             # no gathers when no row is dropped
-    sub = {k: v.subset(keep) for k, v in used.items()}
+    sub = {k: v if keep is None and k in dense else v.subset(keep) for k, v in used.items()}
 
     for name, v in sub.items():
         if not v.is_factor and name not in finite:
@@ -177,6 +188,13 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
                       offset=off, weights=prior, reterms=reterms, n_dropped_na=int(n_all - n), rows=rows,
                       binomial_response_kind=kind, xlevels=xlevels, xref=xref,
                       scale_params=dict(ev.scale_params))
+
+
+def _all_finite(values: np.ndarray, kern) -> bool:
+    """Whether a numeric variable has no NaN and no infinite value (one compiled pass if built)."""
+    if kern is not None and values.dtype == np.float64:
+        return kern.all_finite(values if values.ndim == 1 else values.reshape(-1))
+    return bool(np.isfinite(values).all())
 
 
 def _response(v: Variable, prior: np.ndarray, binomial: bool) -> tuple[np.ndarray, np.ndarray, str | None]:

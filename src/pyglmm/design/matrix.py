@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ..fit import compiled
 from ..formula import FixedSpec
 from scipy.linalg import lapack
 from .errors import DataError
@@ -101,6 +102,11 @@ def rank_deficient_columns(X: np.ndarray, tol: float = 1e-7) -> list[int]:
     X = np.asarray(X, np.float64)
     if p == 1 and n:                      # one column: dropped only when it is all zero
         return [] if np.any(X) else [0]
+    kern = compiled.frame_kernels()
+    if kern is not None and n > p and n * p * p <= 1_000_000 and X.flags.c_contiguous:
+        # the test below in one compiled pass (the Gram matrix and its Cholesky factor)
+        if kern.unit_gram_min_diag(X) > 1e-5:
+            return []
     G = X.T @ X
     norms = np.sqrt(G.diagonal())
     if n > p and norms.min() > 0:

@@ -39,6 +39,7 @@ from scipy import special as sp
 
 from .links import LINKS, Link, make_link
 from .._warn import user_stacklevel
+from ..fit import compiled
 
 __all__ = [
     "Family",
@@ -191,7 +192,8 @@ class Family:
         if y.ndim != 1:
             y = y.reshape(-1)
         what = f"response {response_name!r} ({self.name} family)"
-        if not np.isfinite(y).all():
+        kern = compiled.frame_kernels()
+        if not (kern.all_finite(y) if kern is not None else np.isfinite(y).all()):
             _raise_rows(what, ~np.isfinite(y), y, "non-finite (NaN/Inf) values")
         if wt is not None:
             w = _f(wt).reshape(-1)
@@ -199,11 +201,12 @@ class Family:
                 raise ValueError(
                     f"weights for {what} have length {w.size}, expected {y.size}"
                 )
-            if not np.isfinite(w).all():
-                _raise_rows(f"weights for {what}", ~np.isfinite(w), w,
-                            "non-finite (NaN/Inf) values")
-            if w.size and w.min() < 0:
-                _raise_rows(f"weights for {what}", w < 0, w, "negative weights")
+            if kern is None or not kern.all_finite(w, True):   # finite and >= 0: one pass
+                if not np.isfinite(w).all():
+                    _raise_rows(f"weights for {what}", ~np.isfinite(w), w,
+                                "non-finite (NaN/Inf) values")
+                if w.size and w.min() < 0:
+                    _raise_rows(f"weights for {what}", w < 0, w, "negative weights")
         else:
             w = np.ones_like(y)
         self._validate(y, w, what)
@@ -370,6 +373,11 @@ class Binomial(Family):
         return (wt * y + 0.5) / (wt + 1.0)
 
     def _validate(self, y, w, what):
+        kern = compiled.frame_kernels()
+        if kern is not None and y.flags.c_contiguous and w.flags.c_contiguous:
+            bad, nonint = kern.binomial_counts(y, w, _BINOM_INT_TOL)   # both checks in one pass
+            if not bad and not nonint:
+                return
         out = (y < 0) | (y > 1)
         if out.any():
             _raise_rows(

@@ -2,7 +2,8 @@
 
 `glmm_kernels()` returns the module of GLMM kernels (PIRLS and the Laplace gradient, `_glmm`),
 `lmm_kernels()` that of the LMM deviance from cross-products (`_lmm`), `optim_kernels()` the
-bounded quasi-Newton driver for small problems (`_optim`), or None: then, or with
+bounded quasi-Newton driver for small problems (`_optim`), `frame_kernels()` the one-pass
+checks and codes of the model frame (`pyglmm.design._frame`), or None: then, or with
 the environment variable PYGLMM_PURE_PYTHON=1, every fit runs the numpy code paths, which give
 the same estimates (the tests compare the two paths).
 """
@@ -12,10 +13,11 @@ import os
 
 try:
     from . import _glmm, _lmm, _optim
+    from ..design import _frame
 except ImportError:          # not built (no compiler at install): numpy paths only
-    _glmm = _lmm = _optim = None
+    _glmm = _lmm = _optim = _frame = None
 
-AVAILABLE = _glmm is not None and _lmm is not None and _optim is not None
+AVAILABLE = _glmm is not None and _lmm is not None and _optim is not None and _frame is not None
 ENABLED = AVAILABLE and os.environ.get("PYGLMM_PURE_PYTHON", "").strip() in ("", "0")
 
 #: The GLMM kernels loop over rows in scalar code; numpy's vectorised passes win on long data.
@@ -55,6 +57,11 @@ def lmm_kernels():
 def optim_kernels():
     """The compiled bounded BFGS driver when built and enabled, else None."""
     return _optim if ENABLED else None
+
+
+def frame_kernels():
+    """The compiled model-frame helpers when built and enabled, else None."""
+    return _frame if ENABLED else None
 
 
 def family_code(family) -> int | None:

@@ -27,7 +27,7 @@ from ..linalg.restructure import ReStructure
 from .gradient import pattern_rows
 from .lmm_blocks import (BlockDiagonalFactor, CrossprodsLmm, SingleTermCrossprods,
                          solve_fixed_effects)
-from .lmm_dense import DenseCrossprods, dense_applies
+from .lmm_dense import DenseCrossprods, dense_applies, dense_size_ok
 from .lmm_scalar import ScalarTermsCrossprods
 
 
@@ -60,10 +60,15 @@ class LmmProblem:
     use_crossprods = True        # False: the row-based path for every model (tests compare them)
 
     @classmethod
-    def sorts_rows(cls, n_terms: int) -> bool:
+    def sorts_rows(cls, n_terms: int, n: int = 0, q: int | None = None) -> bool:
         """Whether the rows should be sorted by the first term's levels: the row path's segment
-        sums need it; the one-term cross-products reduce the rows once and gain nothing."""
-        return n_terms > 1 or not cls.use_crossprods
+        sums need it; the cross-products (one term, or the dense path of a small model with q
+        random-effects columns over n rows) reduce the rows once and gain nothing."""
+        if not cls.use_crossprods:
+            return True
+        if n_terms == 1:
+            return False
+        return q is None or not dense_size_ok(n, q)
 
     def __init__(self, y: np.ndarray, X: np.ndarray, rs: ReStructure, weights: np.ndarray,
                  offset: np.ndarray, REML: bool):

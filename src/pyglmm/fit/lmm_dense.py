@@ -25,9 +25,14 @@ DENSE_MAX_Q = 80
 DENSE_MAX_CELLS = 4_000_000  # n x q of the dense Z built once
 
 
+def dense_size_ok(n: int, q: int) -> bool:
+    """Whether n rows and q random-effects columns take the dense path (and the kernels are built)."""
+    return compiled.lmm_kernels() is not None and q <= DENSE_MAX_Q and n * q <= DENSE_MAX_CELLS
+
+
 def dense_applies(rs: ReStructure) -> bool:
     """Whether a model is small enough for the dense path (and the kernels are built)."""
-    return compiled.lmm_kernels() is not None and rs.q <= DENSE_MAX_Q and rs.n * rs.q <= DENSE_MAX_CELLS
+    return dense_size_ok(rs.n, rs.q)
 
 
 class DenseCrossprods(CrossprodsLmm):
