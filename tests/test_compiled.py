@@ -816,3 +816,57 @@ def test_deviance_constant_matches_dev_resids(fam, code):
     else:
         rest = -2.0 * (w * y * np.log(mu) + w * (1 - y) * np.log1p(-mu)).sum()
     assert got + rest == pytest.approx(ref, rel=1e-12)
+
+
+def test_small_matrix_kernels_match_lapack():
+    """The compiled small Cholesky, SPD inverse and triangular inverse agree with numpy's to
+    rounding, and answer None (not garbage) on matrices that are not positive definite."""
+    kern = compiled.optim_kernels()
+    rng = np.random.default_rng(11)
+    for k in (1, 2, 3, 5, 9, 24):
+        B = rng.normal(size=(k + 3, k))
+        A = B.T @ B + 0.1 * np.eye(k)
+        L = kern.small_cholesky(A)
+        np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=1e-10, atol=1e-12)
+        inv = np.linalg.inv(A)
+        np.testing.assert_allclose(kern.small_spd_inverse(A), inv, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(kern.small_spd_inverse(L, True), inv, rtol=1e-8, atol=1e-10)
+        Lr = np.tril(L) + np.triu(rng.normal(size=(k, k)), 1)      # upper triangle ignored
+        np.testing.assert_allclose(kern.small_lower_inverse(Lr), np.linalg.inv(L), rtol=1e-8,
+                                   atol=1e-10)
+    assert kern.small_cholesky(np.array([[1.0, 2.0], [2.0, 1.0]])) is None
+    assert kern.small_spd_inverse(np.array([[1.0, 1.0], [1.0, 1.0]])) is None
+    assert kern.small_spd_inverse(np.array([[np.nan]])) is None
+    assert kern.small_lower_inverse(np.array([[1.0, 0.0], [3.0, 0.0]])) is None
+    from pyglmm.linalg.small import cholesky_lower, spd_inverse
+    with pytest.raises(np.linalg.LinAlgError):
+        cholesky_lower(np.array([[1.0, 2.0], [2.0, 1.0]]))
+    with pytest.raises(np.linalg.LinAlgError):
+        spd_inverse(-np.eye(3))
+
+
+def test_frame_range_and_constant_response_kernels():
+    """column_ranges and constant_response give the answers of the numpy reductions they replace."""
+    kern = compiled.frame_kernels()
+    rng = np.random.default_rng(12)
+    for _ in range(100):
+        n, p = int(rng.integers(1, 30)), int(rng.integers(1, 5))
+        X = np.round(rng.normal(size=(n, p)) * rng.uniform(0.1, 50, p), 1)
+        X[:, rng.integers(0, p)] = 1.0                                    # an intercept
+        r = X.max(0) - X.min(0)
+        pos = r > 0
+        got = kern.column_ranges(X)
+        if pos.any():
+            big = np.abs(X[:, pos]).max()
+            assert got == pytest.approx((r[pos].min(), r[pos].max(), big))
+        else:
+            assert got[1] == 0.0
+        assert kern.column_ranges(np.asfortranarray(X)) == got
+        y = rng.integers(0, 2, n).astype(float)
+        w = rng.integers(0, 3, n).astype(float)
+        keep = w > 0
+        ref_y = y[keep] if keep.any() else y
+        constant, first = kern.constant_response(y, w)
+        assert constant == bool((ref_y == ref_y[0]).all())
+        if constant:
+            assert first == ref_y[0]

@@ -132,3 +132,52 @@ def unit_gram_min_diag(const double[:, ::1] X):
                 G[a, b] -= G[a, c] * G[b, c]
             G[a, b] /= t
     return mn
+
+
+def column_ranges(const double[:, :] X):
+    """(smallest nonzero range, largest range, largest |value| among columns with a range) of
+    X's columns in one pass over the rows: the inputs of checks._scales_surely_fine."""
+    cdef Py_ssize_t n = X.shape[0], p = X.shape[1], i, j
+    lo_a, hi_a = np.empty(p), np.empty(p)
+    cdef double[::1] lo = lo_a, hi = hi_a
+    cdef double v, r, rmin = float("inf"), rmax = 0.0, big = 0.0
+    if n == 0:
+        return rmin, rmax, big
+    for j in range(p):
+        lo[j] = X[0, j]
+        hi[j] = X[0, j]
+    for i in range(1, n):
+        for j in range(p):
+            v = X[i, j]
+            if v < lo[j]:
+                lo[j] = v
+            elif v > hi[j]:
+                hi[j] = v
+    for j in range(p):
+        r = hi[j] - lo[j]
+        if r > 0.0:
+            rmin = r if r < rmin else rmin
+            rmax = r if r > rmax else rmax
+            big = fabs(lo[j]) if fabs(lo[j]) > big else big
+            big = fabs(hi[j]) if fabs(hi[j]) > big else big
+    return rmin, rmax, big
+
+
+def constant_response(const double[::1] y, const double[::1] w):
+    """Whether y takes one value over the rows of positive weight (over all rows when none
+    has), and that value: checks._check_response_varies in one pass."""
+    cdef Py_ssize_t n = y.shape[0], i, first = -1
+    for i in range(n):
+        if w[i] > 0.0:
+            first = i
+            break
+    if n == 0:
+        return False, 0.0
+    cdef bint anypos = first >= 0
+    if not anypos:
+        first = 0
+    cdef double v = y[first]
+    for i in range(first + 1, n):
+        if (not anypos or w[i] > 0.0) and y[i] != v:
+            return False, v
+    return True, v

@@ -436,3 +436,68 @@ def convergence_check(H, g):
         lo = ev[a] if ev[a] < lo else lo
         hi = ev[a] if ev[a] > hi else hi
     return True, m, lo / hi
+
+
+def small_cholesky(A):
+    """Lower Cholesky factor (upper triangle zero) of a small symmetric positive definite A, or
+    None where A is not positive definite (linalg.small's LAPACK wrappers cost more here)."""
+    La = np.array(A, dtype=np.float64, order="C")
+    cdef Py_ssize_t k = La.shape[0], a, b
+    if k == 0:
+        return La
+    cdef double[:, ::1] L = La
+    if _chol(k, &L[0, 0]) != 0:
+        return None
+    for a in range(k):
+        if not isfinite(L[a, a]):
+            return None
+        for b in range(a + 1, k):
+            L[a, b] = 0.0
+    return La
+
+
+def small_spd_inverse(A, bint factored=False):
+    """Inverse (both triangles) of a small symmetric positive definite A, or None where A is
+    not positive definite. ``factored``: A is already its lower Cholesky factor L (the inverse
+    of L L')."""
+    La = np.array(A, dtype=np.float64, order="C")
+    cdef Py_ssize_t k = La.shape[0], a
+    if k == 0:
+        return La
+    out_a = np.empty((2, k, k))
+    cdef double[:, :, ::1] ow = out_a
+    cdef double[:, ::1] L = La
+    if not factored and _chol(k, &L[0, 0]) != 0:
+        return None
+    for a in range(k):
+        if not (isfinite(L[a, a]) and L[a, a] != 0.0):
+            return None
+    _chol_inverse(k, &L[0, 0], &ow[0, 0, 0], &ow[1, 0, 0])
+    out = out_a[0]
+    for a in range(k * k):
+        if not isfinite(ow[0, a // k, a % k]):
+            return None
+    return out
+
+
+def small_lower_inverse(L):
+    """Inverse of a small lower-triangular L (upper triangle ignored, zero in the result), or
+    None where a diagonal entry is zero or not finite."""
+    La = np.ascontiguousarray(L, dtype=np.float64)
+    cdef Py_ssize_t k = La.shape[0], a, b, m
+    out_a = np.zeros((k, k))
+    if k == 0:
+        return out_a
+    cdef const double[:, ::1] Lm = La
+    cdef double[:, ::1] Li = out_a
+    cdef double t
+    for b in range(k):
+        if not (isfinite(Lm[b, b]) and Lm[b, b] != 0.0):
+            return None
+        Li[b, b] = 1.0 / Lm[b, b]
+        for a in range(b + 1, k):
+            t = 0.0
+            for m in range(b, a):
+                t = t + Lm[a, m] * Li[m, b]
+            Li[a, b] = -t / Lm[a, a]
+    return out_a
