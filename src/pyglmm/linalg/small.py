@@ -14,11 +14,18 @@ from ..fit import compiled
 COMPILED_MAX_K = 24
 
 
-def _small_kernels(A: np.ndarray):
-    """The compiled small-matrix routines for a square A of at most COMPILED_MAX_K rows, else None."""
+def _compiled(A: np.ndarray, routine: str):
+    """The compiled small-matrix `routine`'s answer for a square A of at most COMPILED_MAX_K rows
+    (None where the kernels do not apply; LinAlgError where A is not positive definite)."""
     if A.ndim != 2 or A.shape[0] > COMPILED_MAX_K or A.shape[0] != A.shape[1]:
         return None
-    return compiled.optim_kernels()
+    kern = compiled.optim_kernels()
+    if kern is None:
+        return None
+    out = getattr(kern, routine)(A)
+    if out is None:
+        raise np.linalg.LinAlgError("matrix is not positive definite")
+    return out
 
 
 def cholesky_lower(A: np.ndarray) -> np.ndarray:
@@ -26,12 +33,9 @@ def cholesky_lower(A: np.ndarray) -> np.ndarray:
     A = np.asarray(A, dtype=np.float64)
     if A.size == 0:
         return A.copy()
-    kern = _small_kernels(A)
-    if kern is not None:
-        L = kern.small_cholesky(A)
-        if L is None:
-            raise np.linalg.LinAlgError("matrix is not positive definite")
-        return L
+    small = _compiled(A, "small_cholesky")
+    if small is not None:
+        return small
     L, info = lapack.dpotrf(A, lower=1, clean=1)
     if info != 0 or not np.isfinite(L.diagonal()).all():
         raise np.linalg.LinAlgError("matrix is not positive definite")
@@ -43,12 +47,9 @@ def spd_inverse(A: np.ndarray) -> np.ndarray:
     A = np.asarray(A, dtype=np.float64)
     if A.size == 0:
         return A.copy()
-    kern = _small_kernels(A)
-    if kern is not None:
-        inv = kern.small_spd_inverse(A)
-        if inv is None:
-            raise np.linalg.LinAlgError("matrix is not positive definite")
-        return inv
+    small = _compiled(A, "small_spd_inverse")
+    if small is not None:
+        return small
     L = cholesky_lower(A)
     inv, info = lapack.dpotrs(L, np.eye(A.shape[0]), lower=1)    # both triangles, unlike potri
     if info != 0:
