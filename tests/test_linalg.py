@@ -272,12 +272,15 @@ def test_small_dense_helpers_match_numpy():
     """linalg/small.py (direct LAPACK calls) against numpy.linalg, and its errors."""
     from pyglmm.linalg import small
     rng = np.random.default_rng(3)
-    for k in (1, 2, 5, 12):
+    for k in (1, 2, 5, 12, 30):              # 30: above COMPILED_MAX_K, LAPACK's path
         B = rng.normal(size=(k, k))
         A = B @ B.T + k * np.eye(k)
         L = small.cholesky_lower(A)
         np.testing.assert_allclose(L, np.linalg.cholesky(A), rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(small.spd_inverse(A), np.linalg.inv(A), rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(small.spd_inverse_from_factor(L), np.linalg.inv(A), rtol=1e-10,
+                                   atol=1e-13)
+        np.testing.assert_allclose(small.lower_inverse(L), np.linalg.inv(L), rtol=1e-10, atol=1e-13)
         b = rng.normal(size=k)
         np.testing.assert_allclose(small.solve_lower(L, b), np.linalg.solve(L, b), rtol=1e-10)
         np.testing.assert_allclose(small.eigvalsh(A), np.linalg.eigvalsh(A), rtol=1e-10)
@@ -286,3 +289,10 @@ def test_small_dense_helpers_match_numpy():
     with pytest.raises(np.linalg.LinAlgError):
         small.spd_inverse(np.array([[1.0, np.nan], [np.nan, 1.0]]))
     assert small.spd_inverse(np.zeros((0, 0))).shape == (0, 0)
+    for k in (2, 30):
+        singular = np.tril(np.ones((k, k)))
+        singular[1, 1] = 0.0
+        with pytest.raises(np.linalg.LinAlgError):
+            small.lower_inverse(singular)
+        with pytest.raises(np.linalg.LinAlgError):
+            small.spd_inverse_from_factor(singular)

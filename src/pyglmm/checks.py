@@ -26,16 +26,16 @@ def _check_response_varies(frame, fam) -> None:
     y, w = frame.y, frame.weights
     if kern is not None and y.dtype == w.dtype == np.float64 and y.ndim == w.ndim == 1 and \
             y.flags.c_contiguous and w.flags.c_contiguous:
-        constant, first = kern.constant_response(y, w)
-        y = np.array([first])
+        constant, value = kern.constant_response(y, w)
     else:
         pos = w > 0
         y = y if pos.all() else y[pos] if pos.any() else y
         constant = bool(y.size and (y == y[0]).all())
+        value = float(y[0]) if constant else 0.0
     if constant:
         what = {("poisson", 0.0): "0 in every row (no events)", ("nbinom2", 0.0): "0 in every row (no events)",
                 ("binomial", 0.0): "a failure in every row", ("binomial", 1.0): "a success in every row"}
-        desc = what.get((fam.name, float(y[0])), f"equal to {y[0]:g} in every row")
+        desc = what.get((fam.name, value), f"equal to {value:g} in every row")
         raise ValueError(f"response '{frame.response_name}' is {desc}: the intercept has no finite "
                          "estimate and there is no variation for the random effects to explain")
 

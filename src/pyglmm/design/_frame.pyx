@@ -167,12 +167,12 @@ def constant_response(const double[::1] y, const double[::1] w):
     """Whether y takes one value over the rows of positive weight (over all rows when none
     has), and that value: checks._check_response_varies in one pass."""
     cdef Py_ssize_t n = y.shape[0], i, first = -1
+    if n == 0:
+        return False, 0.0
     for i in range(n):
         if w[i] > 0.0:
             first = i
             break
-    if n == 0:
-        return False, 0.0
     cdef bint anypos = first >= 0
     if not anypos:
         first = 0

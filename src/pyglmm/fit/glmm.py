@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg as sla
-from scipy.linalg import lapack
 
 from .gradient import laplace_gradient, supports_analytic
 from .optimize import (OptSummary, fd_gradient, fd_hessian, gradient_hessian,
                        minimize_bounded)
 from . import compiled
 from .pirls import GlmmProblem, PirlsFailure, PirlsResult
-from ..linalg.small import COMPILED_MAX_K, cholesky_lower
+from ..linalg.small import cholesky_lower, lower_inverse, spd_inverse_from_factor
 
 
 @dataclass
@@ -437,16 +436,7 @@ def _beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:
         return np.eye(0)
     try:
         RX = r1.RX()                      # lower: the Schur complement S = RX RX'
-        kern = compiled.optim_kernels() if p <= COMPILED_MAX_K else None
-        if kern is not None:
-            V = kern.small_spd_inverse(RX, True)                 # S^{-1} from its factor
-            if V is None:
-                raise np.linalg.LinAlgError("R_X is singular")
-        else:
-            V, info = lapack.dpotrs(RX, np.eye(p), lower=1)      # S^{-1}, by LAPACK directly
-            if info != 0 or not np.isfinite(V).all():
-                raise np.linalg.LinAlgError("R_X is singular")
-        return cholesky_lower(V)
+        return cholesky_lower(spd_inverse_from_factor(RX))      # of S^{-1}
     except (np.linalg.LinAlgError, ValueError):
         return np.eye(p)
 
@@ -459,16 +449,7 @@ def _inverse_transform(sc: np.ndarray, C: np.ndarray, k: int) -> np.ndarray:
     for i, s in enumerate(sc.tolist()):
         Tinv[i, i] = 1.0 / s
     if p:
-        kern = compiled.optim_kernels() if p <= COMPILED_MAX_K else None
-        if kern is not None:
-            Ci, info = kern.small_lower_inverse(C), 0
-            if Ci is None:
-                info = 1
-        else:
-            Ci, info = lapack.dtrtri(C, lower=1)
-        if info != 0:
-            raise np.linalg.LinAlgError("singular beta preconditioner")
-        Tinv[nth:nth + p, nth:nth + p] = Ci
+        Tinv[nth:nth + p, nth:nth + p] = lower_inverse(C)     # LinAlgError if C is singular
     return Tinv
 
 

@@ -14,17 +14,17 @@ from ..fit import compiled
 COMPILED_MAX_K = 24
 
 
-def _compiled(A: np.ndarray, routine: str):
+def _compiled(A: np.ndarray, routine: str, *args, fail: str = "matrix is not positive definite"):
     """The compiled small-matrix `routine`'s answer for a square A of at most COMPILED_MAX_K rows
-    (None where the kernels do not apply; LinAlgError where A is not positive definite)."""
+    (None where the kernels do not apply; LinAlgError(fail) where the routine rejects A)."""
     if A.ndim != 2 or A.shape[0] > COMPILED_MAX_K or A.shape[0] != A.shape[1]:
         return None
     kern = compiled.optim_kernels()
     if kern is None:
         return None
-    out = getattr(kern, routine)(A)
+    out = getattr(kern, routine)(A, *args)
     if out is None:
-        raise np.linalg.LinAlgError("matrix is not positive definite")
+        raise np.linalg.LinAlgError(fail)
     return out
 
 
@@ -50,11 +50,35 @@ def spd_inverse(A: np.ndarray) -> np.ndarray:
     small = _compiled(A, "small_spd_inverse")
     if small is not None:
         return small
-    L = cholesky_lower(A)
-    inv, info = lapack.dpotrs(L, np.eye(A.shape[0]), lower=1)    # both triangles, unlike potri
-    if info != 0:
-        raise np.linalg.LinAlgError("matrix is not positive definite")
+    return spd_inverse_from_factor(cholesky_lower(A))
+
+
+def spd_inverse_from_factor(L: np.ndarray) -> np.ndarray:
+    """(L L')^{-1}, both triangles, from a lower Cholesky factor L; LinAlgError if L is singular."""
+    L = np.asarray(L, dtype=np.float64)
+    if L.size == 0:
+        return L.copy()
+    small = _compiled(L, "small_spd_inverse", True, fail="singular Cholesky factor")
+    if small is not None:
+        return small
+    inv, info = lapack.dpotrs(L, np.eye(L.shape[0]), lower=1)    # both triangles, unlike potri
+    if info != 0 or not np.isfinite(inv).all():
+        raise np.linalg.LinAlgError("singular Cholesky factor")
     return inv
+
+
+def lower_inverse(L: np.ndarray) -> np.ndarray:
+    """L^{-1} for a lower-triangular L (upper triangle ignored); LinAlgError if L is singular."""
+    L = np.asarray(L, dtype=np.float64)
+    if L.size == 0:
+        return L.copy()
+    small = _compiled(L, "small_lower_inverse", fail="singular triangular factor")
+    if small is not None:
+        return small
+    Li, info = lapack.dtrtri(L, lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError("singular triangular factor")
+    return np.tril(Li)
 
 
 def solve_lower(L: np.ndarray, b: np.ndarray) -> np.ndarray:
