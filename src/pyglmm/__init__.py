@@ -6,6 +6,7 @@
 >>> print(m.summary())
 """
 from . import datasets
+from .errors import ArgumentError, ArgumentTypeError, FitError, PyglmmError
 from .design import DataError
 from .families import make_family
 from .formula import FormulaError, parse_formula
@@ -20,4 +21,4 @@ __version__ = "0.1.0"
 
 __all__ = ["glmer", "lmer", "glmmPQL", "datasets", "make_family", "parse_formula", "MixedModel",
            "FormulaError", "DataError", "ConvergenceWarning", "__version__",
-           "load", "ModelFileError", "build_bottom_up", "anova", "lrt_boundary", "wald_tests", "exp_fixef", "confint"]
+           "load", "ModelFileError", "PyglmmError", "ArgumentError", "ArgumentTypeError", "FitError", "build_bottom_up", "anova", "lrt_boundary", "wald_tests", "exp_fixef", "confint"]

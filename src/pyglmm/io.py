@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ModelFileError
+
 FORMAT = "pyglmm-model"
 VERSION = 1
 
 
-class ModelFileError(ValueError):
-    """A model file that cannot be read: wrong format, tampered, truncated or too new."""
 
 
 def _digest(a: np.ndarray) -> str:

@@ -53,13 +53,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 LOCATION_SCALE = {"normal": 2, "student_t": 3, "cauchy": 2, "laplace": 2}
 POSITIVE = {"halfnormal": 1, "halfcauchy": 1, "half_student_t": 2, "exponential": 1, "gamma": 2,
             "lognormal": 2}
 TOP_KEYS = ("fixef", "sd", "lkj", "sigma", "shape")
 
 
-class PriorError(ValueError):
+class PriorError(ArgumentError):
     """An invalid ``priors`` specification (unknown coefficient, group, or distribution)."""
 
 

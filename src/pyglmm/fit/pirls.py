@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import FitError
+
 from ..linalg.blocked import BlockedFactor, NotPositiveDefinite
 from ..linalg.kernel_pattern import kernel_pattern
 from ..linalg.restructure import ReStructure
@@ -22,7 +24,7 @@ from .gradient import OBSERVED_CLOSED, curvature
 from .optimize import max_abs_diff
 
 
-class PirlsFailure(RuntimeError):
+class PirlsFailure(FitError):
     """PIRLS could not find the conditional modes (e.g. the linear predictor diverged)."""
 
 

@@ -1,8 +1,10 @@
 """FormulaError: a formula syntax error that points at the offending character."""
 from __future__ import annotations
 
+from ..errors import PyglmmError
 
-class FormulaError(ValueError):
+
+class FormulaError(PyglmmError, ValueError):
     """Invalid model formula; ``position`` is the 0-based character offset of the problem."""
 
     def __init__(self, message: str, formula: str, position: int) -> None:
