@@ -168,3 +168,29 @@ def load(path):
             raise ModelFileError(f"{path}: array '{k}' does not match its checksum (file edited "
                                  "or corrupted); refusing to load it")
     return _READERS[v](meta, arrays)
+
+
+def attach_numerics(model) -> None:
+    """Rebuild the numerics a fit keeps for profiles and refits (``_problem``, ``_rs``,
+    ``_sorted``) from the model frame a loaded model holds; a fit does this once, a file does
+    not store them (they are derived from the stored y, X, weights, offset and terms)."""
+    from .fit.lmm import LmmProblem
+    from .fit.pirls import GlmmProblem
+    from .models import _structure
+    fr, spec = model.frame, getattr(model, "_refit_spec", {}) or {}
+    kind = spec.get("kind")
+    if kind == "lmm":
+        sort = LmmProblem.sorts_rows(len(fr.reterms), fr.y.shape[0],
+                                     sum(len(rt.levels) * rt.X.shape[1] for rt in fr.reterms))
+        rs, _, sv = _structure(fr, sort=sort)
+        problem = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=bool(spec.get("REML", True)))
+    elif kind == "glmm":
+        rs, _, sv = _structure(fr)
+        laplace = spec.get("laplace") or ("expected" if model.family.name in ("binomial", "poisson")
+                                          else "observed")
+        problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, model.family,
+                              laplace_weights=laplace)
+    else:
+        raise ModelFileError(f"this loaded model ({model.method} fit) cannot rebuild its numerics; "
+                             "refit the model from its data")
+    model._problem, model._rs, model._sorted = problem, rs, sv

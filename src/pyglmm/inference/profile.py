@@ -46,6 +46,9 @@ class _Profiler:
                 raise NotImplementedError("profile intervals use the Laplace deviance; the model was "
                                           f"fitted by {model.method}")
             self.kind = "glmm"
+        if not hasattr(model, "_problem"):   # read by pyglmm.load: rebuild from the stored frame
+            from ..io import attach_numerics
+            attach_numerics(model)
         self.problem = model._problem
         self.rs = model._rs
         self.nth = self.rs.ntheta
