@@ -6,8 +6,10 @@ and random-effects terms mean exactly what they mean in ``glmer``.
 
 Model (non-centred)
     eta = offset + X beta + sum_k Z_k b_k, with, for term k and level l,
-    b_k[l] = (z_k[l] * sd_k) @ L_k', z_k[l] ~ N(0, I), L_k the Cholesky factor of the
-    correlation matrix (LKJ prior), sd_k the random-effect standard deviations. Fixed effects
+    b_k[l] = (L_k z_k[l]) * sd_k (elementwise), z_k[l] ~ N(0, I), L_k the Cholesky factor of
+    the correlation matrix R_k (LKJ prior), sd_k the random-effect standard deviations, so that
+    b_k[l] ~ N(0, diag(sd_k) R_k diag(sd_k)): sd_k and R_k are the sds and correlations of the
+    effects themselves, as in lme4's VarCorr. Fixed effects
     are sampled with the predictors centred at their means (the intercept is then the mean
     linear predictor, nearly uncorrelated with the slopes); ``(Intercept)`` is reported on the
     usual uncentred scale. Default priors: see :mod:`pyglmm.bayes.priors`.

@@ -95,10 +95,14 @@ def make_model(spec: ModelSpec):
         for k, t in enumerate(spec.terms):
             sd = numpyro.sample(f"sd_{k}", make_dist(t["sd"], (t["p"],)))
             z = numpyro.sample(f"z_{k}", dist.Normal(0.0, 1.0).expand((t["nlev"], t["p"])).to_event(2))
-            b = z * sd
             if t["correlated"]:
+                # b[l] ~ N(0, diag(sd) R diag(sd)), R = Lc Lc': correlate the standard normals
+                # first, then scale each column by its sd (scaling first, (z * sd) @ Lc', gives
+                # Lc diag(sd^2) Lc', whose sds and correlations are not sd and R)
                 Lc = numpyro.sample(f"L_{k}", dist.LKJCholesky(t["p"], t["lkj"]))
-                b = b @ Lc.T
+                b = (z @ Lc.T) * sd
+            else:
+                b = z * sd
             if t["p"] == 1:
                 eta = eta + Zx[k][:, 0] * b[codes[k], 0]
             else:

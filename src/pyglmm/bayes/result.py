@@ -31,15 +31,17 @@ def _draws_from_samples(samples: dict, spec, fixef_names, xbar, labels, infos) -
     for k, (t, lab) in enumerate(zip(spec.terms, labels)):
         sd = samples[f"sd_{k}"]
         z = samples[f"z_{k}"]
-        b = z * sd[..., None, :]
         if t["correlated"]:
             L = samples[f"L_{k}"]
-            b = np.einsum("cdlp,cdqp->cdlq", b, L)
+            # as in the model (fit.make_model): b = (z @ L') * sd, Cov(b[l]) = diag(sd) L L' diag(sd)
+            b = np.einsum("cdlp,cdqp->cdlq", z, L) * sd[..., None, :]
             R = np.einsum("cdip,cdjp->cdij", L, L)
             ii, jj = np.tril_indices(t["p"], -1)
             # pairs ordered by column as lme4's VarCorr: (1,0), (2,0), ..., (2,1), ...
             order = np.lexsort((ii, jj))
             out[f"cor_{lab}"] = R[..., ii[order], jj[order]]
+        else:
+            b = z * sd[..., None, :]
         out[f"sd_{lab}"] = sd
         out[f"r_{lab}"] = b
     if spec.aux_name is not None:
