@@ -20,19 +20,49 @@ DEMO_STEPS = [
 ]
 
 
-def _read(path: str):
+def _read(path: str, args=None):
     import pandas as pd
     if path.endswith((".parquet", ".pq")):
         try:
             return pd.read_parquet(path)
         except ImportError as e:
             raise SystemExit(f"reading Parquet needs pyarrow: pip install pyarrow ({e})")
-    return pd.read_csv(path)
+    from .readers import read_csv       # R's read.csv rules (NA strings, types, names)
+    return read_csv(path, **_csv_options(args))
+
+
+def _csv_options(args) -> dict:
+    """read_csv keywords from the --na / --sep / --dec / --encoding / --text options."""
+    if args is None:
+        return {}
+    opts = {"sep": getattr(args, "sep", None), "dec": getattr(args, "dec", None),
+            "encoding": getattr(args, "encoding", None) or "utf-8"}
+    na = getattr(args, "na", None)
+    if na:                                  # given: replaces R's default na.strings = "NA"
+        opts["na_strings"] = [s for spec in na for s in spec.split(",")]
+    opts["text_columns"] = [c.strip() for spec in getattr(args, "text", None) or []
+                            for c in spec.split(",") if c.strip()]
+    return opts
+
+
+def _add_csv_options(p) -> None:
+    g = p.add_argument_group("CSV reading (R's read.csv rules)")
+    g.add_argument("--na", action="append", default=None, metavar="STR[,STR...]",
+                   help='strings that mean missing, replacing the default "NA" (R\'s na.strings); '
+                        'repeatable or comma-separated; --na "NA," adds the empty field')
+    g.add_argument("--sep", default=None, metavar="CHAR",
+                   help="field separator (',', ';', tab, ...); default: sniffed from the header line")
+    g.add_argument("--dec", default=None, choices=[".", ","],
+                   help="decimal mark; default '.', or ',' per column when the separator is not ','")
+    g.add_argument("--encoding", default="utf-8", help="text encoding of the file (default utf-8)")
+    g.add_argument("--text", action="append", default=[], metavar="COL[,COL...]",
+                   help="keep these columns as text, e.g. ids such as 007 (read.csv, like R, "
+                        "otherwise reads them as the number 7); repeatable")
 
 
 def cmd_fit(args) -> int:
     from . import glmer, lmer
-    data = _read(args.data)
+    data = _read(args.data, args)
     for col in [c.strip() for spec in args.factor for c in spec.split(",") if c.strip()]:
         if col not in data.columns:
             raise ValueError(f"--factor: column {col!r} not found in {args.data} "
@@ -105,7 +135,7 @@ def _list_arg(text: str | None) -> list[str] | None:
 
 def cmd_build(args) -> int:
     from .building import build_bottom_up
-    data = _read(args.data)
+    data = _read(args.data, args)
     for col in [c.strip() for spec in args.factor for c in spec.split(",") if c.strip()]:
         if col not in data.columns:
             raise ValueError(f"--factor: column {col!r} not found in {args.data}")
@@ -142,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--factor", action="append", default=[], metavar="COL[,COL...]",
                    help="treat these columns as factors (CSV files store factors such as "
                         "cbpp's period as plain numbers); repeatable")
+    _add_csv_options(f)
     f.add_argument("--verbose", type=int, default=0)
     f.add_argument("--plots", default=None, metavar="DIR",
                    help="also write caterpillar.png, qq.png and residuals.png (simulated quantile "
@@ -168,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep exactly these cross-level interactions (overrides step 6's choice)")
     b.add_argument("--factor", action="append", default=[], metavar="COL[,COL...]",
                    help="treat these columns as factors; repeatable")
+    _add_csv_options(b)
     b.add_argument("--html", default=None, metavar="FILE",
                    help="also write a self-contained HTML report with plots")
     b.set_defaults(func=cmd_build)
