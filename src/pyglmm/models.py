@@ -1,8 +1,13 @@
 """Entry points `glmer` and `lmer`: formula + data -> design -> fit -> result (lme4's pipeline)."""
 from __future__ import annotations
 
+import functools
+import inspect
+import linecache
+import math
+import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace as _dc_replace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +25,11 @@ from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor
 from .linalg.small import spd_inverse
 from .checks import (SINGULAR_TOL, _check_dense_size, _check_identifiable, _check_response_varies,
-                     _conv_messages, _note_frame, _separation_messages, _singular)
+                     _conv_messages, _note_frame, _separation_messages, _singular, arg_bool,
+                     arg_choice, arg_control, arg_formula, arg_int, arg_level, arg_seed, arg_start,
+                     arg_vector, check_nobs_vs_nre, check_start_lengths)
+from .errors import ArgumentError, ArgumentTypeError, DataError, FitError, PyglmmError
+from .formula import FormulaError, check_repeated_terms, parse_formula
 from .linalg.restructure import ReStructure, TermStructure
 from .results.model import FitRecord, Lazy, MixedModel
 from .results.varcorr import TermInfo
@@ -103,25 +112,40 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     for canonical links; the default is lme4's for the families lme4 fits (binomial, Poisson)
     and glmmTMB's for the others (nbinom2, Gamma, inverse Gaussian, Gaussian with a link).
     """
-    if str(method).upper() == "MCMC":
+    fn = "glmer"
+    pf = _prepare_formula(formula, fn)
+    arg_choice("method", method, ("ML", "Laplace", "AGQ", "PQL", "MCMC"), fn, case=False)
+    key = method.upper()
+    nAGQ = arg_int("nAGQ", nAGQ, fn, lo=0, what=" (0: PIRLS for beta, 1: Laplace, > 1: adaptive "
+                   "Gauss-Hermite quadrature nodes)")
+    verbose = _arg_verbose(verbose, fn)
+    start = arg_start(start, fn)
+    arg_choice("laplace", laplace, ("expected", "observed"), fn, allow_none=True)
+    arg_bool("progress", progress, fn, allow_none=True)
+    control = arg_control(control, fn)
+    arg_vector("weights", weights, fn)
+    arg_vector("offset", offset, fn)
+    if key in ("MCMC", "PQL"):
+        given = [name for name, v, default in (("nAGQ", nAGQ, 1), ("start", start, {}),
+                                                ("laplace", laplace, None), ("control", control, {}))
+                 if v != default]
+        if given:
+            raise ArgumentError(f"glmer(): {', '.join(given)} {'is' if len(given) == 1 else 'are'} "
+                                f"not used by method={method!r}; remove "
+                                f"{'it' if len(given) == 1 else 'them'} or use method='ML'")
+    if key == "MCMC":
         from .bayes import bglmer
-        return bglmer(formula, data, family, weights=weights, offset=offset)
-    if str(method).upper() == "PQL":
+        return bglmer(pf, data, family, weights=weights, offset=offset)
+    if key == "PQL":
         from .pql import glmmPQL
-        return glmmPQL(formula, data, family, weights=weights, offset=offset, verbose=bool(verbose))
-    if str(method).upper() not in ("ML", "LAPLACE", "AGQ"):
-        raise ValueError(f"method must be 'ML' (Laplace / adaptive quadrature via nAGQ), 'PQL' or "
-                         f"'MCMC' (pyglmm.bayes.bglmer); "
-                         f"got {method!r}")
-    fam = make_family(family)
+        return glmmPQL(pf, data, family, weights=weights, offset=offset, verbose=bool(verbose))
+    fam = _make_family(family, fn)
     if fam.name == "gaussian" and fam.link.name == "identity":
         warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
                       "fitting it by lmer(REML=False)", UserWarning, stacklevel=user_stacklevel())
-        return lmer(formula, data, REML=False, weights=weights, offset=offset, verbose=verbose)
-    if not isinstance(nAGQ, (int, np.integer)) or nAGQ < 0:
-        raise ValueError(f"nAGQ must be a non-negative integer (got {nAGQ!r}): 0 (PIRLS for beta), "
-                         "1 (Laplace) or more quadrature nodes")
-    frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+        return lmer(pf, data, REML=False, weights=weights, offset=offset, verbose=verbose,
+                    start=start or None)
+    frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     return _glmer_frame(frame, fam, formula=_formula_text(formula), data_name=_data_name(data),
                         nAGQ=nAGQ, verbose=verbose, start=start, laplace=laplace, progress=progress,
                         control=control)
@@ -137,22 +161,23 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     ``hessian=False`` skips the Hessian (standard errors then from R_X; the bootstrap)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
     _check_response_varies(frame, fam)
+    if structure is None:
+        _check_magnitudes(frame, fam)
     if not quiet:
         _note_frame(frame)
     if fam.has_dispersion:
         _check_identifiable(frame)
+    check_nobs_vs_nre(frame, allow_n=True)
     rs, infos, sv = _structure(frame) if structure is None else structure
+    if start:
+        check_start_lengths(start, rs.ntheta, rs.lower_bounds(), frame.fixef_names, "glmer")
     if laplace is None:
         laplace = "expected" if fam.name in ("binomial", "poisson") else "observed"
     problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, fam,
                           laplace_weights=laplace)
     start_theta = None if not start or "theta" not in start else np.asarray(start["theta"], float)
-    control = dict(control or {})
-    unknown = set(control) - {"maxiter"}
-    if unknown:
-        raise ValueError(f"unknown control option(s) {sorted(unknown)}; known: 'maxiter' (maximum "
-                         "optimizer iterations per stage)")
-    maxiter = int(control.get("maxiter", 2000))
+    control = arg_control(control, "glmer")
+    maxiter = control.get("maxiter", 2000)
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         prog = Progress(progress)
         try:
@@ -234,30 +259,54 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
 
 
 def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
-         verbose: int = 0, progress: bool | None = None) -> MixedModel:
+         verbose: int = 0, progress: bool | None = None, start=None) -> MixedModel:
     """Fit a linear mixed model by REML (default) or ML, minimising lme4's profiled deviance.
 
     ``verbose`` > 0 prints every deviance evaluation; ``progress`` shows a status line on stderr
-    for fits longer than a few seconds (default: when stderr is a terminal), as in `glmer`."""
-    frame = model_frame(formula, data, weights=weights, offset=offset, binomial=False)
+    for fits longer than a few seconds (default: when stderr is a terminal), as in `glmer`.
+    ``start``: starting values of theta (a vector, or ``{"theta": [...]}``), as lme4's ``start``.
+    A response of extreme magnitude (beyond 1e+-50) is divided by a power of two internally and
+    the estimates reported on the user's scale."""
+    fn = "lmer"
+    pf = _prepare_formula(formula, fn)
+    REML = arg_bool("REML", REML, fn)
+    verbose = _arg_verbose(verbose, fn)
+    arg_bool("progress", progress, fn, allow_none=True)
+    start = arg_start(start, fn, keys=("theta",))
+    arg_vector("weights", weights, fn)
+    arg_vector("offset", offset, fn)
+    frame = model_frame(pf, data, weights=weights, offset=offset, binomial=False)
     return _lmer_frame(frame, formula=_formula_text(formula), data_name=_data_name(data), REML=REML,
-                       verbose=verbose, progress=progress)
+                       verbose=verbose, progress=progress, start=start)
 
 
 @with_fit_blas_threads
 def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbose: int = 0,
                 quiet: bool = False, structure=None, start_theta=None,
-                progress: bool | None = None, hessian: bool = True) -> MixedModel:
+                progress: bool | None = None, hessian: bool = True,
+                start: dict | None = None) -> MixedModel:
     """lmer from a ready model frame (``structure`` and ``start_theta``: from an earlier fit of the
     same design, for refits)."""
     fam = make_family("gaussian")
     fam.validate(frame.y, frame.weights, frame.response_name)
+    if structure is None:
+        _check_magnitudes(frame, fam)
     if not quiet:
         _note_frame(frame)
     _check_identifiable(frame)
+    check_nobs_vs_nre(frame, allow_n=False)
+    scale = _response_scale(frame)
+    if scale != 1.0:
+        return _lmer_rescaled(frame, scale, formula=formula, data_name=data_name, REML=REML,
+                              verbose=verbose, quiet=quiet, structure=structure,
+                              start_theta=start_theta, start=start, progress=progress,
+                              hessian=hessian)
     rs, infos, sv = structure if structure is not None else \
         _structure(frame, sort=LmmProblem.sorts_rows(
             len(frame.reterms), frame.y.shape[0], sum(len(rt.levels) * rt.X.shape[1] for rt in frame.reterms)))
+    if start:
+        check_start_lengths(start, rs.ntheta, rs.lower_bounds(), frame.fixef_names, "lmer")
+        start_theta = start["theta"]
     prob = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=REML)
     lb = rs.lower_bounds()
     th0 = rs.theta_start() if start_theta is None else np.maximum(np.asarray(start_theta, float), lb)
@@ -359,3 +408,292 @@ def refit(model: MixedModel, newresp=None, *, quiet: bool = True, hessian: bool 
 
 def _formula_text(formula) -> str:
     return formula if isinstance(formula, str) else getattr(formula, "text", str(formula))
+
+
+# --- argument helpers of the entry points ------------------------------------------------------
+
+def _prepare_formula(formula, fn: str):
+    """The parsed formula of an entry point: a string (or parsed formula) without a repeated
+    random-effect term; warns as R's model.matrix when the response is also a predictor."""
+    arg_formula(formula, fn)
+    pf = parse_formula(formula) if isinstance(formula, str) else formula
+    check_repeated_terms(pf)
+    if pf.response_dropped:
+        warnings.warn(f"the response '{pf.response}' appeared on the right-hand side and was dropped "
+                      "(as R's model.matrix does)", UserWarning, stacklevel=user_stacklevel())
+    return pf
+
+
+def _arg_verbose(verbose, fn: str) -> int:
+    """verbose: a bool or a non-negative integer (lme4's verbose levels)."""
+    if isinstance(verbose, (bool, np.bool_)):
+        return int(verbose)
+    return arg_int("verbose", verbose, fn, lo=0, what=" or a bool")
+
+
+def _make_family(family, fn: str):
+    """make_family with the argument named in its errors."""
+    try:
+        return make_family(family)
+    except PyglmmError:
+        raise
+    except TypeError as exc:
+        raise ArgumentTypeError(f"{fn}(): family: {exc}") from exc
+    except ValueError as exc:
+        raise ArgumentError(f"{fn}(): family: {exc}") from exc
+
+
+RESCALE_BEYOND = 1e50          # lmer: a response beyond 1e+-50 is fitted divided by a power of two
+CONTINUOUS_LIMIT = 1e100       # glmer: continuous responses and random-effect columns within 1e+-100
+COUNT_LIMIT = 1e9              # glmer: Poisson / negative binomial counts up to 1e9
+
+
+def _magnitude(a: np.ndarray) -> float:
+    a = np.abs(a[np.isfinite(a)]) if a.size else a
+    return float(a.max()) if a.size else 0.0
+
+
+def _rescaling(name: str, v: float) -> str:
+    """How to bring values of magnitude v to about 1: 'y / 1e160' or 'y * 1e160'."""
+    k = int(round(math.log10(v))) if v > 0 else 0
+    return f"{name} / 1e{k}" if k >= 0 else f"{name} * 1e{-k}"
+
+
+def _check_magnitudes(frame, fam, counts: bool = True) -> None:
+    """Refuse magnitudes the numerics cannot represent (rather than return a wrong fit with a
+    generic warning): random-effect columns beyond 1e+-100 (their variance parameters over- or
+    underflow), and for glmer a continuous response beyond 1e+-100 or counts above 1e9 (the
+    Poisson deviance's curvature at such means defeats the optimizer)."""
+    for rt in frame.reterms:
+        for j, col in enumerate(rt.colnames):
+            if col == "(Intercept)":
+                continue
+            mx = _magnitude(np.asarray(rt.X[:, j], float))
+            if mx > CONTINUOUS_LIMIT or 0.0 < mx < 1.0 / CONTINUOUS_LIMIT:
+                raise DataError(
+                    f"random-effect column '{col}' in the term (... | {rt.group_name}) has values of "
+                    f"magnitude {mx:.1e}: its variance cannot be estimated at this scale; rescale it, "
+                    f"e.g. {_rescaling(col, mx)} (the estimates scale back exactly)")
+    if fam.name == "gaussian" and fam.link.name == "identity":
+        return                                   # lmer rescales the response itself
+    y = np.asarray(frame.y, float)
+    mx = _magnitude(y)
+    if counts and fam.name in ("poisson", "nbinom2") and mx > COUNT_LIMIT:
+        raise DataError(
+            f"response '{frame.response_name}' has counts up to {mx:.3g}: a {fam.name} GLMM with "
+            f"means above {COUNT_LIMIT:.0e} is beyond what the Laplace fit resolves reliably (the "
+            "random effects are then almost exactly determined); model log("
+            f"{frame.response_name}) with lmer, or use a Gamma / gaussian(link='log') glmer")
+    if fam.name in ("gaussian", "Gamma", "inverse.gaussian") and \
+            (mx > CONTINUOUS_LIMIT or 0.0 < mx < 1.0 / CONTINUOUS_LIMIT):
+        raise DataError(
+            f"response '{frame.response_name}' has values of magnitude {mx:.1e}: the {fam.name} "
+            f"family's variance function overflows at this scale; rescale it, e.g. "
+            f"{_rescaling(frame.response_name, mx)} (with a log link only the intercept changes)")
+
+
+def _response_scale(frame) -> float:
+    """A power of two near the response's magnitude when it is extreme (lmer), else 1."""
+    mx = _magnitude(np.asarray(frame.y, float))
+    if mx == 0.0 or 1.0 / RESCALE_BEYOND <= mx <= RESCALE_BEYOND:
+        return 1.0
+    return 2.0 ** round(math.log2(mx))
+
+
+def _lmer_rescaled(frame, s: float, *, formula, data_name, REML, verbose, quiet, structure,
+                   start_theta, start, progress, hessian) -> MixedModel:
+    """lmer of y / s (s a power of two, so the division is exact) reported on the user's scale:
+    beta, sigma, u, b and the fitted values times s, vcov and conditional variances times s^2,
+    theta unchanged, log-likelihood shifted by -n log s (REML: -(n - p) log s)."""
+    fr_s = _dc_replace(frame, y=frame.y / s, offset=frame.offset / s)
+    st_s = None
+    if structure is not None:
+        rs_, infos_, sv_ = structure
+        st_s = (rs_, infos_, _dc_replace(sv_, y=sv_.y / s, offset=sv_.offset / s))
+    inner = _lmer_frame(fr_s, formula=formula, data_name=data_name, REML=REML, verbose=verbose,
+                        quiet=True, structure=st_s, start_theta=start_theta, progress=progress,
+                        hessian=hessian, start=start)
+    r = inner._r
+    n, p = inner._problem.n_eff, frame.X.shape[1]
+    logs = math.log(s)
+    shift = (n - p if REML else n) * logs
+    fitted = Lazy(lambda: r.eta * s)
+    record = FitRecord(
+        kind=r.kind, method=r.method, theta=r.theta, beta=r.beta * s, u=r.u * s,
+        b=Lazy(lambda: [bk * s for bk in r.b]), T=Lazy(lambda: r.T), vcov=Lazy(lambda: r.vcov * (s * s)),
+        loglik=r.loglik - shift, sigma=r.sigma * s, dispersion=None, shape=None,
+        n_params=r.n_params, eta=fitted, mu=fitted,
+        condvar=Lazy(lambda: [c * (s * s) for c in r.condvar]),
+        converged=r.converged, singular=r.singular, messages=list(r.messages),
+        reml_criterion=None if r.reml_criterion is None else r.reml_criterion + 2 * shift,
+        ml_deviance=None if r.ml_deviance is None else r.ml_deviance + 2 * n * logs,
+        optinfo=dict(r.optinfo, response_scale=s),
+    )
+    m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=inner.family,
+                   terms=inner.terms, record=record, quiet=quiet)
+    m._refit_spec = inner._refit_spec
+    m._problem, m._rs = inner._problem, inner._rs
+    m._sorted = _dc_replace(inner._sorted, y=inner._sorted.y * s, offset=inner._sorted.offset * s)
+    m._response_scale = s          # the numerics (_problem) are on the response / s scale
+    return m
+
+
+# --- last-resort conversion of internal exceptions ---------------------------------------------
+
+_PASS_THROUGH = (MemoryError, Warning, NotImplementedError, ImportError)
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _raised_by_pyglmm(exc: BaseException) -> bool:
+    """True when ``exc`` comes from a ``raise`` statement in pyglmm's own code (its message was
+    written for the user), not from numpy, pandas, scipy or an operator inside pyglmm."""
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename
+    if not os.path.abspath(path).startswith(_PKG_DIR):
+        return False
+    return linecache.getline(path, tb.tb_lineno).strip().startswith("raise")
+
+
+def _convert(exc: Exception, formula: str, where: str) -> PyglmmError:
+    """A pyglmm error for an exception that escaped the numerics, saying what to change."""
+    f = f"{formula!r}" if formula else "the model"
+    if isinstance(exc, RecursionError):
+        return FormulaError(f"{where} {f}: the formula is nested too deeply to evaluate; remove "
+                            "redundant parentheses or nested function calls", formula or "", 0)
+    if isinstance(exc, np.linalg.LinAlgError):
+        return FitError(
+            f"{where} {f} failed: a matrix that must be positive definite is not ({exc}). Usually "
+            "the fixed effects are collinear or on extreme scales, or the random effects are too "
+            "many for the data: check for constant, duplicated or perfectly correlated columns, "
+            "rescale variables with very large or tiny values, or simplify the random-effects terms")
+    if isinstance(exc, (OverflowError, ZeroDivisionError, FloatingPointError)):
+        return FitError(
+            f"{where} {f} failed: numerical {type(exc).__name__} ({exc}); rescale variables with "
+            "very large or tiny values (e.g. scale(x)) or simplify the model")
+    if _raised_by_pyglmm(exc) and isinstance(exc, (ValueError, TypeError)):
+        cls = ArgumentTypeError if isinstance(exc, TypeError) else DataError
+        return cls(str(exc))
+    return FitError(
+        f"{where} {f} failed with an internal {type(exc).__name__}: {exc}. This is an input "
+        "pyglmm does not check yet (or a bug): check the data for empty, constant, all-missing or "
+        "extreme columns and the arguments' types; please report it with the data's shape")
+
+
+def _public_entry(fn, where: str = "fitting"):
+    """Wrap a public entry point: pyglmm errors (and MemoryError, KeyboardInterrupt, warnings
+    raised as errors) pass through, anything else becomes a pyglmm error naming the model
+    formula, with the original chained."""
+    @functools.wraps(fn)
+    def entry(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except PyglmmError:
+            raise
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            if args and isinstance(args[0], MixedModel):
+                formula = args[0].formula
+            else:
+                formula = kwargs.get("formula", args[0] if args else "")
+                formula = formula if isinstance(formula, str) else getattr(formula, "text", "")
+            raise _convert(exc, formula, where) from exc
+    entry.__wrapped_entry__ = True
+    return entry
+
+
+glmer = _public_entry(glmer)
+lmer = _public_entry(lmer)
+refit = _public_entry(refit, "refitting")
+
+
+# --- the MixedModel methods: argument checks and the same last-resort conversion ---------------
+
+def _check_simulate(self, a):
+    arg_int("nsim", a["nsim"], "simulate", lo=1)
+    if a["re_form"] is not None and not isinstance(a["re_form"], str):
+        raise ArgumentTypeError(f"simulate(): re_form must be None (condition on the estimated "
+                                f"random effects) or '~0' (draw new ones), not "
+                                f"{type(a['re_form']).__name__} {a['re_form']!r}")
+    arg_seed("seed", a["seed"], "simulate")
+
+
+def _check_predict(self, a):
+    for name in ("allow_new_levels", "se_fit", "marginal"):
+        arg_bool(name, a[name], "predict")
+    arg_choice("type", a["type"], ("link", "response"), "predict")
+    arg_choice("interval", a["interval"], ("confidence",), "predict", allow_none=True)
+    arg_level("level", a["level"], "predict")
+    arg_choice("method", a["method"], ("quadrature", "mc"), "predict")
+    arg_int("n_nodes", a["n_nodes"], "predict", lo=1)
+    arg_int("n_draws", a["n_draws"], "predict", lo=1)
+    arg_seed("seed", a["seed"], "predict")
+    arg_vector("offset", a["offset"], "predict")
+
+
+_CONFINT_KWARGS = {"wald": (), "profile": (), "boot": ("nsim", "seed", "workers", "progress")}
+
+
+def _check_confint(self, a):
+    arg_level("level", a["level"], "confint")
+    method = arg_choice("method", a["method"], tuple(_CONFINT_KWARGS), "confint", case=False).lower()
+    kw = a.get("kwargs", {})
+    allowed = _CONFINT_KWARGS[method]
+    for k in kw:
+        if k not in allowed:
+            raise ArgumentTypeError(
+                f"confint(): unknown argument {k!r} for method={a['method']!r}; "
+                + (f"it takes {', '.join(allowed)}" if allowed else "it takes no further arguments"))
+    if method == "boot":
+        if "nsim" in kw:
+            arg_int("nsim", kw["nsim"], "confint", lo=1)
+        if "seed" in kw:
+            arg_seed("seed", kw["seed"], "confint")
+        if "workers" in kw:
+            arg_int("workers", kw["workers"], "confint", lo=1)
+        if "progress" in kw:
+            arg_bool("progress", kw["progress"], "confint", allow_none=True)
+    if method == "profile" and getattr(self, "_response_scale", 1.0) != 1.0:
+        raise ArgumentError("confint(): profile intervals are not available for this fit: its "
+                            "response was rescaled internally (extreme magnitude); use "
+                            "method='wald' or 'boot', or rescale the response yourself")
+
+
+def _check_level_only(fn):
+    def check(self, a):
+        arg_level("level", a["level"], fn)
+    return check
+
+
+def _guard_method(name: str, check=None) -> None:
+    """Replace MixedModel.<name> by a version that checks its arguments (named in the errors)
+    and converts internal exceptions (see _public_entry)."""
+    fn = getattr(MixedModel, name)
+    if getattr(fn, "__wrapped_entry__", False):
+        return
+    sig = inspect.signature(fn)
+    inner = _public_entry(fn, f"{name}() of")
+
+    @functools.wraps(fn)
+    def method(self, *args, **kwargs):
+        if check is not None:
+            try:
+                bound = sig.bind(self, *args, **kwargs)
+            except TypeError as exc:
+                raise ArgumentTypeError(f"{name}(): {exc}") from None
+            bound.apply_defaults()
+            check(self, bound.arguments)
+        return inner(self, *args, **kwargs)
+    method.__wrapped_entry__ = True
+    setattr(MixedModel, name, method)
+
+
+for _name, _check in (("simulate", _check_simulate), ("predict", _check_predict),
+                      ("confint", _check_confint), ("exp_fixef", _check_level_only("exp_fixef")),
+                      ("ranef_table", _check_level_only("ranef_table")), ("refit", None),
+                      ("residuals", None), ("wald_tests", None)):
+    _guard_method(_name, _check)

@@ -31,8 +31,10 @@ from .families import make_family
 from .fit.lmm import LmmProblem
 from .fit.optimize import minimize_bounded
 from .linalg.blocked import BlockedFactor
-from .checks import SINGULAR_TOL, _check_identifiable, _note_frame, _singular
-from .models import _data_name, _formula_text, _structure
+from .checks import (SINGULAR_TOL, _check_identifiable, _note_frame, _singular, arg_bool, arg_int,
+                     arg_vector, check_nobs_vs_nre)
+from .models import (_check_magnitudes, _data_name, _formula_text, _make_family, _prepare_formula, _public_entry,
+                     _structure)
 from .results.model import FitRecord, MixedModel
 
 PQL_TOL = 1e-6          # glmmPQL: sum((eta - etaold)^2) < 1e-6 * sum(eta^2)
@@ -111,15 +113,19 @@ def glmmPQL(formula: str, data, family="binomial", *, weights=None, offset=None,
     PQL's variance components are biased towards zero for binary data and small counts
     (Breslow & Lin 1995; Rodriguez & Goldman 1995): prefer :func:`pyglmm.glmer` there.
     """
-    if int(niter) < 1:
-        raise ValueError(f"niter must be at least 1, got {niter!r}")
-    niter = int(niter)
-    fam = make_family(family)
+    fn = "glmmPQL"
+    pf = _prepare_formula(formula, fn)
+    niter = arg_int("niter", niter, fn, lo=1)
+    verbose = arg_bool("verbose", verbose, fn) if isinstance(verbose, (bool, np.bool_)) else \
+        bool(arg_int("verbose", verbose, fn, lo=0, what=" or a bool"))
+    arg_vector("weights", weights, fn)
+    arg_vector("offset", offset, fn)
+    fam = _make_family(family, fn)
     if fam.name == "nbinom2" and fam.shape is None:
         raise ValueError("glmmPQL needs a fully specified family: give the negative binomial "
                          "shape, e.g. make_family('nbinom2').with_shape(theta) (as "
                          "MASS::negative.binomial(theta))")
-    frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+    frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     return _pql_frame(frame, fam, formula=_formula_text(formula), data_name=_data_name(data),
                       niter=niter, verbose=verbose)
 
@@ -128,9 +134,11 @@ def _pql_frame(frame, fam, *, formula: str, data_name: str, niter: int = 10, ver
                quiet: bool = False) -> MixedModel:
     """glmmPQL from a ready model frame (refits: the bootstrap)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
+    _check_magnitudes(frame, fam, counts=False)
     if not quiet:
         _note_frame(frame)
     _check_identifiable(frame)          # the residual scale is always estimated
+    check_nobs_vs_nre(frame, allow_n=False)
     rs, infos, sv = _structure(frame)
     y, X, w0, off = sv.y, sv.X, sv.weights, sv.offset
 
@@ -194,3 +202,6 @@ def _pql_frame(frame, fam, *, formula: str, data_name: str, niter: int = 10, ver
                    record=record, quiet=quiet)
     m._refit_spec = dict(kind="pql", family=fam, niter=niter)
     return m
+
+
+glmmPQL = _public_entry(glmmPQL)

@@ -20,27 +20,54 @@ def _is_bar(node: Node) -> bool:
 
 
 def _find_bar(node: Node | None) -> Node | None:
-    """First bar operator anywhere inside ``node`` (used to report misplaced bars)."""
-    if node is None:
-        return None
-    if _is_bar(node):
-        return node
-    if isinstance(node, BinOp):
-        return _find_bar(node.left) or _find_bar(node.right)
-    if isinstance(node, Unary):
-        return _find_bar(node.operand)
-    if isinstance(node, Paren):
-        return _find_bar(node.inner)
-    if isinstance(node, Call):
-        for _, a in node.args:
-            hit = _find_bar(a)
-            if hit is not None:
-                return hit
+    """First bar operator anywhere inside ``node`` (used to report misplaced bars), in the order a
+    left-to-right reading meets them. Iterative: a sum of thousands of terms is a left-deep tree."""
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        if _is_bar(node):
+            return node
+        if isinstance(node, BinOp):
+            stack.append(node.right)
+            stack.append(node.left)
+        elif isinstance(node, Unary):
+            stack.append(node.operand)
+        elif isinstance(node, Paren):
+            stack.append(node.inner)
+        elif isinstance(node, Call):
+            stack.extend(a for _, a in reversed(node.args))
     return None
 
 
 def split_bars(node: Node, text: str) -> tuple[Node | None, list[BinOp]]:
-    """Separate the fixed part from parenthesised bar terms at the top level of the sum."""
+    """Separate the fixed part from parenthesised bar terms at the top level of the sum.
+
+    The chain ``a + b - c + ...`` is a left-deep tree; it is walked iteratively (its left spine),
+    so a formula with thousands of terms does not exhaust Python's recursion limit."""
+    spine: list[BinOp] = []
+    while isinstance(node, BinOp) and node.op in ("+", "-"):
+        spine.append(node)
+        node = node.left
+    fixed, bars = _split_operand(node, text)
+    for op_node in reversed(spine):
+        if op_node.op == "+":
+            rf, rb = split_bars(op_node.right, text)
+            if fixed is None:
+                fixed = rf
+            elif rf is not None:
+                fixed = BinOp(op_node.pos, "+", fixed, rf, op_node.op_pos)
+            bars.extend(rb)
+        else:
+            _check_no_bar(op_node.right, text)
+            fixed = Unary(op_node.op_pos, "-", op_node.right) if fixed is None else \
+                BinOp(op_node.pos, "-", fixed, op_node.right, op_node.op_pos)
+    return fixed, bars
+
+
+def _split_operand(node: Node, text: str) -> tuple[Node | None, list[BinOp]]:
+    """split_bars of one operand of the top-level sum (not itself a + or - node)."""
     if isinstance(node, Paren):
         inner = _strip_parens(node)
         if _is_bar(inner):
@@ -49,22 +76,6 @@ def split_bars(node: Node, text: str) -> tuple[Node | None, list[BinOp]]:
         if not bars:
             return node, []
         return (Paren(node.pos, fixed) if fixed is not None else None), bars
-    if isinstance(node, BinOp) and node.op == "+":
-        lf, lb = split_bars(node.left, text)
-        rf, rb = split_bars(node.right, text)
-        if lf is None:
-            fixed = rf
-        elif rf is None:
-            fixed = lf
-        else:
-            fixed = BinOp(node.pos, "+", lf, rf, node.op_pos)
-        return fixed, lb + rb
-    if isinstance(node, BinOp) and node.op == "-":
-        lf, lb = split_bars(node.left, text)
-        _check_no_bar(node.right, text)
-        if lf is None:
-            return Unary(node.op_pos, "-", node.right), lb
-        return BinOp(node.pos, "-", lf, node.right, node.op_pos), lb
     _check_no_bar(node, text)
     return node, []
 

@@ -57,3 +57,6 @@ class ParsedFormula:
     fixed: FixedSpec
     random: tuple[RandomTerm, ...]
     text: str
+    #: the response also appeared as a main-effect term on the right-hand side and was dropped
+    #: (R's model.matrix: "the response appeared on the right-hand side and was dropped")
+    response_dropped: bool = False

@@ -57,19 +57,38 @@ class _Encoder:
         if isinstance(node, BinOp) and node.op in ("|", "||"):
             raise FormulaError("'|' outside parentheses: random-effect terms must be written as (lhs | group)",
                                self.text, node.op_pos)
+        if isinstance(node, BinOp) and node.op in ("+", "-"):
+            return self.sum(node)
         if isinstance(node, BinOp) and node.op in _FORMULA_OPS:
             return self.binop(node)
         return [frozenset({self.var(node)})]
 
+    def sum(self, node: BinOp) -> list[frozenset]:
+        """A chain ``a + b - c + ...`` (a left-deep tree), walked along its left spine without
+        recursion, so formulas with thousands of terms encode in linear time."""
+        spine: list[BinOp] = []
+        while isinstance(node, BinOp) and node.op in ("+", "-"):
+            spine.append(node)
+            node = node.left
+        out = _unique(self.encode(node))
+        seen = set(out)
+        for op_node in reversed(spine):
+            if op_node.op == "+":
+                for t in self.encode(op_node.right):
+                    if t and t not in seen:
+                        seen.add(t)
+                        out.append(t)
+            else:
+                self.deleting = not self.deleting
+                drop = set(self.encode(op_node.right))
+                self.deleting = not self.deleting
+                if drop & seen:
+                    out = [t for t in out if t not in drop]
+                    seen = set(out)
+        return out
+
     def binop(self, node: BinOp) -> list[frozenset]:
         op = node.op
-        if op == "-":
-            left = self.encode(node.left)
-            self.deleting = not self.deleting
-            right = self.encode(node.right)
-            self.deleting = not self.deleting
-            drop = set(right)
-            return [t for t in left if t not in drop]
         if op == "^":
             left = self.encode(node.left)
             power = node.right.inner if isinstance(node.right, Paren) else node.right
@@ -82,8 +101,6 @@ class _Encoder:
             return result
         left = self.encode(node.left)
         right = self.encode(node.right)
-        if op == "+":
-            return _unique(left + right)
         if op in (":", "%in%"):
             return _unique([a | b for a in left for b in right])
         if op == "*":
