@@ -1,4 +1,21 @@
-"""Convert supported table types (pandas, polars, Arrow, interchange, dict) to a pandas DataFrame."""
+"""Convert supported table types (pandas, polars, Arrow, interchange, dict) to a pandas DataFrame.
+
+Level order of categorical columns (which level is the reference of treatment contrasts):
+
+* a pandas Categorical keeps its categories' order, as R keeps a factor's levels (``ordered``
+  or not); an ordered one is R's ordered factor;
+* a polars ``Categorical`` is sorted as R's ``factor()`` sorts (polars numbers its categories
+  in order of first appearance, which is no statement about the levels); a polars ``Enum``
+  keeps its declared order (an R factor made with ``levels =``, not ordered);
+* an Arrow dictionary column (pyarrow Table / RecordBatch, ``__arrow_c_stream__``) is sorted
+  unless its type is ``ordered`` (kept, as R's arrow package makes an ordered factor of it),
+  it is a polars Enum, or the table's pandas metadata says it was a pandas Categorical (kept);
+* a categorical column through the dataframe interchange protocol is sorted unless ordered.
+
+Integer columns with missing values from Arrow or polars stay exact (pandas nullable
+``Int64``/``UInt64`` instead of ``float64``) when a value is beyond 2^53, where doubles would
+merge neighbouring ids.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -33,9 +50,9 @@ def _convert(data: Any) -> pd.DataFrame:
         return data
     mod = type(data).__module__
     if mod.startswith("polars") and hasattr(data, "to_pandas"):
-        return data.to_pandas()
-    if mod.startswith("pyarrow") and hasattr(data, "to_pandas"):
-        return data.to_pandas()
+        return _from_polars(data)
+    if mod.startswith("pyarrow") and hasattr(data, "to_pandas") and hasattr(data, "schema"):
+        return _from_arrow(data)
     if isinstance(data, dict):
         try:
             return pd.DataFrame({k: list(v) if not hasattr(v, "__len__") else v for k, v in data.items()})
@@ -44,12 +61,91 @@ def _convert(data: Any) -> pd.DataFrame:
     if hasattr(data, "__arrow_c_stream__"):
         import pyarrow as pa
 
-        return pa.table(data).to_pandas()
+        return _from_arrow(pa.table(data))
     if hasattr(data, "__dataframe__"):
-        return pd.api.interchange.from_dataframe(data)
+        df = pd.api.interchange.from_dataframe(data)
+        return _sort_categories(df, [c for c in df.columns if isinstance(df[c].dtype, pd.CategoricalDtype)
+                                     and not df[c].cat.ordered])
     raise DataError(
         f"unsupported data type {type(data).__name__}: pass a pandas or polars DataFrame, a pyarrow Table, "
         "an object with __dataframe__/__arrow_c_stream__, or a dict of equal-length arrays")
+
+
+_EXACT = 2 ** 53
+
+
+def _from_polars(data) -> pd.DataFrame:
+    """A polars DataFrame as pandas: Categorical levels sorted, Enum levels kept (unordered),
+    nullable integer columns beyond 2^53 exact."""
+    df = data.to_pandas()
+    schema = data.schema
+    to_sort, enums = [], []
+    for name, dtype in schema.items():
+        kind = type(dtype).__name__ if not isinstance(dtype, type) else dtype.__name__
+        if kind == "Categorical":
+            to_sort.append(name)
+        elif kind == "Enum":
+            enums.append(name)
+        elif kind in ("Int64", "UInt64") and df[name].dtype.kind == "f":   # nulls made it float
+            col = data[name]
+            big = max(abs(col.min() or 0), abs(col.max() or 0))
+            if big > _EXACT:
+                df[name] = pd.array(col.to_list(), dtype=kind)
+    for name in enums:
+        if isinstance(df[name].dtype, pd.CategoricalDtype) and df[name].cat.ordered:
+            df[name] = df[name].cat.as_unordered()
+    return _sort_categories(df, to_sort)
+
+
+def _from_arrow(table) -> pd.DataFrame:
+    """A pyarrow Table / RecordBatch as pandas with the level rules of the module docstring."""
+    import pyarrow as pa
+
+    df = table.to_pandas()
+    schema = table.schema
+    try:
+        meta = schema.pandas_metadata or {}
+    except (ValueError, TypeError):                    # unreadable pandas metadata: ignore it
+        meta = {}
+    from_pandas = {c.get("name") for c in meta.get("columns", []) if c.get("pandas_type") == "categorical"}
+    to_sort = []
+    for field in schema:
+        name, typ = field.name, field.type
+        if name not in df.columns:
+            continue
+        fmeta = field.metadata or {}
+        if pa.types.is_dictionary(typ):
+            is_enum = any(k.startswith(b"_PL_ENUM") for k in fmeta)
+            if is_enum:
+                if isinstance(df[name].dtype, pd.CategoricalDtype) and df[name].cat.ordered:
+                    df[name] = df[name].cat.as_unordered()
+            elif not typ.ordered and name not in from_pandas:
+                to_sort.append(name)
+        elif pa.types.is_integer(typ) and typ.bit_width == 64 and df[name].dtype.kind == "f":
+            col = table.column(name)
+            import pyarrow.compute as pc
+
+            mm = pc.min_max(col).as_py()
+            big = max(abs(mm["min"] or 0), abs(mm["max"] or 0))
+            if big > _EXACT:
+                df[name] = pd.array(col.to_pylist(), dtype="UInt64" if pa.types.is_unsigned_integer(typ)
+                                    else "Int64")
+    return _sort_categories(df, to_sort)
+
+
+def _sort_categories(df: pd.DataFrame, names: list) -> pd.DataFrame:
+    """Reorder the categories of columns ``names`` as R's factor() sorts levels (codes follow)."""
+    from .variables import r_sorted
+
+    for name in names:
+        s = df[name]
+        if not isinstance(s.dtype, pd.CategoricalDtype):
+            continue
+        cats = s.cat.categories
+        order = r_sorted(list(cats))
+        if order != list(cats):
+            df[name] = s.cat.reorder_categories(order)
+    return df
 
 
 def column_array(df: pd.DataFrame, name: str):

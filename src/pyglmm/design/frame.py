@@ -4,16 +4,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
+from .._warn import user_stacklevel
 from ..fit import compiled
 from ..formula import ParsedFormula, parse_formula
 from .data import to_pandas
 from .errors import DataError
 from .grouping import as_factor, interaction_codes
 from .matrix import build_model_matrix, rank_deficient_columns
-from .variables import Evaluator, Variable
+from .variables import Evaluator, Variable, numeric_argument
 
 
 @dataclass
@@ -50,27 +53,14 @@ class ModelFrame:
     scale_params: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
-def _vector_arg(value: Any, what: str, ev: Evaluator) -> Variable | None:
-    """Resolve a weights=/offset= argument given as None, a column name or an array."""
-    if value is None:
+def _vector_arg(value: Any, what: str, ev: Evaluator, index: pd.Index | None,
+                data_kind: str) -> Variable | None:
+    """Resolve a weights=/offset= argument given as None, a column name or a vector (a pandas
+    Series aligned on the data's index)."""
+    vals = numeric_argument(value, what, ev.df, index, data_kind)
+    if vals is None:
         return None
-    if isinstance(value, str):
-        if value not in ev.df.columns:
-            import difflib
-
-            close = difflib.get_close_matches(value, [str(c) for c in ev.df.columns], n=3)
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-            raise DataError(f"{what} column {value!r} not found in data{hint}")
-        s = ev.df[value]
-        label = value
-    else:
-        s = pd.Series(np.asarray(value).reshape(-1) if np.ndim(value) else [value])
-        label = what
-        if len(s) != ev.n:
-            raise DataError(f"{what} has length {len(s)} but the data has {ev.n} rows")
-    if not pd.api.types.is_numeric_dtype(s.dtype) or s.dtype == bool:
-        raise DataError(f"{what} {label!r} must be numeric (dtype {s.dtype})")
-    return Variable(label, values=s.to_numpy(dtype=np.float64, na_value=np.nan))
+    return Variable(value if isinstance(value, str) else what, values=vals)
 
 
 def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None, offset: Any = None,
@@ -78,6 +68,8 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
     """Evaluate ``formula`` on ``data`` as lme4 does (na.omit, treatment contrasts, rank-deficiency drop)."""
     pf = parse_formula(formula) if isinstance(formula, str) else formula
     df = to_pandas(data)
+    index = data.index if isinstance(data, pd.DataFrame) else None
+    data_kind = "data" if index is not None else f"data ({type(data).__name__}, which has no index)"
     ev = Evaluator(df)
     n_all = len(df)
     if pf.response is None:
@@ -95,8 +87,8 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
             re_vars[t] = ev.variable(t)
         for g in rt.group:
             group_vars[g] = as_factor(ev.variable(g))
-    wvar = _vector_arg(weights, "weights", ev)
-    ovar = _vector_arg(offset, "offset", ev)
+    wvar = _vector_arg(weights, "weights", ev, index, data_kind)
+    ovar = _vector_arg(offset, "offset", ev, index, data_kind)
     for v in [*fixed_vars.values(), *offset_vars, *re_vars.values(), *group_vars.values()]:
         used.setdefault(v.name, v)
     for v, label in ((wvar, "weights"), (ovar, "offset")):
@@ -144,7 +136,11 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
         if not v.is_factor and name not in finite:
             bad = int(np.isinf(v.values).sum())
             if bad:
-                raise DataError(f"column {name!r} has {bad} infinite value(s); remove or fix them")
+                if name in df.columns or name.split(" ", 1)[0] in ("weights", "offset"):
+                    raise DataError(f"column {name!r} has {bad} infinite value(s); remove or fix them")
+                raise DataError(f"{name!r} gives {bad} infinite value(s) in the rows used (e.g. log(0) or a "
+                                "division by zero); lme4 stops here too (NA/NaN/Inf in foreign function "
+                                "call); drop those rows or change the transformation (e.g. log(x + 1))")
 
     # response ---------------------------------------------------------------
     prior = np.ones(n) if wvar is None else sub[f"weights {wvar.name}"].values.copy()
@@ -161,6 +157,7 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
 
     # fixed effects -------------------------------------------------------------
     fsub = {t: sub[t] for t in pf.fixed.variables}
+    _warn_many_levels(fsub, n)
     X, names = build_model_matrix(pf.fixed, fsub, n)
     drop = rank_deficient_columns(X) if X.shape[1] else []
     dropped = [names[j] for j in drop]
@@ -188,6 +185,32 @@ def model_frame(formula: ParsedFormula | str, data: Any, *, weights: Any = None,
                       offset=off, weights=prior, reterms=reterms, n_dropped_na=int(n_all - n), rows=rows,
                       binomial_response_kind=kind, xlevels=xlevels, xref=xref,
                       scale_params=dict(ev.scale_params))
+
+
+def _looks_numeric(label: str) -> bool:
+    try:
+        float(label)
+    except ValueError:
+        return False
+    return True
+
+
+def _warn_many_levels(fsub: dict[str, Variable], n: int) -> None:
+    """Warn about a fixed-effect factor that looks like a numeric covariate read as text: one
+    with more levels than half the rows, or with 10+ levels that all read as numbers. R makes
+    such a factor silently (a character column is a factor), with a coefficient per level."""
+    for name, v in fsub.items():
+        k = len(v.levels)
+        if not v.is_factor or k < 10:
+            continue
+        numeric = all(_looks_numeric(lv) for lv in v.levels)
+        if k > n / 2 or numeric:
+            why = (f"all its levels read as numbers (e.g. {v.levels[0]!r}, {v.levels[1]!r})" if numeric
+                   else f"that is nearly one level per row ({n} rows)")
+            hint = f"pd.to_numeric(df[{name!r}])" if numeric else "a grouping factor (1 | ...)"
+            warnings.warn(f"fixed-effect factor {name!r} has {k} levels, and {why}: it enters the model as "
+                          f"{k - 1} or more indicator columns, as R treats a text column; if it is meant as a "
+                          f"number, convert it with {hint}", UserWarning, stacklevel=user_stacklevel())
 
 
 def _all_finite(values: np.ndarray, kern) -> bool:

@@ -14,7 +14,7 @@ def as_factor(var: Variable) -> Variable:
         return var
     if var.values.ndim != 1:
         raise DataError(f"grouping factor {var.name!r} must be a single column")
-    return factor_from_values(var.values, var.name)
+    return factor_from_values(var.values, var.name, exact=var.exact)
 
 
 def interaction_codes(factors: list[Variable]) -> tuple[np.ndarray, list[str]]:

@@ -5,13 +5,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ..formula import FixedSpec, ParsedFormula
 from .data import to_pandas
 from .errors import DataError
 from .grouping import as_factor
 from .matrix import build_model_matrix
-from .variables import Evaluator, Variable, factor_from_values
+from .variables import Evaluator, Variable, factor_from_values, numeric_argument
 
 
 @dataclass
@@ -40,6 +41,9 @@ class NewDataEvaluator:
     def __init__(self, frame, data: Any) -> None:
         self.frame = frame
         self.df = to_pandas(data)
+        self.index = data.index if isinstance(data, pd.DataFrame) else None
+        self.data_kind = "new data" if self.index is not None else \
+            f"new data ({type(data).__name__}, which has no index)"
         self.n = len(self.df)
         self.ev = Evaluator(self.df, scale_params=getattr(frame, "scale_params", {}) or {}, lenient_ref=True)
         self._cache: dict[str, Variable] = {}
@@ -80,15 +84,13 @@ class NewDataEvaluator:
             off = off + vals
             na |= np.isnan(vals)
         if offset is not None:
-            if isinstance(offset, str):
-                if offset not in self.df.columns:
-                    raise DataError(f"offset column {offset!r} not found in the new data")
-                vals = self.df[offset].to_numpy(dtype=np.float64, na_value=np.nan)
+            if not isinstance(offset, str) and np.ndim(offset) == 0 and not isinstance(offset, pd.Series):
+                try:                                   # one number: the same offset for every row
+                    vals = np.full(n, float(offset))
+                except (TypeError, ValueError):
+                    raise DataError(f"offset must be numeric, got {offset!r}") from None
             else:
-                vals = np.broadcast_to(np.asarray(offset, dtype=np.float64).reshape(-1) if np.ndim(offset)
-                                       else np.float64(offset), (n,)).astype(np.float64)
-                if np.ndim(offset) and np.size(offset) != n:
-                    raise DataError(f"offset has length {np.size(offset)} but the new data has {n} rows")
+                vals = numeric_argument(offset, "offset", self.df, self.index, self.data_kind)
             off = off + vals
             na |= np.isnan(vals)
         X = np.where(na[:, None], np.nan, X)
@@ -124,7 +126,7 @@ def _remap_factor(v: Variable, levels: list[str], ref: int, name: str) -> Variab
     if not v.is_factor:
         if v.values.ndim != 1:
             raise DataError(f"column {name!r} must be a single column")
-        v = factor_from_values(v.values, name)
+        v = factor_from_values(v.values, name, exact=v.exact)
     index = {lv: i for i, lv in enumerate(levels)}
     lut = np.array([index.get(lv, -1) for lv in v.levels] + [-2], dtype=np.int64)
     codes = lut[np.where(v.codes >= 0, v.codes, len(v.levels))]
