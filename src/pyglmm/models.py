@@ -518,13 +518,21 @@ def _lmer_rescaled(frame, s: float, *, formula, data_name, REML, verbose, quiet,
     logs = math.log(s)
     shift = (n - p if REML else n) * logs
     fitted = Lazy(lambda: r.eta * s)
+    messages = list(r.messages)
+    vmax = float(np.max(np.abs(np.diag(r.vcov)))) if frame.X.shape[1] else 1.0
+    if vmax > 0 and not 1e-290 < vmax * s * s < 1e290:
+        messages.append(
+            f"the response's scale (~{s:.0e}) puts the variances of the fixed effects near "
+            f"{vmax * s * s:.0e}, beyond double precision: vcov and the standard errors are not "
+            "representable (the estimates, sigma, random effects and logLik are); divide the "
+            f"response by {_rescaling('', s).split()[-1]} to get them")
     record = FitRecord(
         kind=r.kind, method=r.method, theta=r.theta, beta=r.beta * s, u=r.u * s,
         b=Lazy(lambda: [bk * s for bk in r.b]), T=Lazy(lambda: r.T), vcov=Lazy(lambda: r.vcov * (s * s)),
         loglik=r.loglik - shift, sigma=r.sigma * s, dispersion=None, shape=None,
         n_params=r.n_params, eta=fitted, mu=fitted,
         condvar=Lazy(lambda: [c * (s * s) for c in r.condvar]),
-        converged=r.converged, singular=r.singular, messages=list(r.messages),
+        converged=r.converged, singular=r.singular, messages=messages,
         reml_criterion=None if r.reml_criterion is None else r.reml_criterion + 2 * shift,
         ml_deviance=None if r.ml_deviance is None else r.ml_deviance + 2 * n * logs,
         optinfo=dict(r.optinfo, response_scale=s),
@@ -640,7 +648,16 @@ _CONFINT_KWARGS = {"wald": (), "profile": (), "boot": ("nsim", "seed", "workers"
 
 def _check_confint(self, a):
     arg_level("level", a["level"], "confint")
-    method = arg_choice("method", a["method"], tuple(_CONFINT_KWARGS), "confint", case=False).lower()
+    method = a["method"]
+    if not isinstance(method, str):
+        raise ArgumentTypeError(f"confint(): method must be 'wald', 'profile' or 'boot', not "
+                                f"{type(method).__name__} {method!r}")
+    if method.lower() not in _CONFINT_KWARGS:
+        import difflib
+        close = difflib.get_close_matches(method.lower(), list(_CONFINT_KWARGS), n=1, cutoff=0.5)
+        raise ArgumentError(f"confint(): unknown confint method {method!r}; use 'wald', 'profile' "
+                            "or 'boot'" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    method = method.lower()
     kw = a.get("kwargs", {})
     allowed = _CONFINT_KWARGS[method]
     for k in kw:
