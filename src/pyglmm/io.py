@@ -15,7 +15,8 @@ A ZIP archive (deflate) of NumPy ``.npy`` members, never pickle:
 
 `load` checks, in this order and before allocating anything sized by the file: the whole-file
 digest (streamed); the ZIP directory (member count, no encryption, deflate or stored only, no
-duplicate names); the header's size, its JSON nesting depth (at most `MAX_DEPTH`), duplicate
+duplicate names); the header's size (`HEADER_EXPANSION` times its compressed size, at least
+4 MiB, at most `MAX_HEADER_BYTES`), its JSON nesting depth (at most `MAX_DEPTH`), duplicate
 keys, and its schema (every field's type, no unknown or missing keys); the member set (exactly
 the header's manifest plus ``meta.npy``: unlisted or missing members are refused); every
 member's ``.npy`` header against the manifest and against the shapes the model implies (rows,
@@ -68,7 +69,7 @@ HEADER = "meta.npy"
 #: limits applied before anything sized by the file is allocated
 MAX_MEMBERS = 4096                 # ZIP members (a model has 12 + 5 per random-effects term)
 MAX_HEADER_BYTES = 64 << 20        # JSON header, absolute ...
-HEADER_EXPANSION = 32              # ... and at most this times its compressed size (or 4 MiB)
+HEADER_EXPANSION = 16              # ... and at most this times its compressed size (or 4 MiB)
 MAX_DEPTH = 8                      # nesting of the JSON header (version 2 uses 5)
 MAX_STRING = 1 << 20               # characters in one header string
 MIN_ARRAY_BUDGET = 64 << 20        # array bytes any file may declare ...
@@ -148,7 +149,8 @@ def _write_npy(zf: zipfile.ZipFile, name: str, a: np.ndarray) -> None:
 def _pack(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
     """The bytes of a version-2 file: ``meta`` plus the manifest of ``arrays``, the members,
     and the whole-file digest in the archive comment."""
-    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    arrays = {k: np.ascontiguousarray(v).astype(np.asarray(v).dtype.newbyteorder("<"), copy=False)
+              for k, v in arrays.items()}          # little-endian on every platform
     meta = dict(meta)
     meta["arrays"] = {k: {"dtype": a.dtype.str, "shape": [int(s) for s in a.shape],
                           "sha256": _digest(a)} for k, a in arrays.items()}
@@ -608,7 +610,7 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{where} is not a pyglmm model file (format {_show(meta.get('format'))})")
     v = meta.get("version")
-    if v not in _READERS:
+    if not isinstance(v, int) or isinstance(v, bool) or v not in _READERS:
         raise ModelFileError(f"{where} has model-file version {_show(v)}; this pyglmm reads versions "
                              f"{sorted(_READERS)}: upgrade pyglmm to read it")
     if v >= 2 and not signed:
@@ -645,6 +647,8 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
     total = 0
     for k, (shape_e, dt_e) in exp.items():
         shape, fortran, dtype, off = heads[k]
+        if v == 1 and dt_e == "<i8" and dtype.str == "<i4":
+            dt_e = "<i4"                   # version 1 kept the platform's integer codes
         if tuple(shape) != shape_e or dtype.str != dt_e:
             raise ModelFileError(f"{where}: array {escape_controls(k)!r} has shape {tuple(shape)} "
                                  f"and dtype {_show(dtype.str)}; the header implies {shape_e} {dt_e}")
@@ -667,7 +671,12 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
         shape, fortran, dtype, off = heads[k]
         a = _read_data(zf, by_name[k + ".npy"], shape, fortran, dtype, off, where)
         want = meta["digests"][k] if v == 1 else meta["arrays"][k]["sha256"]
-        if _digest(a) != want:
+        if v == 1 and a.dtype != np.int64 and a.dtype.kind == "i":
+            ok = _digest(a) == want
+            a = a.astype(np.int64)
+        else:
+            ok = _digest(a) == want
+        if not ok:
             raise ModelFileError(f"{where}: array '{k}' does not match its checksum (file edited "
                                  "or corrupted); refusing to load it")
         arrays[k] = a
