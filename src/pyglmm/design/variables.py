@@ -18,6 +18,7 @@ from ..formula import FormulaError, parse_expression
 from ..formula.nodes import BinOp, Call, Name, Node, Num, Paren, Str, Unary
 from ..formula.numfmt import format_r_number, format_r_numbers
 from .._warn import user_stacklevel
+from ..fit import compiled
 from .data import column_array
 from .errors import DataError
 
@@ -32,8 +33,8 @@ class Variable:
     levels: list[str] = field(default_factory=list)
     ref: int = 0
     colnames: list[str] | None = None
-    #: the exact integers behind ``values`` when doubles would blur them (an integer column with
-    #: a value of 1e15 or more in magnitude): a grouping factor made of it keeps every id
+    #: the exact integers behind ``values`` of an integer column (doubles blur ids from 1e15
+    #: on): a grouping factor made of it keeps every id
     exact: np.ndarray | None = None
 
     @property
@@ -342,8 +343,10 @@ def factor_from_values(values, name: str, exact: np.ndarray | None = None) -> Va
         na = np.isnan(values) if isinstance(values, np.ndarray) and values.dtype.kind == "f" else None
         return _int_factor(exact, na if na is not None and na.any() else None, name)
     if isinstance(values, pd.Categorical):
-        var = Variable(name, codes=values.codes.astype(np.int64),
-                       levels=_category_labels(values.categories, name))
+        labels = _category_labels(values.categories, name)
+        var = Variable(name, codes=values.codes.astype(np.int64), levels=labels)
+        if len(set(labels)) == len(labels):
+            return var
         return _merge_equal_labels(var, list(values.categories), name)
     if type(values) is np.ndarray and values.ndim == 1 and values.dtype.kind in "iu":
         return _int_factor(values, None, name)
@@ -492,8 +495,10 @@ class Evaluator:
         """R's "NaNs produced": warn when a transformation (log, sqrt, 0/0, ...) gives NaN in
         rows where its columns have values; those rows then count as missing (na.omit)."""
         vals = var.values
-        if not vals.size or not np.isnan(vals.min() if vals.ndim == 1 else vals).any():
-            return                                     # (min is NaN exactly when a value is)
+        kern = compiled.frame_kernels()
+        if not vals.size or (kern.all_finite(vals.reshape(-1)) if kern is not None and vals.dtype == np.float64
+                             else not np.isnan(vals).any()):
+            return
         nan = np.isnan(vals) if vals.ndim == 1 else np.isnan(vals).any(axis=1)
         cols = _column_names(node, self.df.columns)
         given = np.zeros(self.n, dtype=bool)
@@ -545,9 +550,8 @@ class Evaluator:
         if isinstance(arr, np.ndarray) and arr.dtype.kind in "iuf":
             vals = arr.astype(np.float64) if arr.dtype != np.float64 else arr.view()
             vals.flags.writeable = False              # may be the user's own column
-            if arr.dtype.kind in "iu" and arr.size and \
-                    (arr.max() >= _BLURRED or (arr.dtype.kind == "i" and arr.min() <= -_BLURRED)):
-                return _Ints(vals, arr)               # ids a double would print (or hold) inexactly
+            if arr.dtype.kind in "iu":
+                return _Ints(vals, arr)               # a factor of it uses the exact integers
             return vals
         if isinstance(arr, pd.Categorical):
             return _Factor(factor_from_values(arr, name))
