@@ -106,6 +106,10 @@ ERRORS = [
                                                      family="gaussian(link='log')"), DataError, "response 'z'"),
     ("Poisson counts near 1e12", lambda d: G("big ~ x + (1|g)", d.assign(big=np.round(np.exp(27.6 + 0.3 * d.x))),
                                              ), DataError, "response 'big' has counts"),
+    ("weights zero in every row", lambda d: L("y ~ x + (1|g)", d, weights=np.zeros(40)), DataError,
+     "weights are zero in every row"),
+    ("weights zero in every row (glmer)", lambda d: G("c ~ x + (1|g)", d, weights=np.zeros(40)), DataError,
+     "weights"),
     ("random slope at 1e150", lambda d: L("y ~ xs + (xs|g)", d.assign(xs=d.x * 1e150)), DataError,
      "random-effect column 'xs'"),
     ("random slope at 1e-150", lambda d: G("c ~ xs + (xs|g)", d.assign(xs=d.x * 1e-150)), DataError,
@@ -131,6 +135,8 @@ METHOD_ERRORS = [
     ("predict seed a string", lambda m: m.predict(seed="x"), ArgumentTypeError, "seed"),
     ("predict interval misspelt", lambda m: m.predict(interval="pred"), ArgumentError, "interval"),
     ("ranef_table level 2", lambda m: m.ranef_table(level=2), ArgumentError, "level"),
+    ("confint parm a bare index", lambda m: m.confint(parm=2), ArgumentTypeError, "parm must be None"),
+    ("refit newresp of strings", lambda m: m.refit(["a"] * 40), ArgumentTypeError, "newresp"),
     ("unknown keyword", lambda m: m.simulate(nsims=3), ArgumentTypeError, "nsims"),
 ]
 

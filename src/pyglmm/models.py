@@ -376,7 +376,11 @@ def refit(model: MixedModel, newresp=None, *, quiet: bool = True, hessian: bool 
     import dataclasses
     frame = model.frame
     if newresp is not None:
-        y = np.asarray(newresp, float).reshape(-1)
+        try:
+            y = np.asarray(newresp, float).reshape(-1)
+        except (TypeError, ValueError):
+            raise ArgumentTypeError(f"refit(): newresp must be a numeric vector with one value per "
+                                    f"row, not {type(newresp).__name__}") from None
         if y.shape[0] != frame.y.shape[0]:
             raise ValueError(f"newresp has {y.shape[0]} values; the model was fitted to "
                              f"{frame.y.shape[0]} rows")
@@ -459,11 +463,20 @@ def _rescaling(name: str, v: float) -> str:
     return f"{name} / 1e{k}" if k >= 0 else f"{name} * 1e{-k}"
 
 
+def _check_some_weight(frame) -> None:
+    """At least one row with a positive prior weight (else every matrix of the fit is singular)."""
+    w = np.asarray(frame.weights, float)
+    if w.size and not (w > 0).any():
+        raise DataError("weights are zero in every row: no observation contributes to the fit; "
+                        "check the weights argument")
+
+
 def _check_magnitudes(frame, fam, counts: bool = True) -> None:
     """Refuse magnitudes the numerics cannot represent (rather than return a wrong fit with a
     generic warning): random-effect columns beyond 1e+-100 (their variance parameters over- or
     underflow), and for glmer a continuous response beyond 1e+-100 or counts above 1e9 (the
     Poisson deviance's curvature at such means defeats the optimizer)."""
+    _check_some_weight(frame)
     for rt in frame.reterms:
         for j, col in enumerate(rt.colnames):
             if col == "(Intercept)":
@@ -648,6 +661,13 @@ _CONFINT_KWARGS = {"wald": (), "profile": (), "boot": ("nsim", "seed", "workers"
 
 def _check_confint(self, a):
     arg_level("level", a["level"], "confint")
+    parm = a["parm"]
+    if parm is not None and not isinstance(parm, str) and not (
+            isinstance(parm, (list, tuple)) and all(
+                isinstance(v, (str, int, np.integer)) and not isinstance(v, bool) for v in parm)):
+        raise ArgumentTypeError(
+            f"confint(): parm must be None, 'beta_', 'theta_', a parameter name or a list of names "
+            f"/ 1-based indices (e.g. [2]), not {type(parm).__name__} {parm!r}")
     method = a["method"]
     if not isinstance(method, str):
         raise ArgumentTypeError(f"confint(): method must be 'wald', 'profile' or 'boot', not "
