@@ -357,3 +357,16 @@ def test_cli_bad_csv_option(tmp_path, capsys):
     rc = cli.main(["fit", path, "y ~ g + (1 | h)", "--sep", "::"])
     _, err = capsys.readouterr()
     assert rc == 2 and err.startswith("pyglmm: error: --sep") and err.count("\n") == 1
+
+
+def test_many_rows_fast_route_agrees(tmp_path):
+    # more than 10 000 distinct fields take the vectorised (pyarrow) route when available
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=12_000) * 10.0 ** rng.integers(-5, 6, 12_000)
+    fields = [repr(float(v)) for v in x]
+    fields[:4] = [" 4 ", "0x10", "Inf", "1e"]                  # a few for the one-by-one route
+    path = _write(tmp_path, "x;y\n" + "".join(f"{f};{f.replace('.', ',')}\n" for f in fields))
+    df = read_csv(path)
+    want = [4.0, 16.0, math.inf, 1.0] + [float(f) for f in fields[4:]]
+    assert df["x"].tolist() == want and df["y"].tolist() == want
+    assert df["x"].dtype == np.float64

@@ -52,12 +52,12 @@ def _add_csv_options(p) -> None:
                         'repeatable or comma-separated; --na "NA," adds the empty field')
     g.add_argument("--sep", default=None, metavar="CHAR",
                    help="field separator (',', ';', tab, ...); default: sniffed from the header line")
-    g.add_argument("--dec", default=None, choices=[".", ","],
+    g.add_argument("--dec", default=None, choices=[".", ","], metavar="{.|,}",
                    help="decimal mark; default '.', or ',' per column when the separator is not ','")
     g.add_argument("--encoding", default="utf-8", help="text encoding of the file (default utf-8)")
     g.add_argument("--text", action="append", default=[], metavar="COL[,COL...]",
-                   help="keep these columns as text, e.g. ids such as 007 (read.csv, like R, "
-                        "otherwise reads them as the number 7); repeatable")
+                   help="keep these columns as text, e.g. ids such as 007 (otherwise read as "
+                        "numbers, 007 as 7, as R's read.csv does); repeatable")
 
 
 def cmd_fit(args) -> int:

@@ -335,12 +335,7 @@ def _tokenize(raw: bytes, label: str, sep: str, ncol: int) -> list[np.ndarray]:
         raise DataError(f"cannot read {label}: {str(e).strip().splitlines()[0]}") from None
     out = []
     for j in range(ncol):
-        col = df[j].to_numpy(dtype=object)
-        pad = pd.isna(col)
-        if pad.any():
-            col = col.copy()
-            col[pad] = ""
-        out.append(col[1:])
+        out.append(df[j].to_numpy(dtype=object)[1:])
     return out
 
 
@@ -439,21 +434,26 @@ def _parse_number(field: str, dec: str) -> tuple[float, bool] | None:
     return None
 
 
+_SIMPLE = {d: re.compile(rf"[ \t\n\r\f\v]*[+-]?(?:[0-9]+(?:{re.escape(d)}[0-9]*)?|{re.escape(d)}[0-9]+)"
+                         rf"(?:[eE][+-]?[0-9]+)?[ \t\n\r\f\v]*", re.ASCII).fullmatch for d in ".,"}
+_SIMPLE_INT = re.compile(r"[ \t\n\r\f\v]*[+-]?[0-9]{1,10}[ \t\n\r\f\v]*", re.ASCII).fullmatch
+
+
 def _convert(values: np.ndarray, na_set: set[str], dec: str, auto_dec: bool, as_text: bool):
+    """One column as R's type.convert would type it (values: the fields, an object array)."""
     n = len(values)
-    na = np.fromiter((v in na_set for v in values), dtype=bool, count=n) if na_set else \
-        np.zeros(n, dtype=bool)
-    if as_text:
-        return _character(values, na)
     codes, uniq = pd.factorize(values, use_na_sentinel=False)
-    uniq = np.asarray(uniq, dtype=object)
-    u_na = np.fromiter((u in na_set for u in uniq), dtype=bool, count=len(uniq))
-    u_blank = np.fromiter((not u.strip(_WS) for u in uniq), dtype=bool, count=len(uniq))
-    u_blank &= ~u_na
-    cand = uniq[~u_na & ~u_blank]
-    missing = na | u_blank[codes]
+    # a padded field could come back as NaN from some pandas versions: an empty field
+    uniq = np.array([u if type(u) is str else "" for u in uniq], dtype=object)
+    u_na = np.array([u in na_set for u in uniq], dtype=bool)
+    if as_text:
+        return _character(uniq, codes, u_na)
+    u_blank = np.array([not u.strip(_WS) for u in uniq], dtype=bool) & ~u_na
+    skip = u_na | u_blank
+    cand = uniq[~skip]
+    missing = skip[codes]
     if len(cand) == 0:                                   # nothing but NA: R's logical NA column
-        return pd.array([pd.NA] * n, dtype="boolean")
+        return pd.array([None] * n, dtype="boolean")
     if all(c in _LOGICAL for c in cand):
         lut = np.array([_LOGICAL.get(u, False) for u in uniq], dtype=bool)
         vals = lut[codes]
@@ -461,7 +461,7 @@ def _convert(values: np.ndarray, na_set: set[str], dec: str, auto_dec: bool, as_
             return pd.arrays.BooleanArray(vals, missing)
         return vals
     for d in ((dec, ",") if auto_dec and dec != "," else (dec,)):
-        parsed = _numeric(uniq, u_na | u_blank, d)
+        parsed = _numeric(uniq, skip, cand, d)
         if parsed is not None:
             lut, is_int = parsed
             vals = lut[codes]
@@ -469,25 +469,54 @@ def _convert(values: np.ndarray, na_set: set[str], dec: str, auto_dec: bool, as_
                 return vals.astype(np.int64)
             vals[missing] = np.nan
             return vals
-    return _character(values, na)
+    return _character(uniq, codes, u_na)
 
 
-def _numeric(uniq: np.ndarray, skip: np.ndarray, dec: str):
+def _numeric(uniq: np.ndarray, skip: np.ndarray, cand: np.ndarray, dec: str):
+    """Values of the unique fields (NaN where skipped) and whether all are R integers, or None
+    if one is not a number. Plain decimals take a fast route; others (hex, Inf, 1e) one by one."""
     lut = np.full(len(uniq), np.nan)
-    all_int = True
-    for i, u in enumerate(uniq):
-        if skip[i]:
-            continue
+    idx = np.flatnonzero(~skip)
+    fast = _arrow_decimals(cand, dec) if len(cand) > 10_000 else None
+    if fast is not None:
+        ok, values = fast
+        lut[idx[ok]] = values
+    else:
+        ok = np.fromiter(map(bool, map(_SIMPLE[dec], cand)), dtype=bool, count=len(cand))
+        easy = cand[ok] if dec == "." else np.array([c.replace(",", ".") for c in cand[ok]],
+                                                    dtype=object)
+        lut[idx[ok]] = easy.astype(np.float64)      # float() of an R-valid decimal: R's value
+    all_int = all(map(_SIMPLE_INT, cand[ok]))
+    for i, u in zip(idx[~ok], cand[~ok]):          # hex, Inf, NaN, 1e, ...: one by one
         r = _parse_number(u, dec)
         if r is None:
             return None
         lut[i] = r[0]
-        all_int &= r[1]
-    return lut, all_int
+        all_int = all_int and r[1]
+    return lut, bool(all_int and np.all(np.abs(lut[idx]) <= _INT32_MAX))
 
 
-def _character(values: np.ndarray, na: np.ndarray):
-    if na.any():
-        values = values.copy()
-        values[na] = np.nan
-    return pd.Series(values, dtype="str").array
+def _arrow_decimals(cand: np.ndarray, dec: str):
+    """The plain-decimal test and values of many fields at once through pyarrow (RE2 and a
+    correctly rounded cast, as Python's float()); None without pyarrow."""
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        return None
+    arr = pa.array(cand, type=pa.string())
+    ok = pc.match_substring_regex(arr, "^" + _SIMPLE[dec].__self__.pattern + "$")
+    ok = ok.to_numpy(zero_copy_only=False)
+    if not ok.any():
+        return ok, np.empty(0)
+    good = pc.utf8_trim(arr.filter(pa.array(ok)), characters=_WS)
+    if dec != ".":
+        good = pc.replace_substring(good, dec, ".")
+    return ok, pc.cast(good, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _character(uniq: np.ndarray, codes: np.ndarray, u_na: np.ndarray):
+    """The fields as strings, verbatim, NA where they are an NA string."""
+    lut = uniq.copy()
+    lut[u_na] = np.nan
+    return pd.Series(lut[codes]).array       # pandas 3: its str dtype; earlier: object
