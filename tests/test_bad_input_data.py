@@ -109,6 +109,15 @@ def test_pandas_categorical_keeps_its_categories(ordered):
     assert mf.fixef_names == ["(Intercept)", "fa", "fb"]          # as R keeps a factor's levels
 
 
+def test_ordered_categorical_warns_about_r_polynomial_contrasts():
+    d = pd.DataFrame({"y": np.arange(6.0), "f": pd.Categorical(list("lmhlmh"), categories=["l", "m", "h"],
+                                                                  ordered=True), "g": [1, 1, 2, 2, 3, 3]})
+    mf, msg = _frame("y ~ f + (1|g)", d)
+    assert "'f'" in msg and "contr.poly" in msg and mf.fixef_names == ["(Intercept)", "fm", "fh"]
+    _, msg = _frame("y ~ f + (1|g)", d.assign(f=d.f.cat.as_unordered()))
+    assert msg == ""
+
+
 def test_mixed_case_strings_sort_as_r():
     assert variables.r_sorted(["b", "B", "a", "A"]) == ["a", "A", "b", "B"]
     assert variables.r_sorted(["ab", "Aa", "aB", "Ab", "AB", "a-b", "a_b", "ab1", "a1b", "éa", "eb", "Éa", "ea"]) == \

@@ -198,8 +198,15 @@ def _looks_numeric(label: str) -> bool:
 def _warn_many_levels(fsub: dict[str, Variable], n: int) -> None:
     """Warn about a fixed-effect factor that looks like a numeric covariate read as text: one
     with more levels than half the rows, or with 10+ levels that all read as numbers. R makes
-    such a factor silently (a character column is a factor), with a coefficient per level."""
+    such a factor silently (a character column is a factor), with a coefficient per level.
+    Also warn about an ordered factor, which R codes with polynomial contrasts (contr.poly)."""
     for name, v in fsub.items():
+        if v.is_factor and v.ordered and len(v.levels) >= 2:
+            warnings.warn(f"factor {name!r} is an ordered Categorical: R would code it with polynomial "
+                          f"contrasts (contr.poly: {name}.L, {name}.Q, ...), pyglmm codes it with treatment "
+                          f"contrasts against level {v.levels[v.ref]!r} (the same fit, other coefficients); "
+                          "make it unordered (.cat.as_unordered()) to silence this", UserWarning,
+                          stacklevel=user_stacklevel())
         k = len(v.levels)
         if not v.is_factor or k < 10:
             continue

@@ -36,6 +36,8 @@ class Variable:
     #: the exact integers behind ``values`` of an integer column (doubles blur ids from 1e15
     #: on): a grouping factor made of it keeps every id
     exact: np.ndarray | None = None
+    #: an ordered factor (an ordered pandas Categorical): R codes it with polynomial contrasts
+    ordered: bool = False
 
     @property
     def is_factor(self) -> bool:
@@ -72,7 +74,7 @@ class Variable:
         new_codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64)
         levels = [lv for lv, u in zip(self.levels, used) if u]
         ref = int(remap[self.ref]) if self.ref < len(used) and used[self.ref] else 0
-        return Variable(self.name, codes=new_codes, levels=levels, ref=ref)
+        return Variable(self.name, codes=new_codes, levels=levels, ref=ref, ordered=self.ordered)
 
 
 def _numeric_levels(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -330,7 +332,7 @@ def _merge_equal_labels(var: Variable, raw: list, name: str) -> Variable:
     codes = var.codes
     codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1).astype(np.int64)
     ref = int(remap[var.ref]) if var.ref < len(remap) else 0
-    return Variable(name, codes=codes, levels=list(index), ref=ref)
+    return Variable(name, codes=codes, levels=list(index), ref=ref, ordered=var.ordered)
 
 
 def factor_from_values(values, name: str, exact: np.ndarray | None = None) -> Variable:
@@ -344,7 +346,7 @@ def factor_from_values(values, name: str, exact: np.ndarray | None = None) -> Va
         return _int_factor(exact, na if na is not None and na.any() else None, name)
     if isinstance(values, pd.Categorical):
         labels = _category_labels(values.categories, name)
-        var = Variable(name, codes=values.codes.astype(np.int64), levels=labels)
+        var = Variable(name, codes=values.codes.astype(np.int64), levels=labels, ordered=bool(values.ordered))
         if len(set(labels)) == len(labels):
             return var
         return _merge_equal_labels(var, list(values.categories), name)
@@ -516,7 +518,7 @@ class Evaluator:
     def finish(self, value, text: str) -> Variable:
         if isinstance(value, _Factor):
             v = value.var
-            return Variable(text, codes=v.codes, levels=v.levels, ref=v.ref)
+            return Variable(text, codes=v.codes, levels=v.levels, ref=v.ref, ordered=v.ordered)
         if isinstance(value, tuple):  # cbind
             mats = [self._as_numeric(v, text) for v in value[0]]
             if any(m.ndim > 1 for m in mats):
