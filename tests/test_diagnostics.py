@@ -124,6 +124,43 @@ def test_quantile_residuals_bad_arguments(cbpp_model):
         D.quantile_residuals(cbpp_model, simulate_res="marginal")
     with pytest.raises(ValueError, match="nsim"):
         D.quantile_residuals(cbpp_model, nsim=1)
+    r = D.quantile_residuals(cbpp_model, nsim=20, seed=1)
+    with pytest.raises(pyglmm.errors.ArgumentError, match="type"):
+        r.dispersion_test(type="deviance")
+    with pytest.raises(pyglmm.errors.ArgumentError, match="alternative"):
+        r.dispersion_test(alternative="both")
+
+
+def test_dispersion_test_types(cbpp_model, sleep_model):
+    from pyglmm.diagnostics._refit import pearson_refits
+    r = D.quantile_residuals(cbpp_model, nsim=60, seed=4)
+    assert "refits at the fitted variance parameters" in r.dispersion.method
+    # DHARMa's refit = FALSE statistic centres on the population-level prediction (as DHARMa:
+    # success counts minus fitted proportions for k/n data)
+    eta0 = cbpp_model.frame.X @ cbpp_model.fixef.values
+    np.testing.assert_allclose(r.fitted_re0, 1.0 / (1.0 + np.exp(-eta0)))
+    t = r.dispersion_test(type="DHARMa")
+    obs = np.var(r.observed - r.fitted_re0, ddof=1)
+    sim = np.var(r.simulated - r.fitted_re0[:, None], axis=0, ddof=1)
+    assert t.statistic == pytest.approx(obs / sim.mean())
+    assert t.p_value == simulation_p_value(sim, obs)
+    od = D.overdispersion(cbpp_model)
+    pc = r.dispersion_test("greater", type="PearsonChisq")
+    assert pc.statistic == pytest.approx(od.ratio) and pc.p_value == pytest.approx(od.p_value)
+    with pytest.warns(UserWarning, match="underdispersion"):
+        r.dispersion_test(type="PearsonChisq")
+    # the observed statistic: joint PIRLS at the fitted theta, close to the fit's Pearson chi-square
+    o, sims, route = pearson_refits(cbpp_model, cbpp_model.simulate(5, seed=1))
+    assert route == "pirls" and o == pytest.approx(od.chisq, rel=3e-2) and np.all(np.isfinite(sims))
+    # linear mixed models: complete refits
+    s = D.quantile_residuals(sleep_model, nsim=20, seed=2)
+    assert "complete refits" in s.dispersion.method and 0.0 <= s.dispersion.p_value <= 1.0
+    # an object built without the model: only DHARMa's statistic
+    bare = D.QuantileResiduals(r.residuals, r.observed, r.simulated, r.fitted, r.nsim, r.simulate_res,
+                               r.integer, fitted_re0=r.fitted_re0)
+    assert bare.dispersion_test(type="DHARMa").statistic == t.statistic
+    with pytest.raises(pyglmm.errors.ArgumentError, match="fitted model"):
+        bare.dispersion_test()
 
 
 # --- Pearson overdispersion ---------------------------------------------------------------
