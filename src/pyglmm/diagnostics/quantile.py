@@ -111,7 +111,8 @@ class QuantileResiduals:
     fitted values, the x axis of the residual plot), ``fitted_re0`` (the population-level
     prediction, random effects at zero: DHARMa's ``fittedPredictedResponse``), ``expected``
     (row means of the simulations), ``nsim``, ``simulate_res``, ``integer``, ``model`` (the
-    fitted model, needed by the refit and Pearson dispersion tests).
+    fitted model, needed by the refit and Pearson dispersion tests) and ``seed_dispersion``
+    (the seed of the refit dispersion test's own simulations, drawn from ``seed``).
     """
 
     residuals: np.ndarray
@@ -202,6 +203,10 @@ class QuantileResiduals:
                 how = ("refits at the fitted variance parameters" if route == "pirls"
                        else "complete refits")
                 ok = int(np.sum(np.isfinite(sim)))
+                if ok < 0.9 * sim.size:
+                    warnings.warn(f"the dispersion test refitted only {ok} of {sim.size} simulated "
+                                  "responses (the others failed): its p-value may be unreliable",
+                                  UserWarning, stacklevel=user_stacklevel())
                 out = SimulationTest(
                     "dispersion", _ratio(obs, sim), simulation_p_value(sim, obs, alternative),
                     alternative, f"DHARMa refit dispersion test: Pearson chi-square, observed vs "
@@ -230,7 +235,10 @@ class QuantileResiduals:
     def zero_inflation_test(self, alternative: str = "two.sided") -> SimulationTest:
         """Observed number of zeros against its simulated distribution (DHARMa's
         testZeroInflation); statistic = observed / mean simulated count (> 1: excess zeros).
-        Meaningful for count and binomial responses only (binomial: zero successes)."""
+        Meaningful for count and binomial responses only (binomial: zero successes). Uses this
+        object's simulations: conservative in both modes for a correct model (the model was
+        fitted to these zeros), but with conditional simulations (the default) it detects
+        zero inflation far more often than with unconditional ones."""
         key = ("zero_inflation", alternative)
         if key not in self._cache:
             obs = float(np.sum(self.observed == 0))
