@@ -202,7 +202,10 @@ FIXTURES = Path(__file__).resolve().parent / "reference" / "fixtures"
 def test_reference_fixtures_refer_to_shipped_data():
     """Each lme4/glmmTMB fixture was fitted to a shipped data set: its nobs
     and numbers of groups must agree with the data pyglmm loads."""
-    files = sorted(FIXTURES.glob("*.json"))
+    # fixtures of other kinds, each with its own test: DHARMa statistics, read.csv's typing,
+    # the glmmTMB fit to the simulated saturated-cloglog data (tests/test_stable_loglik.py)
+    other = {"dharma_rehab", "read_csv_rules", "cloglog_saturated"}
+    files = sorted(f for f in FIXTURES.glob("*.json") if f.stem not in other)
     assert files
     for f in files:
         fx = json.loads(f.read_text())

@@ -57,6 +57,7 @@ __all__ = [
 _LOG_2PI = math.log(2.0 * math.pi)
 # tolerance R uses for "non-integer #successes" in binomial()$initialize
 _BINOM_INT_TOL = 1e-3
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def _f(x):
@@ -181,6 +182,35 @@ class Family:
     def deviance(self, y, mu, wt=None) -> float:
         return float(np.sum(self.dev_resids(y, mu, wt)))
 
+    # Likelihood from the linear predictor --------------------------------
+    # R's links clamp mu (away from 0 and 1, dmu/deta away from 0); a likelihood computed from
+    # a clamped mu caps what a badly fitted row can cost and an optimiser exploits the cap (a
+    # cloglog row with y = 0 at eta = 10 costs exp(10) = 22026, not -log(eps) = 36). The fits
+    # therefore evaluate the density, its score and curvature from eta with these methods.
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0):
+        """Per-row log f(y | eta), computed from eta without the links' clamps."""
+        return self.loglik(y, self.link.inverse_exact(eta), wt, dispersion)
+
+    def dev_resids_eta(self, y, eta, wt=None):
+        """Deviance residuals at mu = g^{-1}(eta), computed from eta without the links' clamps."""
+        return self.dev_resids(y, self.link.inverse_exact(eta), wt)
+
+    def eta_moments(self, y, eta, wt, phi=1.0):
+        """(mu, score, Fisher weight) per row: score = d log f / d eta = wt (y - mu) mu'/(V phi),
+        weight = wt mu'^2 / (V phi), both without clamps."""
+        mu = self.link.inverse_exact(eta)
+        d = self.link.mu_eta_exact(eta)
+        wv = _f(wt) * d / (self.variance(mu) * phi)
+        return mu, wv * (_f(y) - mu), wv * d
+
+    def observed_curvature(self, y, eta, wt, phi=1.0):
+        """-d^2 log f / d eta^2 per row (the exact Laplace curvature, glmmTMB's choice); here by
+        central differences of the score, which families override with closed forms."""
+        eta = _f(eta)
+        h = 1e-5 * np.maximum(1.0, np.abs(eta))
+        return -(self.eta_moments(y, eta + h, wt, phi)[1]
+                 - self.eta_moments(y, eta - h, wt, phi)[1]) / (2.0 * h)
+
     # validation ------------------------------------------------------------
     def validate(self, y, wt=None, response_name: str = "y") -> None:
         """Check a response (and prior weights) for this family.
@@ -294,6 +324,35 @@ class Poisson(_CountResponse):
         ll = sp.xlogy(y, mu) - mu - sp.gammaln(y + 1.0)
         return _times_wt(ll, wt)
 
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0):
+        if self.link.name != "log":
+            return super().loglik_eta(y, eta, wt, dispersion)
+        y, eta = _f(y), _f(eta)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ll = np.where(y > 0, y * eta, 0.0) - np.exp(eta) - sp.gammaln(y + 1.0)
+        return _times_wt(ll, _wt(wt, y))
+
+    def dev_resids_eta(self, y, eta, wt=None):
+        if self.link.name != "log":
+            return super().dev_resids_eta(y, eta, wt)
+        y, eta = _f(y), _f(eta)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r = np.where(y > 0, y * (np.log(np.where(y > 0, y, 1.0)) - eta) - y, 0.0) + np.exp(eta)
+        return 2.0 * _wt(wt, y) * r
+
+    def eta_moments(self, y, eta, wt, phi=1.0):
+        if self.link.name != "log":
+            return super().eta_moments(y, eta, wt, phi)
+        with np.errstate(over="ignore"):
+            mu = np.exp(_f(eta))
+        w = _f(wt) / phi
+        return mu, w * (_f(y) - mu), w * mu
+
+    def observed_curvature(self, y, eta, wt, phi=1.0):
+        if self.link.name != "log":
+            return super().observed_curvature(y, eta, wt, phi)
+        return self.eta_moments(y, eta, wt, phi)[2]
+
 
 
 def _stirl_corr(z):
@@ -351,6 +410,53 @@ class Binomial(Family):
         """
         y, mu = _f(y), _f(mu)
         wt = _wt(wt, y)
+        k, n = self._counts(y, wt, noninteger)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lchoose = sp.gammaln(n + 1.0) - sp.gammaln(k + 1.0) - sp.gammaln(n - k + 1.0)
+            ll = lchoose + sp.xlogy(k, mu) + sp.xlog1py(n - k, -mu)
+        return np.where(wt > 0, ll, 0.0)
+
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0, *, noninteger: str = "continuous"):
+        """`loglik` with log mu and log(1 - mu) computed from eta by the link (no clamps)."""
+        y = _f(y)
+        wt = _wt(wt, y)
+        k, n = self._counts(y, wt, noninteger)
+        lp, lq = self.link.bernoulli_logs(eta)[:2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lchoose = sp.gammaln(n + 1.0) - sp.gammaln(k + 1.0) - sp.gammaln(n - k + 1.0)
+            ll = lchoose + np.where(k > 0, k * lp, 0.0) + np.where(n - k > 0, (n - k) * lq, 0.0)
+        return np.where(wt > 0, ll, 0.0)
+
+    def dev_resids_eta(self, y, eta, wt=None):
+        y = _f(y)
+        wt = _wt(wt, y)
+        lp, lq = self.link.bernoulli_logs(eta)[:2]
+        omy = 1.0 - y
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(y != 0, y * (np.log(np.where(y != 0, y, 1.0)) - lp), 0.0)
+            b = np.where(omy != 0, omy * (np.log(np.where(omy != 0, omy, 1.0)) - lq), 0.0)
+        return 2.0 * wt * (a + b)
+
+    def eta_moments(self, y, eta, wt, phi=1.0):
+        # score = wt (y dlog mu + (1 - y) dlog(1 - mu)); Fisher weight mu'^2 / (mu (1 - mu))
+        # = (dlog mu)(-dlog(1 - mu)): both stay finite where mu rounds to 0 or 1
+        y = _f(y)
+        lp, lq, dp, dq = self.link.bernoulli_logs(eta)
+        w = _f(wt) / phi
+        score = w * (np.where(y > 0, y * dp, 0.0) + np.where(y < 1, (1.0 - y) * dq, 0.0))
+        # the weights are floored at eps (as R's clamps floor them): they only set the Newton
+        # metric, and separated rows must not make the penalized system singular
+        return self.link.inverse_exact(eta), score, w * np.maximum(-dp * dq, _EPS)
+
+    def observed_curvature(self, y, eta, wt, phi=1.0):
+        y = _f(y)
+        d2p, d2q = self.link.bernoulli_logs(eta, second=True)[4:]
+        w = _f(wt) / phi
+        return -w * (np.where(y > 0, y * d2p, 0.0) + np.where(y < 1, (1.0 - y) * d2q, 0.0))
+
+    @staticmethod
+    def _counts(y, wt, noninteger):
+        """(successes, trials) from proportions and weights, as `loglik` forms them."""
         k = wt * y
         n = wt
         if noninteger == "round":
@@ -360,11 +466,7 @@ class Binomial(Family):
             raise ValueError("noninteger must be 'continuous' or 'round'")
         # snap near-integers (floating error in wt*y) so integer cases are exact
         kr = np.round(k)
-        k = np.where(np.abs(k - kr) < 1e-8 * np.maximum(1.0, np.abs(k)), kr, k)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lchoose = sp.gammaln(n + 1.0) - sp.gammaln(k + 1.0) - sp.gammaln(n - k + 1.0)
-            ll = lchoose + sp.xlogy(k, mu) + sp.xlog1py(n - k, -mu)
-        return np.where(wt > 0, ll, 0.0)
+        return np.where(np.abs(k - kr) < 1e-8 * np.maximum(1.0, np.abs(k)), kr, k), n
 
     def initialize(self, y, wt=None):
         y = _f(y)
@@ -476,6 +578,24 @@ class Gamma(_PositiveResponse):
         with np.errstate(divide="ignore", invalid="ignore"):
             ll = sp.xlogy(shape - 1.0, y) - y / scale - sp.gammaln(shape) - shape * np.log(scale)
         return _times_wt(ll, wt)
+
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0):
+        if self.link.name != "log":
+            return super().loglik_eta(y, eta, wt, dispersion)
+        y, eta = _f(y), _f(eta)
+        phi = _f(dispersion)
+        shape = 1.0 / phi
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ll = (sp.xlogy(shape - 1.0, y) - y * np.exp(-eta) / phi - sp.gammaln(shape)
+                  - shape * (eta + np.log(phi)))
+        return _times_wt(ll, _wt(wt, y))
+
+    def dev_resids_eta(self, y, eta, wt=None):
+        if self.link.name != "log":
+            return super().dev_resids_eta(y, eta, wt)
+        y, eta = _f(y), _f(eta)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return -2.0 * _wt(wt, y) * (np.log(y) - eta - (y * np.exp(-eta) - 1.0))
 
 
 
@@ -591,6 +711,28 @@ class NegativeBinomial2(_CountResponse):
                 - theta * np.log1p(mu / theta)
             )
         return _times_wt(ll, wt)
+
+    def loglik_eta(self, y, eta, wt=None, dispersion=1.0):
+        theta = self._theta()
+        if self.link.name != "log" or np.isinf(theta):
+            return super().loglik_eta(y, eta, wt, dispersion)
+        y, eta = _f(y), _f(eta)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            l1 = np.log1p(np.exp(eta) / theta)           # log(1 + mu / theta)
+            ll = (_lgamma_ratio(theta, y) - sp.gammaln(y + 1.0)
+                  + np.where(y > 0, y * (eta - l1), 0.0) - theta * l1)
+        return _times_wt(ll, _wt(wt, y))
+
+    def dev_resids_eta(self, y, eta, wt=None):
+        theta = self._theta()
+        if self.link.name != "log" or np.isinf(theta):
+            return super().dev_resids_eta(y, eta, wt)
+        y, eta = _f(y), _f(eta)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            mu = np.exp(eta)
+            return 2.0 * _wt(wt, y) * (
+                np.where(y > 0, y * (np.log(np.maximum(1.0, y)) - eta), 0.0)
+                - (y + theta) * np.log((y + theta) / (mu + theta)))
 
 
 

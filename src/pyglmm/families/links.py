@@ -25,6 +25,7 @@ __all__ = [
     "LINK_ALIASES",
     "make_link",
     "DBL_EPSILON",
+    "log1mexp",
 ]
 
 #: R's ``.Machine$double.eps``
@@ -38,6 +39,16 @@ _INVEPS = 1.0 / DBL_EPSILON
 
 def _f(x):
     return np.asarray(x, dtype=np.float64)
+
+
+_LN2 = float(np.log(2.0))
+
+
+def log1mexp(a):
+    """log(1 - exp(-a)) for a >= 0, accurate for small and large a (Maechler 2012)."""
+    a = _f(a)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.where(a <= _LN2, np.log(-np.expm1(-a)), np.log1p(-np.exp(-a)))
 
 
 class Link:
@@ -56,6 +67,24 @@ class Link:
 
     def valid_eta(self, eta) -> bool:  # R: valideta
         return True
+
+    # Exact forms, without R's clamps: R bounds mu away from 0 and 1 (and dmu/deta away from 0)
+    # so that glm.fit's IRLS never divides by zero, but a likelihood computed from a clamped mu
+    # caps what a badly fitted row can cost (log(eps) = -36 instead of -exp(eta)), and an
+    # optimiser exploits the cap. The likelihood, its score and its curvature are therefore
+    # computed from eta through these methods.
+    def inverse_exact(self, eta):
+        """mu = g^{-1}(eta) without clamps."""
+        return self.inverse(eta)
+
+    def mu_eta_exact(self, eta):
+        """dmu/deta without clamps."""
+        return self.mu_eta(eta)
+
+    def bernoulli_logs(self, eta, second: bool = False):
+        """For links onto (0, 1): (log mu, log(1 - mu), d log mu/deta, d log(1 - mu)/deta) and,
+        with ``second``, the two second derivatives, each computed stably from eta."""
+        raise NotImplementedError(f"the {self.name} link does not map onto (0, 1)")
 
     # R-style aliases
     def linkfun(self, mu):
@@ -108,6 +137,23 @@ class LogitLink(Link):
         out = e / (opexp * opexp)
         return np.where((eta > _THRESH) | (eta < _MTHRESH), DBL_EPSILON, out)
 
+    def inverse_exact(self, eta):
+        return sp.expit(_f(eta))
+
+    def mu_eta_exact(self, eta):
+        mu = sp.expit(_f(eta))
+        return mu * sp.expit(-_f(eta))
+
+    def bernoulli_logs(self, eta, second: bool = False):
+        eta = _f(eta)
+        lp, lq = sp.log_expit(eta), sp.log_expit(-eta)
+        mu, omu = sp.expit(eta), sp.expit(-eta)
+        out = (lp, lq, omu, -mu)
+        if second:
+            v = -mu * omu
+            out += (v, v)
+        return out
+
 
 #: -qnorm(.Machine$double.eps)
 _PROBIT_THRESH = 8.125890664701906  # R: -qnorm(.Machine$double.eps); scipy ndtri differs by 1 ulp
@@ -127,6 +173,24 @@ class ProbitLink(Link):
     def mu_eta(self, eta):
         eta = _f(eta)
         return np.maximum(np.exp(-0.5 * eta * eta) / _SQRT_2PI, DBL_EPSILON)
+
+    def inverse_exact(self, eta):
+        return sp.ndtr(_f(eta))
+
+    def mu_eta_exact(self, eta):
+        eta = _f(eta)
+        return np.exp(-0.5 * eta * eta) / _SQRT_2PI
+
+    def bernoulli_logs(self, eta, second: bool = False):
+        eta = _f(eta)
+        lp, lq = sp.log_ndtr(eta), sp.log_ndtr(-eta)
+        logphi = -0.5 * eta * eta - 0.5 * np.log(2.0 * np.pi)
+        r = np.exp(logphi - lp)          # phi / Phi(eta): inverse Mills ratio
+        m = np.exp(logphi - lq)          # phi / Phi(-eta)
+        out = (lp, lq, r, -m)
+        if second:
+            out += (-r * (eta + r), -m * (m - eta))
+        return out
 
 
 def _qcauchy(p):
@@ -171,6 +235,27 @@ class CauchitLink(Link):
         eta = _f(eta)
         return np.maximum(1.0 / (np.pi * (1.0 + eta * eta)), DBL_EPSILON)
 
+    def inverse_exact(self, eta):
+        return _pcauchy(eta)
+
+    def mu_eta_exact(self, eta):
+        eta = _f(eta)
+        return 1.0 / (np.pi * (1.0 + eta * eta))
+
+    def bernoulli_logs(self, eta, second: bool = False):
+        eta = _f(eta)
+        P, Q = _pcauchy(eta), _pcauchy(-eta)        # both tails accurate
+        with np.errstate(divide="ignore"):      # log of the small tail, log1p of minus it
+            lp = np.where(eta > 0, np.log1p(-Q), np.log(P))
+            lq = np.where(eta < 0, np.log1p(-P), np.log(Q))
+        f = 1.0 / (np.pi * (1.0 + eta * eta))
+        a, m = f / P, f / Q
+        out = (lp, lq, a, -m)
+        if second:
+            c = 2.0 * eta / (1.0 + eta * eta)       # -f'/f
+            out += (-a * c - a * a, m * c - m * m)
+        return out
+
 
 class CloglogLink(Link):
     name = "cloglog"
@@ -191,6 +276,31 @@ class CloglogLink(Link):
         with np.errstate(over="ignore", under="ignore"):
             e = np.exp(eta)
             return np.maximum(e * np.exp(-e), DBL_EPSILON)
+
+    def inverse_exact(self, eta):
+        with np.errstate(over="ignore"):
+            return -np.expm1(-np.exp(_f(eta)))
+
+    def mu_eta_exact(self, eta):
+        eta = _f(eta)
+        with np.errstate(over="ignore", under="ignore"):
+            return np.where(eta > 700.0, 0.0, np.exp(eta - np.exp(np.minimum(eta, 700.0))))
+
+    def bernoulli_logs(self, eta, second: bool = False):
+        # 1 - mu = exp(-e^eta): log(1 - mu) = -e^eta exactly; log mu = log(-expm1(-e^eta)),
+        # which is eta itself once e^eta underflows.
+        eta = _f(eta)
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            e = np.exp(eta)
+            lp = np.where(eta < -700.0, eta, log1mexp(e))
+            g = np.where(eta < -700.0, 1.0, e / np.expm1(e))     # d log mu / d eta
+            g = np.where(np.isnan(g), 0.0, g)                    # e = inf: inf / inf
+        out = (lp, -e, g, -e)
+        if second:
+            with np.errstate(invalid="ignore"):
+                d2 = np.where(g == 0.0, 0.0, g * (1.0 - e - g))
+            out += (d2, -e)
+        return out
 
 
 class IdentityLink(Link):
@@ -220,6 +330,28 @@ class LogLink(Link):
     def mu_eta(self, eta):
         with np.errstate(over="ignore"):
             return np.maximum(np.exp(_f(eta)), DBL_EPSILON)
+
+    def inverse_exact(self, eta):
+        with np.errstate(over="ignore"):
+            return np.exp(_f(eta))
+
+    def mu_eta_exact(self, eta):
+        return self.inverse_exact(eta)
+
+    def bernoulli_logs(self, eta, second: bool = False):
+        # binomial(link = "log"): mu = e^eta < 1 needs eta < 0; log(1 - mu) = log(-expm1(eta))
+        eta = _f(eta)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            e = np.exp(eta)
+            em1 = np.expm1(eta)
+            lq = np.where(eta < 0.0, log1mexp(-eta), np.nan)
+            dq = e / em1
+        ones = np.ones_like(eta)
+        out = (eta.copy(), lq, ones, dq)
+        if second:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out += (np.zeros_like(eta), -e / (em1 * em1))
+        return out
 
 
 class SqrtLink(Link):

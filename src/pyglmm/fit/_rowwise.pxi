@@ -53,11 +53,13 @@ cdef Scratch _scratch(object ebuf, object lbuf) except *:
 
 cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, const double* wt,
                     double* mu, Scratch sc, double shape) noexcept nogil:
-    """mu = linkinv(eta) for every row (R's clamps) and half the sum of the rows' deviance
-    residuals, minus its y-only part for Poisson and binomial (pirls.py's forms).
-    Log link (fam 0, 2, 3): mu = max(exp(eta), eps). Binomial (fam 1): mu from e = exp(-|eta|),
-    with eta clamped at +-30 as R's logit_linkinv; log(1 + e^eta) = max(eta, 0) + log1p(e).
-    nbinom2 and Gamma: their full deviance residuals, as families/family.py computes them."""
+    """mu = linkinv(eta) for every row and half the sum of the rows' deviance residuals, minus
+    its y-only part for Poisson and binomial (pirls.py's forms). The deviance is computed from
+    eta, never from a clamped mu (a clamp would cap what a badly fitted row costs):
+    log link (fam 0, 2, 3): log mu = eta, mu = exp(eta) (floored at eps only for the weights);
+    binomial (fam 1): log(1 + e^eta) = max(eta, 0) + log1p(e), e = exp(-|eta|), for every eta
+    (mu clamped as R's logit_linkinv, for the weights).
+    nbinom2 and Gamma: their full deviance residuals, as families/family.py's `dev_resids_eta`."""
     cdef double* e = sc.e
     cdef double* l = sc.l
     cdef Py_ssize_t i
@@ -67,20 +69,17 @@ cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, c
             e[i] = eta[i]
         _vexp(e, sc.earr, n)
         for i in range(n):
-            m = e[i] if e[i] > EPS else EPS
-            mu[i] = m
             et = eta[i]
             yi = y[i]
             if fam == 0:
-                if et > -30.0 and et < 700.0:
-                    s += wt[i] * (m - yi * et)
-                else:
-                    s += wt[i] * (m - yi * log(m))
+                s += wt[i] * (e[i] - yi * et)
             elif fam == 2:
-                s += wt[i] * (yi * log((yi if yi > 1.0 else 1.0) / m)
-                              - (yi + shape) * log((yi + shape) / (m + shape)))
+                if yi > 0.0:
+                    s += wt[i] * yi * (log(yi if yi > 1.0 else 1.0) - et)
+                s -= wt[i] * (yi + shape) * log((yi + shape) / (e[i] + shape))
             else:
-                s -= wt[i] * (log(yi / m) - (yi - m) / m)
+                s -= wt[i] * (log(yi) - et - yi / e[i] + 1.0)
+            mu[i] = e[i] if e[i] > EPS else EPS
         return s
     for i in range(n):
         e[i] = -fabs(eta[i])
@@ -88,6 +87,8 @@ cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, c
     _vlog1p(e, l, sc.earr, sc.larr, n)
     for i in range(n):
         et = eta[i]
+        # mu keeps R's clamp (eta beyond +-30): it feeds only the weights and the score, where
+        # it keeps the Fisher weights >= eps (separated data stay solvable); the deviance is exact
         if et < -30.0:
             m = EPS / (1.0 + EPS)
         elif et > 30.0:
@@ -97,10 +98,7 @@ cdef double _mu_dev(int fam, Py_ssize_t n, const double* eta, const double* y, c
         else:
             m = e[i] / (1.0 + e[i])
         mu[i] = m
-        if fabs(et) < 30.0:
-            s += wt[i] * ((et if et > 0.0 else 0.0) + l[i] - y[i] * et)
-        else:
-            s -= wt[i] * (y[i] * log(m) + (1.0 - y[i]) * log1p(-m))
+        s += wt[i] * ((et if et > 0.0 else 0.0) + l[i] - y[i] * et)
     return s
 
 

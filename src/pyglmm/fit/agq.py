@@ -76,8 +76,7 @@ def agq_deviance(problem: GlmmProblem, theta: np.ndarray, beta: np.ndarray, nAGQ
     logs = np.empty((T.shape[0], l))
     for k, t in enumerate(T):
         eta = r.eta + A @ t
-        mu = fam.link.inverse(eta)
-        ll = rs.sum_by_first(fam.loglik(y, mu, wt, phi))
+        ll = rs.sum_by_first(fam.loglik_eta(y, eta, wt, phi))
         ut = U + np.einsum("jba,b->ja", Linv, t)       # u_j + L_j^{-T} t
         h = ll - 0.5 * (ut * ut).sum(axis=1)
         logs[k] = h + 0.5 * float(t @ t) + np.log(W[k])

@@ -75,33 +75,27 @@ class GlmmProblem:
 
     # pieces ----------------------------------------------------------------
     def _moments(self, eta, phi, mu=None):
-        """mu, dmu/deta, V(mu) and the Fisher weights; canonical links need no extra passes."""
+        """mu, the score d log f/d eta and the Fisher weights of every row, from eta without
+        the links' clamps (the family's `eta_moments`); canonical links need no extra passes."""
         fam = self.family
-        if mu is None:
-            mu = fam.link.inverse(eta)
         canon = (fam.name, fam.link.name)
-        if canon == ("poisson", "log"):
-            return mu, mu, mu, (self.w_prior * mu if phi == 1.0 else self.w_prior * mu / phi)
-        if canon == ("binomial", "logit"):
-            v = mu * (1.0 - mu)
-            return mu, v, v, (self.w_prior * v if phi == 1.0 else self.w_prior * v / phi)
-        d = fam.link.mu_eta(eta)
-        var = fam.variance(mu)
-        w = self.w_prior * d * d / var / phi
-        return mu, d, var, w
+        if canon == ("poisson", "log") or canon == ("binomial", "logit"):
+            if mu is None:
+                mu = fam.link.inverse(eta)
+            v = mu if canon[0] == "poisson" else mu * (1.0 - mu)
+            w = self.w_prior * v if phi == 1.0 else self.w_prior * v / phi
+            score = self.w_prior * (self.y - mu) if phi == 1.0 else self.w_prior * (self.y - mu) / phi
+            return mu, score, w
+        return fam.eta_moments(self.y, eta, self.w_prior, phi)
 
-    def _observed_weights(self, eta, mu, d, var, w, phi):
+    def _observed_weights(self, eta, mu, phi):
         """-d2 log f / d eta2: the exact Laplace curvature (glmmTMB), not the Fisher weight; in
         closed form where gradient.py has it (log-link nbinom2 and Gamma, the curvature the exact
-        gradient assumes), else by central differences of mu.eta and the variance function."""
+        gradient assumes), else the family's `observed_curvature`."""
         fam = self.family
         if (fam.name, fam.link.name) in OBSERVED_CLOSED:
             return curvature(fam, mu, self.y, self.w_prior, phi)[0]
-        h = 1e-5 * np.maximum(1.0, np.abs(eta))
-        d2 = (fam.link.mu_eta(eta + h) - fam.link.mu_eta(eta - h)) / (2 * h)
-        hm = 1e-5 * np.maximum(1.0, np.abs(mu))
-        dv = (fam.variance(mu + hm) - fam.variance(mu - hm)) / (2 * hm)
-        return w - self.w_prior / phi * (self.y - mu) * (d2 / var - d * d * dv / (var * var))
+        return fam.observed_curvature(self.y, eta, self.w_prior, phi)
 
     def _saturated_m2ll(self) -> float:
         """-2 log-likelihood of the saturated model (mu = y), cached: it depends on y only."""
@@ -142,34 +136,33 @@ class GlmmProblem:
             self._wy_pair = (self.w_prior * self.y, self.w_prior * (1 - self.y))
         return self._wy_pair
 
-    def _devsum(self, mu, eta=None) -> float:
-        """sum(dev_resids): for Poisson and binomial as a cached y-only constant plus log terms."""
+    def _devsum(self, mu, eta) -> float:
+        """sum(dev_resids) at eta, without the links' clamps on mu (they would cap what a row
+        can cost); for Poisson and binomial as a cached y-only constant plus log terms."""
         fam, y, wt = self.family, self.y, self.w_prior
-        if fam.name == "poisson":
-            dconst = self._dev_constant()
-            if eta is not None and fam.link.name == "log" and eta.min() > -30 and eta.max() < 700:
-                # log mu = eta for the log link: no logarithm needed
-                return dconst + 2.0 * float(wt @ mu - self._weighted_y()[0] @ eta)
-            with np.errstate(divide="ignore"):
-                return dconst + 2.0 * float(wt @ (mu - y * np.log(mu)))
+        if fam.name == "poisson" and fam.link.name == "log":
+            # log mu = eta: no logarithm needed (mu's floor at eps changes the sum by < n eps)
+            with np.errstate(invalid="ignore"):
+                return self._dev_constant() + 2.0 * float(wt @ mu - self._weighted_y()[0] @ eta)
         if fam.name == "binomial":
             dconst = self._dev_constant()
-            if eta is not None and fam.link.name == "logit" and eta.min() > -30 and eta.max() < 30:
-                # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta) for the logit link;
-                # log(1 + e^eta) = max(eta, 0) + log(1 + e^-|eta|) (np.logaddexp is 10x slower)
+            if fam.link.name == "logit":
+                # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta), exact for every eta
+                # with log(1 + e^eta) = max(eta, 0) + log(1 + e^-|eta|) (np.logaddexp is 10x slower)
                 t = np.abs(eta)
                 np.negative(t, out=t)
                 np.exp(t, out=t)
-                t += 1.0
-                np.log(t, out=t)
+                np.log1p(t, out=t)
                 t += np.maximum(eta, 0.0)
                 return dconst + 2.0 * float(wt @ t - self._weighted_y()[0] @ eta)
-            with np.errstate(divide="ignore"):
-                wy, w1y = self._weighted_y()
-                return dconst - 2.0 * float(wy @ np.log(mu) + w1y @ np.log1p(-mu))
-        return float(fam.dev_resids(y, mu, wt).sum())
+            lp, lq = fam.link.bernoulli_logs(eta)[:2]
+            wy, w1y = self._weighted_y()
+            with np.errstate(invalid="ignore"):
+                s = float(wy[wy != 0] @ lp[wy != 0] + w1y[w1y != 0] @ lq[w1y != 0])
+            return dconst - 2.0 * s
+        return float(fam.dev_resids_eta(y, eta, wt).sum())
 
-    def _pdev(self, mu, u, phi, eta=None):
+    def _pdev(self, mu, u, phi, eta):
         return self._devsum(mu, eta) / phi + float(u @ u)
 
     def _kernel_code(self) -> int | None:
@@ -235,13 +228,13 @@ class GlmmProblem:
         if status == 3:
             raise PirlsFailure("the fixed-effects block of the joint PIRLS system is not positive "
                                "definite")
-        ll, sqr_u = self._at_mode(theta, u, mu, pdev, phi)
+        ll, sqr_u = self._at_mode(theta, u, eta, pdev, phi)
         X = self.X if joint else None
         return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, loglik_cond=ll, sqr_u=sqr_u,
                            deviance=-2.0 * ll + sqr_u + logdet, iterations=it, _RX=RX,
                            _factor_fn=lambda: BlockedFactor(rs, rs.scaled_values(theta), w, X))
 
-    def _at_mode(self, theta, u, mu, pdev, phi) -> tuple[float, float]:
+    def _at_mode(self, theta, u, eta, pdev, phi) -> tuple[float, float]:
         """Keep the mode as the next warm start; return (log f(y | u), |u|^2). For Poisson and
         binomial -2 log f(y|u) = sum(dev_resids) - 2 log f_saturated(y): the penalized deviance
         already computed is reused instead of evaluating lgamma terms again."""
@@ -250,7 +243,7 @@ class GlmmProblem:
         sqr_u = float(u @ u)
         if self.family.name in ("binomial", "poisson"):
             return -0.5 * ((pdev - sqr_u) + self._saturated_m2ll()), sqr_u
-        return float(self.family.loglik(self.y, mu, self.w_prior, phi).sum()), sqr_u
+        return float(self.family.loglik_eta(self.y, eta, self.w_prior, phi).sum()), sqr_u
 
     def glm_fit_compiled(self, maxit: int) -> np.ndarray | None:
         """The GLM without random effects (the start of beta) by the compiled joint PIRLS at
@@ -282,7 +275,7 @@ class GlmmProblem:
         base = self.offset + X @ beta          # fixed during PIRLS unless joint
         zvals = rs.scaled_values(theta)
         eta = base + rs.Zu(zvals, u)
-        mu, d, var, w = self._moments(eta, phi)
+        mu, score, w = self._moments(eta, phi)
         pdev = self._pdev(mu, u, phi, eta)
         if u0 is None and not near and u.any():
             # the previous mode is a poor start after a long step in theta: start from u = 0
@@ -293,12 +286,12 @@ class GlmmProblem:
             if not np.isfinite(pdev) or p0 < pdev:
                 u[:] = 0.0
                 eta = eta0
-                mu, d, var, w = self._moments(eta, phi, mu0)
+                mu, score, w = self._moments(eta, phi, mu0)
                 pdev = p0
         elif not np.isfinite(pdev):
             u[:] = 0.0
             eta = self.offset + X @ beta
-            mu, d, var, w = self._moments(eta, phi)
+            mu, score, w = self._moments(eta, phi)
             pdev = self._pdev(mu, u, phi, eta)
         it = 0
         converged = False
@@ -308,7 +301,6 @@ class GlmmProblem:
                 F = BlockedFactor(rs, zvals, w, X if joint else None)
             except NotPositiveDefinite as e:
                 raise PirlsFailure(str(e)) from e
-            score = w * (y - mu) / d if d is not var else self.w_prior * (y - mu) / phi
             g_u = rs.Ztr(zvals, score) - u
             rhs = np.concatenate([g_u, X.T @ score]) if joint else g_u
             delta = F.solve(rhs)
@@ -337,7 +329,7 @@ class GlmmProblem:
             u, beta, eta = un, bn, etan
             change = pdev - pn
             pdev = pn
-            mu, d, var, w = self._moments(eta, phi, mun)
+            mu, score, w = self._moments(eta, phi, mun)
             F = None
             if change <= 1e-15 * (1 + abs(pdev)) and step < 1:
                 converged = True
@@ -345,14 +337,14 @@ class GlmmProblem:
         if not converged and not np.isfinite(pdev):
             raise PirlsFailure("PIRLS did not converge: the linear predictor diverged")
         if self.laplace_weights == "observed":
-            w = self._observed_weights(eta, mu, d, var, w, phi)
+            w = self._observed_weights(eta, mu, phi)
             F = None
         if F is None:
             try:
                 F = BlockedFactor(rs, zvals, w, X if joint else None)
             except (NotPositiveDefinite, np.linalg.LinAlgError, FloatingPointError) as e:
                 raise PirlsFailure(str(e)) from e
-        ll, sqr_u = self._at_mode(theta, u, mu, pdev, phi)
+        ll, sqr_u = self._at_mode(theta, u, eta, pdev, phi)
         dev = -2.0 * ll + sqr_u + F.logdet_Z()
         return PirlsResult(u=u, beta=beta, eta=eta, mu=mu, _factor=F, loglik_cond=ll, sqr_u=sqr_u,
                            deviance=dev, iterations=it)
