@@ -6,7 +6,8 @@ wt, dispersion)`` of the numpy families (tests/test_bayes.py checks this at rand
 * poisson: ``wt * (y log mu - mu - lgamma(y + 1))``
 * binomial: ``y`` proportions, ``wt`` trials: ``lchoose(n, k) + k log mu + (n - k) log(1 - mu)``
   with ``n = wt``, ``k = wt * y`` (0/1 data: ``wt = 1``; cbind(s, f): ``y = s/(s+f)``, ``wt = s+f``);
-  for the logit link written with log-sigmoids of eta (no under/overflow for large |eta|)
+  with log mu and log(1 - mu) computed from eta for every link (log-sigmoids, log_ndtr,
+  log1mexp, the cauchit tails), so that no row's cost is lost to mu rounding to 0 or 1
 * gaussian: ``aux`` = residual variance phi; ``wt`` scales the precision (R's gaussian()$aic)
 * Gamma: ``aux`` = dispersion phi = 1 / shape; ``wt`` multiplies the row's log density
 * inverse.gaussian: ``aux`` = dispersion phi
@@ -50,6 +51,43 @@ def linkinv(name: str):
     raise ValueError(f"link {name!r} has no JAX inverse in pyglmm.bayes")
 
 
+def _log1mexp(a):
+    """log(1 - exp(-a)) for a >= 0, accurate at both ends (families.links.log1mexp)."""
+    return jnp.where(a <= math.log(2.0), jnp.log(-jnp.expm1(-a)), jnp.log1p(-jnp.exp(-a)))
+
+
+def _cloglog_logs(eta):
+    e = jnp.exp(eta)
+    return jnp.where(eta < -700.0, eta, _log1mexp(jnp.where(eta < -700.0, 1.0, e))), -e
+
+
+def _cauchit_logs(eta):
+    # the small tail as atan(1/|eta|)/pi, the other by log1p of minus it
+    big = jnp.abs(eta) > 1.0
+    safe = jnp.where(big, eta, 1.0)
+    tail = jnp.arctan(1.0 / jnp.abs(safe)) / jnp.pi
+    P = jnp.where(big, jnp.where(eta > 0, 1.0 - tail, tail), 0.5 + jnp.arctan(eta) / jnp.pi)
+    Q = jnp.where(big, jnp.where(eta > 0, tail, 1.0 - tail), 0.5 - jnp.arctan(eta) / jnp.pi)
+    return (jnp.where(eta > 0, jnp.log1p(-Q), jnp.log(P)),
+            jnp.where(eta < 0, jnp.log1p(-P), jnp.log(Q)))
+
+
+def _log_logs(eta):
+    neg = jnp.where(eta < 0, -eta, 1.0)
+    return eta, jnp.where(eta < 0, _log1mexp(neg), jnp.nan)
+
+
+#: log mu and log(1 - mu) from eta for the binomial links, as the numpy links' bernoulli_logs:
+#: no rounding of mu to 0 or 1 (which would turn a finite cost such as exp(eta) into -inf)
+_BERNOULLI_LOGS = {
+    "logit": lambda eta: (nn.log_sigmoid(eta), nn.log_sigmoid(-eta)),
+    "probit": lambda eta: (jsp.log_ndtr(eta), jsp.log_ndtr(-eta)),
+    "cloglog": _cloglog_logs,
+    "cauchit": _cauchit_logs,
+    "log": _log_logs,
+}
+
+
 def _masked(ll, wt):
     return jnp.where(wt == 0, 0.0, ll)
 
@@ -83,8 +121,8 @@ def loglik_fn(family: str, link: str, with_const: bool = True):
         def f(y, eta, wt, aux=None):
             n = wt
             k = wt * y
-            if link == "logit":
-                logp, log1mp = nn.log_sigmoid(eta), nn.log_sigmoid(-eta)
+            if link in _BERNOULLI_LOGS:
+                logp, log1mp = _BERNOULLI_LOGS[link](eta)
             else:
                 mu = inv(eta)
                 ok = (mu > 0) & (mu < 1)
@@ -104,6 +142,14 @@ def loglik_fn(family: str, link: str, with_const: bool = True):
             ws = jnp.where(wt > 0, wt, 1.0)
             ll = -0.5 * (c * (_LOG_2PI - jnp.log(ws)) + jnp.log(aux) + ws * r * r / aux)
             return _masked(ll, wt)
+        return f
+
+    if family == "Gamma" and link == "log":
+        def f(y, eta, wt, aux):
+            shape = 1.0 / aux
+            ll = ((shape - 1.0) * jnp.log(y) - y * jnp.exp(-eta) / aux - jsp.gammaln(shape)
+                  - shape * (eta + jnp.log(aux)))
+            return _masked(ll * wt, wt)
         return f
 
     if family == "Gamma":
