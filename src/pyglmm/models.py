@@ -1,11 +1,7 @@
 """Entry points `glmer` and `lmer`: formula + data -> design -> fit -> result (lme4's pipeline)."""
 from __future__ import annotations
 
-import functools
-import inspect
-import linecache
 import math
-import os
 import warnings
 from dataclasses import dataclass, replace as _dc_replace
 
@@ -24,12 +20,13 @@ from .fit.pirls import GlmmProblem
 from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor
 from .linalg.small import spd_inverse
+from .arguments import arg_bool, arg_choice, arg_control, arg_formula, arg_int, arg_start, arg_vector
 from .checks import (SINGULAR_TOL, _check_dense_size, _check_identifiable, _check_response_varies,
-                     _conv_messages, _note_frame, _separation_messages, _singular, arg_bool,
-                     arg_choice, arg_control, arg_formula, arg_int, arg_level, arg_seed, arg_start,
-                     arg_vector, check_nobs_vs_nre, check_start_lengths)
-from .errors import ArgumentError, ArgumentTypeError, DataError, FitError, PyglmmError
-from .formula import FormulaError, check_repeated_terms, parse_formula
+                     _conv_messages, _note_frame, _separation_messages, _singular,
+                     check_nobs_vs_nre, check_start_lengths)
+from .errors import ArgumentError, ArgumentTypeError, DataError, PyglmmError
+from .guard import public_entry
+from .formula import check_repeated_terms, parse_formula
 from .linalg.restructure import ReStructure, TermStructure
 from .results.model import FitRecord, Lazy, MixedModel
 from .results.varcorr import TermInfo
@@ -559,178 +556,6 @@ def _lmer_rescaled(frame, s: float, *, formula, data_name, REML, verbose, quiet,
     return m
 
 
-# --- last-resort conversion of internal exceptions ---------------------------------------------
-
-_PASS_THROUGH = (MemoryError, Warning, NotImplementedError, ImportError)
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-
-
-def _raised_by_pyglmm(exc: BaseException) -> bool:
-    """True when ``exc`` comes from a ``raise`` statement in pyglmm's own code (its message was
-    written for the user), not from numpy, pandas, scipy or an operator inside pyglmm."""
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    path = tb.tb_frame.f_code.co_filename
-    if not os.path.abspath(path).startswith(_PKG_DIR):
-        return False
-    return linecache.getline(path, tb.tb_lineno).strip().startswith("raise")
-
-
-def _convert(exc: Exception, formula: str, where: str) -> PyglmmError:
-    """A pyglmm error for an exception that escaped the numerics, saying what to change."""
-    f = f"{formula!r}" if formula else "the model"
-    if isinstance(exc, RecursionError):
-        return FormulaError(f"{where} {f}: the formula is nested too deeply to evaluate; remove "
-                            "redundant parentheses or nested function calls", formula or "", 0)
-    if isinstance(exc, np.linalg.LinAlgError):
-        return FitError(
-            f"{where} {f} failed: a matrix that must be positive definite is not ({exc}). Usually "
-            "the fixed effects are collinear or on extreme scales, or the random effects are too "
-            "many for the data: check for constant, duplicated or perfectly correlated columns, "
-            "rescale variables with very large or tiny values, or simplify the random-effects terms")
-    if isinstance(exc, (OverflowError, ZeroDivisionError, FloatingPointError)):
-        return FitError(
-            f"{where} {f} failed: numerical {type(exc).__name__} ({exc}); rescale variables with "
-            "very large or tiny values (e.g. scale(x)) or simplify the model")
-    if _raised_by_pyglmm(exc) and isinstance(exc, (ValueError, TypeError)):
-        cls = ArgumentTypeError if isinstance(exc, TypeError) else DataError
-        return cls(str(exc))
-    return FitError(
-        f"{where} {f} failed with an internal {type(exc).__name__}: {exc}. This is an input "
-        "pyglmm does not check yet (or a bug): check the data for empty, constant, all-missing or "
-        "extreme columns and the arguments' types; please report it with the data's shape")
-
-
-def _public_entry(fn, where: str = "fitting"):
-    """Wrap a public entry point: pyglmm errors (and MemoryError, KeyboardInterrupt, warnings
-    raised as errors) pass through, anything else becomes a pyglmm error naming the model
-    formula, with the original chained."""
-    @functools.wraps(fn)
-    def entry(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except PyglmmError:
-            raise
-        except _PASS_THROUGH:
-            raise
-        except Exception as exc:
-            if args and isinstance(args[0], MixedModel):
-                formula = args[0].formula
-            else:
-                formula = kwargs.get("formula", args[0] if args else "")
-                formula = formula if isinstance(formula, str) else getattr(formula, "text", "")
-            raise _convert(exc, formula, where) from exc
-    entry.__wrapped_entry__ = True
-    return entry
-
-
-glmer = _public_entry(glmer)
-lmer = _public_entry(lmer)
-refit = _public_entry(refit, "refitting")
-
-
-# --- the MixedModel methods: argument checks and the same last-resort conversion ---------------
-
-def _check_simulate(self, a):
-    arg_int("nsim", a["nsim"], "simulate", lo=1)
-    if a["re_form"] is not None and not isinstance(a["re_form"], str):
-        raise ArgumentTypeError(f"simulate(): re_form must be None (condition on the estimated "
-                                f"random effects) or '~0' (draw new ones), not "
-                                f"{type(a['re_form']).__name__} {a['re_form']!r}")
-    arg_seed("seed", a["seed"], "simulate")
-
-
-def _check_predict(self, a):
-    for name in ("allow_new_levels", "se_fit", "marginal"):
-        arg_bool(name, a[name], "predict")
-    arg_choice("type", a["type"], ("link", "response"), "predict")
-    arg_choice("interval", a["interval"], ("confidence",), "predict", allow_none=True)
-    arg_level("level", a["level"], "predict")
-    arg_choice("method", a["method"], ("quadrature", "mc"), "predict")
-    arg_int("n_nodes", a["n_nodes"], "predict", lo=1)
-    arg_int("n_draws", a["n_draws"], "predict", lo=1)
-    arg_seed("seed", a["seed"], "predict")
-    arg_vector("offset", a["offset"], "predict")
-
-
-_CONFINT_KWARGS = {"wald": (), "profile": (), "boot": ("nsim", "seed", "workers", "progress")}
-
-
-def _check_confint(self, a):
-    arg_level("level", a["level"], "confint")
-    parm = a["parm"]
-    if parm is not None and not isinstance(parm, str) and not (
-            isinstance(parm, (list, tuple)) and all(
-                isinstance(v, (str, int, np.integer)) and not isinstance(v, bool) for v in parm)):
-        raise ArgumentTypeError(
-            f"confint(): parm must be None, 'beta_', 'theta_', a parameter name or a list of names "
-            f"/ 1-based indices (e.g. [2]), not {type(parm).__name__} {parm!r}")
-    method = a["method"]
-    if not isinstance(method, str):
-        raise ArgumentTypeError(f"confint(): method must be 'wald', 'profile' or 'boot', not "
-                                f"{type(method).__name__} {method!r}")
-    if method.lower() not in _CONFINT_KWARGS:
-        import difflib
-        close = difflib.get_close_matches(method.lower(), list(_CONFINT_KWARGS), n=1, cutoff=0.5)
-        raise ArgumentError(f"confint(): unknown confint method {method!r}; use 'wald', 'profile' "
-                            "or 'boot'" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    method = method.lower()
-    kw = a.get("kwargs", {})
-    allowed = _CONFINT_KWARGS[method]
-    for k in kw:
-        if k not in allowed:
-            raise ArgumentTypeError(
-                f"confint(): unknown argument {k!r} for method={a['method']!r}; "
-                + (f"it takes {', '.join(allowed)}" if allowed else "it takes no further arguments"))
-    if method == "boot":
-        if "nsim" in kw:
-            arg_int("nsim", kw["nsim"], "confint", lo=1)
-        if "seed" in kw:
-            arg_seed("seed", kw["seed"], "confint")
-        if "workers" in kw:
-            arg_int("workers", kw["workers"], "confint", lo=1)
-        if "progress" in kw:
-            arg_bool("progress", kw["progress"], "confint", allow_none=True)
-    if method == "profile" and getattr(self, "_response_scale", 1.0) != 1.0:
-        raise ArgumentError("confint(): profile intervals are not available for this fit: its "
-                            "response was rescaled internally (extreme magnitude); use "
-                            "method='wald' or 'boot', or rescale the response yourself")
-
-
-def _check_level_only(fn):
-    def check(self, a):
-        arg_level("level", a["level"], fn)
-    return check
-
-
-def _guard_method(name: str, check=None) -> None:
-    """Replace MixedModel.<name> by a version that checks its arguments (named in the errors)
-    and converts internal exceptions (see _public_entry)."""
-    fn = getattr(MixedModel, name)
-    if getattr(fn, "__wrapped_entry__", False):
-        return
-    sig = inspect.signature(fn)
-    inner = _public_entry(fn, f"{name}() of")
-
-    @functools.wraps(fn)
-    def method(self, *args, **kwargs):
-        if check is not None:
-            try:
-                bound = sig.bind(self, *args, **kwargs)
-            except TypeError as exc:
-                raise ArgumentTypeError(f"{name}(): {exc}") from None
-            bound.apply_defaults()
-            check(self, bound.arguments)
-        return inner(self, *args, **kwargs)
-    method.__wrapped_entry__ = True
-    setattr(MixedModel, name, method)
-
-
-for _name, _check in (("simulate", _check_simulate), ("predict", _check_predict),
-                      ("confint", _check_confint), ("exp_fixef", _check_level_only("exp_fixef")),
-                      ("ranef_table", _check_level_only("ranef_table")), ("refit", None),
-                      ("residuals", None), ("wald_tests", None)):
-    _guard_method(_name, _check)
+glmer = public_entry(glmer)
+lmer = public_entry(lmer)
+refit = public_entry(refit, "refitting")

@@ -27,13 +27,13 @@ from __future__ import annotations
 import numpy as np
 
 from .design import model_frame
-from .families import make_family
 from .fit.lmm import LmmProblem
 from .fit.optimize import minimize_bounded
 from .linalg.blocked import BlockedFactor
-from .checks import (SINGULAR_TOL, _check_identifiable, _note_frame, _singular, arg_bool, arg_int,
-                     arg_vector, check_nobs_vs_nre)
-from .models import (_check_magnitudes, _data_name, _formula_text, _make_family, _prepare_formula, _public_entry,
+from .arguments import arg_bool, arg_int, arg_vector
+from .checks import SINGULAR_TOL, _check_identifiable, _note_frame, _singular, check_nobs_vs_nre
+from .guard import public_entry
+from .models import (_check_magnitudes, _data_name, _formula_text, _make_family, _prepare_formula,
                      _structure)
 from .results.model import FitRecord, MixedModel
 
@@ -204,4 +204,4 @@ def _pql_frame(frame, fam, *, formula: str, data_name: str, niter: int = 10, ver
     return m
 
 
-glmmPQL = _public_entry(glmmPQL)
+glmmPQL = public_entry(glmmPQL)

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .varcorr import TermInfo, covariance_blocks, term_labels, theta_names, varcorr_frame
+from .varcorr import TermInfo, covariance_blocks, theta_names, varcorr_frame
 from .._warn import user_stacklevel
+from ..guard import public_method
+from .method_args import check_confint, check_level_only, check_predict, check_simulate
 
 
 class Lazy:
@@ -102,12 +104,14 @@ class MixedModel:
             for msg in record.messages:
                 warnings.warn(msg, ConvergenceWarning, stacklevel=user_stacklevel())
 
+    @public_method(check_simulate)
     def simulate(self, nsim: int = 1, seed=None, re_form="~0") -> np.ndarray:
         """Simulated responses (n x nsim): new random effects (re_form "~0", lme4's default) or
         conditional on the estimated ones (re_form None)."""
         from ..predict.simulate import simulate
         return simulate(self, nsim=nsim, seed=seed, re_form=re_form)
 
+    @public_method(check_predict)
     def predict(self, newdata=None, re_form=None, type: str = "link", allow_new_levels: bool = False,
                 se_fit: bool = False, interval: str | None = None, level: float = 0.95, *,
                 marginal: bool = False, offset=None, method: str = "quadrature", n_nodes: int = 64,
@@ -149,6 +153,7 @@ class MixedModel:
         from ..io import save
         return save(self, path)
 
+    @public_method()
     def refit(self, newresp=None) -> "MixedModel":
         """The same model refitted to a new response (same rows and design), as lme4's refit()."""
         from ..models import refit
@@ -308,6 +313,7 @@ class MixedModel:
         return self.ranef_frames()
 
     # --- random-effect diagnostics (pyglmm.diagnostics, pyglmm.plots) ----------
+    @public_method(check_level_only("ranef_table"))
     def ranef_table(self, level: float = 0.95) -> pd.DataFrame:
         """Tidy conditional modes: group, level, term, estimate, condsd, lower, upper."""
         from ..diagnostics import ranef_table
@@ -352,6 +358,7 @@ class MixedModel:
     def linear_predictor(self) -> np.ndarray:
         return np.asarray(self._r.eta)
 
+    @public_method()
     def residuals(self, type: str = "deviance") -> np.ndarray:
         """Residuals of type "deviance", "pearson", "response" (or "working")."""
         y, mu, wt = self.frame.y, self._r.mu, self.frame.weights
@@ -372,16 +379,19 @@ class MixedModel:
         raise ValueError(f"unknown residual type {type!r}; use 'deviance', 'pearson', 'response' or 'working'")
 
     # --- inference (pyglmm.inference) ---------------------------------------
+    @public_method()
     def wald_tests(self, type: str = "III"):
         """Wald chi-square test per fixed-effect term, as car::Anova(m, type = "III"/"II")."""
         from ..inference import wald_tests
         return wald_tests(self, type=type)
 
+    @public_method(check_level_only("exp_fixef"))
     def exp_fixef(self, level: float = 0.95) -> pd.DataFrame:
         """exp(fixed effects) with Wald intervals, labelled rate/odds/hazard ratio by family and link."""
         from ..inference import exp_fixef
         return exp_fixef(self, level=level)
 
+    @public_method(check_confint)
     def confint(self, parm=None, level: float = 0.95, method: str = "wald", **kwargs) -> pd.DataFrame:
         """Confidence intervals as lme4's confint() (rows .sig01.., .sigma, fixed effects)."""
         from ..inference import confint
