@@ -250,3 +250,22 @@ def test_compiled_and_numpy_laplace_deviance_uncapped(fam, beta, monkeypatch):
         out[on] = r.deviance
     if len(out) == 2:
         assert out[True] == pytest.approx(out[False], rel=1e-8)
+
+
+@pytest.mark.parametrize("shift", [40.0, 300.0, 800.0, -800.0])
+@pytest.mark.parametrize("fam", ["poisson", "binomial"])
+def test_a_large_constant_offset_is_absorbed_by_the_intercept(fam, shift):
+    """y ~ x + offset(o) with o = c is the model without it, intercept - c (lme4 1.1-31 stops
+    with "Downdated VtV is not positive definite" / "PIRLS loop resulted in NaN value" for
+    c = 40, 300, 800; pyglmm raised PirlsFailure for c = 40)."""
+    rng = np.random.default_rng(1)
+    n = 200
+    d = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 10, n).astype(str)})
+    d["y"] = rng.poisson(2, n) if fam == "poisson" else rng.integers(0, 2, n)
+    if fam == "binomial" and abs(shift) > 100:
+        shift = math.copysign(30.0, shift)     # logit: eta of +-800 is certainty either way
+    ref = pyglmm.glmer("y ~ x + (1 | g)", d, family=fam)
+    m = pyglmm.glmer("y ~ x + offset(o) + (1 | g)", d.assign(o=shift), family=fam)
+    assert m.loglik == pytest.approx(ref.loglik, abs=1e-6)
+    np.testing.assert_allclose(m.fixef.values + [shift, 0.0], ref.fixef.values, atol=1e-5)
+    np.testing.assert_allclose(m.theta.values, ref.theta.values, atol=1e-5)

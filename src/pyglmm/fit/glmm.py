@@ -146,7 +146,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             # convex objective (canonical links) and starts from beta = 0 as well as the GLM
             # fit does: the GLM fit before it would be a second Newton run (cbpp: 7 + 6
             # iterations -> 7)
-            beta0 = np.zeros(p)
+            beta0 = problem.offset_free_beta()
         else:
             beta0 = glm_start(problem)
         if kind == "dispersion":

@@ -245,12 +245,25 @@ class GlmmProblem:
             return -0.5 * ((pdev - sqr_u) + self._saturated_m2ll()), sqr_u
         return float(self.family.loglik_eta(self.y, eta, self.w_prior, phi).sum()), sqr_u
 
+    def offset_free_beta(self) -> np.ndarray:
+        """The start beta = 0, except that an intercept column takes minus the offset's mean:
+        with large offsets (e.g. log exposures of 40) beta = 0 puts eta far from the data,
+        where Newton's method on the GLM deviance crawls and the weights overflow the joint
+        system. Without an offset this is beta = 0."""
+        beta = np.zeros(self.p)
+        off = self.offset
+        if self.p and off is not None and off.size and (off[0] != 0.0 or off.any()):
+            if np.all(self.X[:, 0] == 1.0):
+                beta[0] = -float(np.mean(off))
+        return beta
+
     def glm_fit_compiled(self, maxit: int) -> np.ndarray | None:
         """The GLM without random effects (the start of beta) by the compiled joint PIRLS at
         Lambda = 0, where it is Newton's method on the GLM deviance with step halving (= IRLS
-        for canonical links) from beta = 0; None when it fails (then R's glm.fit path)."""
+        for canonical links) from beta = 0 (`offset_free_beta`); None when it fails (then R's
+        glm.fit path)."""
         kd = self.kernel_data(first_only=True)
-        status, u, beta, *_ = self._kernel_call(kd, np.zeros(self.rs.ntheta), np.zeros(self.p),
+        status, u, beta, *_ = self._kernel_call(kd, np.zeros(self.rs.ntheta), self.offset_free_beta(),
                                                 np.zeros(self.rs.terms[0].q), 1.0, False, True,
                                                 maxit)
         return beta if status == 0 and np.isfinite(beta).all() else None
