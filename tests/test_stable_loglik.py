@@ -48,7 +48,7 @@ EXACT = [
 
 @pytest.mark.parametrize("link,eta,lp,lq", EXACT)
 def test_bernoulli_logs_are_exact_in_the_tails(link, eta, lp, lq):
-    got_p, got_q = LINKS[link].bernoulli_logs(np.array([eta]))[:2]
+    got_p, got_q = LINKS[link].bernoulli_logs(np.array([eta]), order=0)
     assert got_p[0] == pytest.approx(lp, rel=1e-12, abs=1e-300)
     assert got_q[0] == pytest.approx(lq, rel=1e-12, abs=1e-300)
 
@@ -65,7 +65,7 @@ def test_bernoulli_derivatives_match_finite_differences(link):
     lk = LINKS[link]
     eta = _etas(link)[1:-1] if link != "log" else _etas(link)[1:]
     eta = eta[(np.abs(eta) < 20) & (np.abs(eta) > 0.05)]   # the log link's pole at 0: FD error
-    lp, lq, dp, dq, d2p, d2q = lk.bernoulli_logs(eta, second=True)
+    lp, lq, dp, dq, d2p, d2q = lk.bernoulli_logs(eta, order=2)
     h = 1e-5
     up, uq, udp, udq = lk.bernoulli_logs(eta + h)[:4]
     dn, dnq, ddp, ddq = lk.bernoulli_logs(eta - h)[:4]
@@ -269,3 +269,20 @@ def test_a_large_constant_offset_is_absorbed_by_the_intercept(fam, shift):
     assert m.loglik == pytest.approx(ref.loglik, abs=1e-6)
     np.testing.assert_allclose(m.fixef.values + [shift, 0.0], ref.fixef.values, atol=1e-5)
     np.testing.assert_allclose(m.theta.values, ref.theta.values, atol=1e-5)
+
+
+@pytest.mark.parametrize("link", BINOMIAL_LINKS)
+def test_moments_are_finite_for_any_eta(link):
+    """Scores and Fisher weights stay finite (weights floored at eps, as R's clamps floor them)
+    wherever the density is finite, so PIRLS never meets a NaN at an accepted iterate."""
+    fam = make_family("binomial", link)
+    eta = np.array([-800.0, -40.0, -1e-12]) if link == "log" else np.array([-800.0, -40.0, 0.0, 40.0, 800.0])
+    for y in (0.0, 0.5, 1.0):
+        yy = np.full(eta.size, y)
+        ll = fam.loglik_eta(yy, eta, np.full(eta.size, 2.0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            mu, score, w = fam.eta_moments(yy, eta, np.full(eta.size, 2.0))
+        ok = np.isfinite(ll)
+        assert np.isfinite(score[ok]).all() and np.isfinite(w).all()
+        assert (w >= 2.0 * np.finfo(float).eps * 0.999).all()

@@ -450,8 +450,8 @@ COUNT_LIMIT = 1e9              # glmer: Poisson / negative binomial counts up to
 
 
 def _magnitude(a: np.ndarray) -> float:
-    a = np.abs(a[np.isfinite(a)]) if a.size else a
-    return float(a.max()) if a.size else 0.0
+    """max |a| (NaN when a holds NaN, which the response and frame checks refuse anyway)."""
+    return max(float(a.max()), -float(a.min())) if a.size else 0.0
 
 
 def _rescaling(name: str, v: float) -> str:

@@ -421,7 +421,7 @@ class Binomial(Family):
         y = _f(y)
         wt = _wt(wt, y)
         k, n = self._counts(y, wt, noninteger)
-        lp, lq = self.link.bernoulli_logs(eta)[:2]
+        lp, lq = self.link.bernoulli_logs(eta, order=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             lchoose = sp.gammaln(n + 1.0) - sp.gammaln(k + 1.0) - sp.gammaln(n - k + 1.0)
             ll = lchoose + np.where(k > 0, k * lp, 0.0) + np.where(n - k > 0, (n - k) * lq, 0.0)
@@ -430,7 +430,7 @@ class Binomial(Family):
     def dev_resids_eta(self, y, eta, wt=None):
         y = _f(y)
         wt = _wt(wt, y)
-        lp, lq = self.link.bernoulli_logs(eta)[:2]
+        lp, lq = self.link.bernoulli_logs(eta, order=0)
         omy = 1.0 - y
         with np.errstate(divide="ignore", invalid="ignore"):
             a = np.where(y != 0, y * (np.log(np.where(y != 0, y, 1.0)) - lp), 0.0)
@@ -441,16 +441,18 @@ class Binomial(Family):
         # score = wt (y dlog mu + (1 - y) dlog(1 - mu)); Fisher weight mu'^2 / (mu (1 - mu))
         # = (dlog mu)(-dlog(1 - mu)): both stay finite where mu rounds to 0 or 1
         y = _f(y)
-        lp, lq, dp, dq = self.link.bernoulli_logs(eta)
+        lp, lq, dp, dq = self.link.bernoulli_logs(eta, order=1)
         w = _f(wt) / phi
-        score = w * (np.where(y > 0, y * dp, 0.0) + np.where(y < 1, (1.0 - y) * dq, 0.0))
         # the weights are floored at eps (as R's clamps floor them): they only set the Newton
-        # metric, and separated rows must not make the penalized system singular
-        return self.link.inverse_exact(eta), score, w * np.maximum(-dp * dq, _EPS)
+        # metric, and separated rows must not make the penalized system singular; fmax also
+        # maps 0 * inf (cloglog where 1 - mu underflows) to the floor
+        with np.errstate(invalid="ignore"):      # dq = -inf where 1 - mu underflows (cloglog)
+            score = w * (y * dp + np.where(y < 1.0, (1.0 - y) * dq, 0.0))
+            return np.exp(lp), score, w * np.fmax(-dp * dq, _EPS)
 
     def observed_curvature(self, y, eta, wt, phi=1.0):
         y = _f(y)
-        d2p, d2q = self.link.bernoulli_logs(eta, second=True)[4:]
+        d2p, d2q = self.link.bernoulli_logs(eta, order=2)[4:]
         w = _f(wt) / phi
         return -w * (np.where(y > 0, y * d2p, 0.0) + np.where(y < 1, (1.0 - y) * d2q, 0.0))
 

@@ -81,9 +81,9 @@ class Link:
         """dmu/deta without clamps."""
         return self.mu_eta(eta)
 
-    def bernoulli_logs(self, eta, second: bool = False):
-        """For links onto (0, 1): (log mu, log(1 - mu), d log mu/deta, d log(1 - mu)/deta) and,
-        with ``second``, the two second derivatives, each computed stably from eta."""
+    def bernoulli_logs(self, eta, order: int = 1):
+        """For links onto (0, 1): (log mu, log(1 - mu)) and, up to ``order`` (0, 1 or 2), their
+        first and second derivatives in eta, each computed stably from eta."""
         raise NotImplementedError(f"the {self.name} link does not map onto (0, 1)")
 
     # R-style aliases
@@ -144,12 +144,14 @@ class LogitLink(Link):
         mu = sp.expit(_f(eta))
         return mu * sp.expit(-_f(eta))
 
-    def bernoulli_logs(self, eta, second: bool = False):
+    def bernoulli_logs(self, eta, order: int = 1):
         eta = _f(eta)
         lp, lq = sp.log_expit(eta), sp.log_expit(-eta)
-        mu, omu = sp.expit(eta), sp.expit(-eta)
+        if order == 0:
+            return lp, lq
+        mu, omu = np.exp(lp), np.exp(lq)
         out = (lp, lq, omu, -mu)
-        if second:
+        if order > 1:
             v = -mu * omu
             out += (v, v)
         return out
@@ -158,6 +160,7 @@ class LogitLink(Link):
 #: -qnorm(.Machine$double.eps)
 _PROBIT_THRESH = 8.125890664701906  # R: -qnorm(.Machine$double.eps); scipy ndtri differs by 1 ulp
 _SQRT_2PI = np.sqrt(2.0 * np.pi)
+_HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
 
 
 class ProbitLink(Link):
@@ -181,14 +184,16 @@ class ProbitLink(Link):
         eta = _f(eta)
         return np.exp(-0.5 * eta * eta) / _SQRT_2PI
 
-    def bernoulli_logs(self, eta, second: bool = False):
+    def bernoulli_logs(self, eta, order: int = 1):
         eta = _f(eta)
         lp, lq = sp.log_ndtr(eta), sp.log_ndtr(-eta)
-        logphi = -0.5 * eta * eta - 0.5 * np.log(2.0 * np.pi)
+        if order == 0:
+            return lp, lq
+        logphi = -0.5 * eta * eta - _HALF_LOG_2PI
         r = np.exp(logphi - lp)          # phi / Phi(eta): inverse Mills ratio
         m = np.exp(logphi - lq)          # phi / Phi(-eta)
         out = (lp, lq, r, -m)
-        if second:
+        if order > 1:
             out += (-r * (eta + r), -m * (m - eta))
         return out
 
@@ -242,16 +247,18 @@ class CauchitLink(Link):
         eta = _f(eta)
         return 1.0 / (np.pi * (1.0 + eta * eta))
 
-    def bernoulli_logs(self, eta, second: bool = False):
+    def bernoulli_logs(self, eta, order: int = 1):
         eta = _f(eta)
         P, Q = _pcauchy(eta), _pcauchy(-eta)        # both tails accurate
         with np.errstate(divide="ignore"):      # log of the small tail, log1p of minus it
             lp = np.where(eta > 0, np.log1p(-Q), np.log(P))
             lq = np.where(eta < 0, np.log1p(-P), np.log(Q))
+        if order == 0:
+            return lp, lq
         f = 1.0 / (np.pi * (1.0 + eta * eta))
         a, m = f / P, f / Q
         out = (lp, lq, a, -m)
-        if second:
+        if order > 1:
             c = 2.0 * eta / (1.0 + eta * eta)       # -f'/f
             out += (-a * c - a * a, m * c - m * m)
         return out
@@ -286,17 +293,19 @@ class CloglogLink(Link):
         with np.errstate(over="ignore", under="ignore"):
             return np.where(eta > 700.0, 0.0, np.exp(eta - np.exp(np.minimum(eta, 700.0))))
 
-    def bernoulli_logs(self, eta, second: bool = False):
+    def bernoulli_logs(self, eta, order: int = 1):
         # 1 - mu = exp(-e^eta): log(1 - mu) = -e^eta exactly; log mu = log(-expm1(-e^eta)),
         # which is eta itself once e^eta underflows.
         eta = _f(eta)
         with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
             e = np.exp(eta)
             lp = np.where(eta < -700.0, eta, log1mexp(e))
+            if order == 0:
+                return lp, -e
             g = np.where(eta < -700.0, 1.0, e / np.expm1(e))     # d log mu / d eta
             g = np.where(np.isnan(g), 0.0, g)                    # e = inf: inf / inf
         out = (lp, -e, g, -e)
-        if second:
+        if order > 1:
             with np.errstate(invalid="ignore"):
                 d2 = np.where(g == 0.0, 0.0, g * (1.0 - e - g))
             out += (d2, -e)
@@ -338,17 +347,19 @@ class LogLink(Link):
     def mu_eta_exact(self, eta):
         return self.inverse_exact(eta)
 
-    def bernoulli_logs(self, eta, second: bool = False):
+    def bernoulli_logs(self, eta, order: int = 1):
         # binomial(link = "log"): mu = e^eta < 1 needs eta < 0; log(1 - mu) = log(-expm1(eta))
         eta = _f(eta)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            lq = np.where(eta < 0.0, log1mexp(-eta), np.nan)
+            if order == 0:
+                return eta.copy(), lq
             e = np.exp(eta)
             em1 = np.expm1(eta)
-            lq = np.where(eta < 0.0, log1mexp(-eta), np.nan)
             dq = e / em1
         ones = np.ones_like(eta)
         out = (eta.copy(), lq, ones, dq)
-        if second:
+        if order > 1:
             with np.errstate(divide="ignore", invalid="ignore"):
                 out += (np.zeros_like(eta), -e / (em1 * em1))
         return out

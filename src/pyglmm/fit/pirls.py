@@ -155,10 +155,12 @@ class GlmmProblem:
                 np.log1p(t, out=t)
                 t += np.maximum(eta, 0.0)
                 return dconst + 2.0 * float(wt @ t - self._weighted_y()[0] @ eta)
-            lp, lq = fam.link.bernoulli_logs(eta)[:2]
+            lp, lq = fam.link.bernoulli_logs(eta, order=0)
             wy, w1y = self._weighted_y()
             with np.errstate(invalid="ignore"):
-                s = float(wy[wy != 0] @ lp[wy != 0] + w1y[w1y != 0] @ lq[w1y != 0])
+                s = float(wy @ lp + w1y @ lq)
+                if np.isnan(s):          # 0 * -inf where a row's weight of that outcome is 0
+                    s = float(wy[wy != 0] @ lp[wy != 0] + w1y[w1y != 0] @ lq[w1y != 0])
             return dconst - 2.0 * s
         return float(fam.dev_resids_eta(y, eta, wt).sum())
 
