@@ -101,6 +101,30 @@ def test_arrow_table_from_pandas_keeps_the_categorical_order(rehab):
     assert mf.fixef_names == ["(Intercept)", "genderfemale"]
 
 
+def test_arrow_table_from_pandas_arrow_dictionary_is_sorted():
+    # pandas records an ArrowDtype dictionary column as "categorical" too, but its dictionary is in
+    # order of first appearance, as in pandas (sorted there): was kept, so "b" was the reference
+    vals = ["b", "a", "c", "b", "a", "c"]
+    d = pd.DataFrame({"f": pd.Series(pa.array(vals).dictionary_encode().to_pandas(types_mapper=pd.ArrowDtype)),
+                      "y": [1.0, 2.0, 4.0, 3.0, 5.0, 7.0], "g": [1, 1, 2, 2, 3, 3]})
+    t = pa.Table.from_pandas(d, preserve_index=False)
+    assert list(to_pandas(t).f.cat.categories) == ["a", "b", "c"]
+    assert model_frame("y ~ f + (1|g)", t).fixef_names == model_frame("y ~ f + (1|g)", d).fixef_names == \
+        ["(Intercept)", "fb", "fc"]
+
+
+def test_arrow_table_with_a_pd_cut_column(base):
+    # pyarrow cannot turn a dictionary of pandas Intervals back into pandas (TypeError: unhashable
+    # type: 'dict' for the whole table): every fit of such a table failed, used column or not
+    d = base.assign(b=pd.cut(base.x, 3))
+    t = pa.Table.from_pandas(d, preserve_index=False)
+    np.testing.assert_array_equal(model_frame("y ~ x + (1|g)", t).X, model_frame("y ~ x + (1|g)", base).X)
+    mf, _ = _frame("y ~ b + (1|g)", t)
+    ref, _ = _frame("y ~ b + (1|g)", d)
+    assert mf.fixef_names == ref.fixef_names and len(mf.fixef_names) == 3
+    np.testing.assert_array_equal(mf.X, ref.X)
+
+
 @pytest.mark.parametrize("ordered", [False, True])
 def test_pandas_categorical_keeps_its_categories(ordered):
     d = pd.DataFrame({"y": np.arange(6.0), "f": pd.Categorical(list("abcabc"), categories=["c", "a", "b"],
@@ -361,6 +385,20 @@ def test_nan_produced_fit_equals_fit_without_the_rows(base):
         m1 = pyglmm.lmer("y ~ log(x) + (1|g)", d)
     m2 = pyglmm.lmer("y ~ log(x) + (1|g)", d.drop(index=[3, 17]))
     np.testing.assert_allclose(m1.fixef.to_numpy(), m2.fixef.to_numpy(), rtol=1e-8)
+
+
+def test_non_syntactic_column_with_missing_values_in_a_transformation(base):
+    # the NaN-produced check re-read each column by its bare name: "cannot evaluate 'x 2':
+    # unexpected '2'" whenever such a column had a missing value
+    d = base.rename(columns={"x": "x 2", "y": "y val"})
+    d.loc[3, "x 2"] = np.nan
+    d.loc[5, "y val"] = np.nan
+    mf, msg = _frame("`y val` ~ log(`x 2`) + I(`x 2`^2) + (1|g)", d)
+    assert msg == "" and mf.n_dropped_na == 2
+    np.testing.assert_array_equal(mf.X, model_frame("y ~ log(x) + I(x^2) + (1|g)", base.drop(index=[3, 5])).X)
+    d.loc[7, "x 2"] = -1.0
+    mf, msg = _frame("`y val` ~ sqrt(`x 2`) + (1|g)", d)
+    assert "NaNs produced" in msg and "in 1 row(s) where 'x 2' has values" in msg and mf.n_dropped_na == 3
 
 
 def test_missing_values_already_in_data_do_not_warn(base):

@@ -59,6 +59,17 @@ ERRORS = [
      "number of observations (=6) < number of random effects (=8) for term (1 + x | h)"),
     ("nobs <= nRE (glmmPQL)", lambda d: P("c ~ x + (1 + x|h)", d.iloc[:8]), DataError,
      "for term (1 + x | h)"),
+    # as many fixed effects as observations: no residual degree of freedom (was a ZeroDivisionError
+    # in lmer's REML criterion, found by tests/test_fuzz_inputs.py)
+    ("nobs == p (lmer)", lambda d: L("y ~ factor(x) + (1|h)", d.iloc[:8]), DataError,
+     "number of observations (=8) <= number of fixed effects (=8: (Intercept), factor(x)"),
+    ("nobs == p (lmer ML)", lambda d: L("y ~ factor(x) + (1|h)", d.iloc[:8], REML=False), DataError,
+     "no residual degrees of freedom"),
+    ("nobs == p with zero weights", lambda d: L("y ~ x + I(x^2) + (1|h)", d.iloc[:8],
+                                                 weights=np.r_[1.0, 1, 1, 0, 0, 0, 0, 0]), DataError,
+     "number of observations (=3 with positive weights) <= number of fixed effects (=3: (Intercept), x, I(x^2))"),
+    ("nobs == p (glmmPQL)", lambda d: P("c ~ factor(x) + (1|h)", d.iloc[:8]), DataError,
+     "<= number of fixed effects (=8"),
     # lmer / glmer / glmmPQL arguments
     ("REML a string", lambda d: L("y ~ x + (1|g)", d, REML="FALSE"), ArgumentTypeError, "REML must be True or False"),
     ("REML an int", lambda d: L("y ~ x + (1|g)", d, REML=0), ArgumentTypeError, "REML"),

@@ -217,8 +217,20 @@ def check_start_lengths(start: dict, ntheta: int, lb: np.ndarray, fixef_names: l
 def check_nobs_vs_nre(frame, allow_n: bool) -> None:
     """lme4's check.nobs.vs.nRE (default "stop" for lmer and glmer): a term with at least as many
     random effects (levels x columns) as observations (lmer; more than, for glmer, which has no
-    residual variance: lme4's allow.n) cannot be identified."""
+    residual variance: lme4's allow.n) cannot be identified. With a residual variance (lmer,
+    glmmPQL: not ``allow_n``) the fixed effects must also leave a residual degree of freedom:
+    with as many coefficients as observations (of positive weight) the fit interpolates y and
+    the profiled deviance has no minimum (was a ZeroDivisionError)."""
     n = int(frame.y.shape[0])
+    p = int(frame.X.shape[1])
+    if not allow_n and p:
+        n_pos = int(np.count_nonzero(frame.weights > 0))
+        if n_pos <= p:
+            shown = ", ".join(frame.fixef_names[:6]) + (", ..." if p > 6 else "")
+            raise DataError(
+                f"number of observations (={n_pos}{' with positive weights' if n_pos < n else ''}) "
+                f"<= number of fixed effects (={p}: {shown}); the residual variance cannot be "
+                "estimated (no residual degrees of freedom): use fewer fixed-effect terms or more data")
     for rt in frame.reterms:
         nre = len(rt.levels) * rt.X.shape[1]
         if (nre > n) if allow_n else (nre >= n):

@@ -101,13 +101,20 @@ def _from_arrow(table) -> pd.DataFrame:
     """A pyarrow Table / RecordBatch as pandas with the level rules of the module docstring."""
     import pyarrow as pa
 
-    df = table.to_pandas()
+    try:
+        df = table.to_pandas()
+    except (TypeError, ValueError, pa.ArrowException):
+        df = _arrow_by_column(table)   # pyarrow cannot rebuild a column (that may not be used)
     schema = table.schema
     try:
         meta = schema.pandas_metadata or {}
     except (ValueError, TypeError):                    # unreadable pandas metadata: ignore it
         meta = {}
-    from_pandas = {c.get("name") for c in meta.get("columns", []) if c.get("pandas_type") == "categorical"}
+    # pandas Categoricals (their metadata has num_categories), not pandas' ArrowDtype dictionary
+    # columns, which pandas also records as "categorical" but whose dictionary is in order of
+    # first appearance, no statement about the levels
+    from_pandas = {c.get("name") for c in meta.get("columns", []) if c.get("pandas_type") == "categorical"
+                   and isinstance(c.get("metadata"), dict) and "num_categories" in c["metadata"]}
     to_sort = []
     for field in schema:
         name, typ = field.name, field.type
@@ -131,6 +138,37 @@ def _from_arrow(table) -> pd.DataFrame:
                 df[name] = pd.array(col.to_pylist(), dtype="UInt64" if pa.types.is_unsigned_integer(typ)
                                     else "Int64")
     return _sort_categories(df, to_sort)
+
+
+def _arrow_by_column(table) -> pd.DataFrame:
+    """``table.to_pandas()`` column by column, for a table whose conversion fails on some column
+    (pyarrow 26 cannot rebuild a dictionary of pandas Intervals, as ``pd.cut`` makes, and
+    raises TypeError: unhashable type 'dict' for the whole table): a failing dictionary column
+    becomes a Categorical of its decoded dictionary, any other an object column of its Python
+    values (refused, naming the column, only if the formula uses it)."""
+    import pyarrow as pa
+
+    cols = []
+    for i, typ in enumerate(table.schema.types):
+        col = table.column(i)
+        try:
+            cols.append(table.select([i]).to_pandas().iloc[:, 0])
+            continue
+        except (TypeError, ValueError, pa.ArrowException):
+            pass
+        arr = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+        try:
+            if not pa.types.is_dictionary(typ):
+                raise TypeError
+            codes = arr.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
+            cats = pd.Index(arr.dictionary.to_pandas())
+            cols.append(pd.Series(pd.Categorical.from_codes(codes, categories=cats, ordered=typ.ordered)))
+        except (TypeError, ValueError, pa.ArrowException):
+            cols.append(pd.Series(arr.to_pylist(), dtype=object))
+    df = pd.concat([c.reset_index(drop=True) for c in cols], axis=1, ignore_index=True) if cols else \
+        pd.DataFrame(index=pd.RangeIndex(table.num_rows))
+    df.columns = list(table.column_names)
+    return df
 
 
 def _sort_categories(df: pd.DataFrame, names: list) -> pd.DataFrame:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..formula import FormulaError, parse_expression
-from ..formula.nodes import BinOp, Call, Name, Node, Num, Paren, Str, Unary
+from ..formula.nodes import BinOp, Call, Name, Node, Num, Paren, Str, Unary, quote_name
 from ..formula.numfmt import format_r_number, format_r_numbers
 from .._warn import user_stacklevel
 from ..fit import compiled
@@ -504,8 +504,8 @@ class Evaluator:
         nan = np.isnan(vals) if vals.ndim == 1 else np.isnan(vals).any(axis=1)
         cols = _column_names(node, self.df.columns)
         given = np.zeros(self.n, dtype=bool)
-        for c in cols:
-            given |= self.variable(c).na_mask()
+        for c in cols:                      # a column's text is its name, backquoted if not syntactic
+            given |= self.variable(quote_name(c)).na_mask()
         produced = nan & ~given
         count = int(np.count_nonzero(produced))
         if count:
