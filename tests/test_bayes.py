@@ -366,3 +366,28 @@ def test_rehab_readme_correlation_matches_ml():
         assert abs(row["Estimate"] - sd_ml[j]) < row["Est.Error"], (nm, row["Estimate"], sd_ml[j])
     _, cor_eff = _effects_sd_cor(m, "rehab")
     assert abs(cor_eff - np.median(cor)) < 0.5 * cor.std(), (cor_eff, np.median(cor))
+
+
+@pytest.mark.parametrize("kw,cls,name", [
+    (dict(draws=0), pyglmm.ArgumentError, "draws"), (dict(draws=2.5), pyglmm.ArgumentTypeError, "draws"),
+    (dict(tune=-1), pyglmm.ArgumentError, "tune"), (dict(chains="4"), pyglmm.ArgumentTypeError, "chains"),
+    (dict(seed="a"), pyglmm.ArgumentTypeError, "seed"), (dict(target_accept=1.5), pyglmm.ArgumentError, "target_accept"),
+    (dict(max_tree_depth=0), pyglmm.ArgumentError, "max_tree_depth"),
+    (dict(chain_method="par"), pyglmm.ArgumentError, "chain_method"),
+    (dict(priors=[1]), pyglmm.ArgumentTypeError, "priors"), (dict(progress="yes"), pyglmm.ArgumentTypeError, "progress"),
+    (dict(family="poison"), pyglmm.ArgumentError, "family"),
+])
+def test_bglmer_arguments_are_checked_by_name(kw, cls, name):
+    """Wrong arguments are refused before any sampling, naming the argument (were silently
+    accepted, e.g. progress='yes', or a ValueError from inside NumPyro)."""
+    from pyglmm.bayes import bglmer
+    d = pyglmm.datasets.load_rehab()
+    fam = kw.pop("family", "poisson")
+    with pytest.raises(cls, match=name):
+        bglmer("incidents ~ 1 + (1 | rehab)", d, fam, **kw)
+
+
+def test_bglmer_formula_must_be_a_string():
+    from pyglmm.bayes import bglmer
+    with pytest.raises(pyglmm.ArgumentTypeError, match="formula"):
+        bglmer(3, pyglmm.datasets.load_rehab(), "poisson")

@@ -50,6 +50,10 @@ import importlib
 
 import numpy as np
 
+from ..arguments import arg_bool, arg_choice, arg_formula, arg_int, arg_level
+from ..errors import ArgumentError, ArgumentTypeError
+from ..guard import public_entry
+
 EXTRA_HINT = "pip install 'pyglmm[bayes]'"
 _X64 = True   # sample in double precision (as Stan); scoped with jax.enable_x64, no global change
 
@@ -63,6 +67,26 @@ def _x64_scope(enabled: bool = True):
     return ctx(enabled)
 
 __all__ = ["bglmer", "EXTRA_HINT"]
+
+
+def _check_args(formula, priors, draws, tune, chains, seed, progress, target_accept,
+                max_tree_depth, chain_method) -> None:
+    """bglmer's arguments, each error naming the argument (before numpyro is imported)."""
+    fn = "bglmer"
+    arg_formula(formula, fn)
+    if priors is not None and not isinstance(priors, dict):
+        raise ArgumentTypeError(f"{fn}(): priors must be None or a dict such as "
+                                f"{{'fixef': {{'x': ('normal', 0, 1)}}}}, not {type(priors).__name__}")
+    arg_int("draws", draws, fn, lo=1)
+    arg_int("tune", tune, fn, lo=0)
+    arg_int("chains", chains, fn, lo=1)
+    if seed is not None:
+        arg_int("seed", seed, fn, lo=0)
+    arg_bool("progress", progress, fn)
+    arg_level("target_accept", target_accept, fn)
+    arg_int("max_tree_depth", max_tree_depth, fn, lo=1, hi=30)
+    arg_choice("chain_method", chain_method, ("sequential", "vectorized", "parallel"), fn,
+               allow_none=True)
 
 
 def _require() -> None:
@@ -102,24 +126,23 @@ def bglmer(formula, data, family="binomial", *, priors: dict | None = None, draw
     Returns a :class:`pyglmm.bayes.result.BayesMixedModel` (``summary()``, ``fixef``,
     ``coef_table()``, ``varcorr()``, ``ranef()``, ``idata``, ``posterior_predict()``, ...).
     """
+    _check_args(formula, priors, draws, tune, chains, seed, progress, target_accept,
+                max_tree_depth, chain_method)
     _require()
 
     from ..design import model_frame
     from ..families import make_family
     from ..checks import _note_frame
-    from ..models import _data_name, _formula_text, _structure
+    from ..models import _data_name, _formula_text, _make_family, _structure
     from ..results.varcorr import term_labels
     from .fit import Runner, build_spec, model_args
     from .priors import resolve_priors
     from .result import BayesMixedModel
 
-    fam = make_family(family)
+    fam = _make_family(family, "bglmer")
     if fam.name == "nbinom2" and getattr(fam, "shape", None) is not None:
-        raise ValueError("bglmer estimates the nbinom2 shape; pass family='nbinom2' without a shape "
+        raise ArgumentError("bglmer estimates the nbinom2 shape; pass family='nbinom2' without a shape "
                          "(or fix it with a tight prior: priors={'shape': ('lognormal', log(theta), 0.01)})")
-    for name, v in (("draws", draws), ("tune", tune), ("chains", chains)):
-        if not isinstance(v, (int, np.integer)) or v < (0 if name == "tune" else 1):
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     fam.validate(frame.y, frame.weights, frame.response_name)
     _note_frame(frame)
@@ -142,3 +165,6 @@ def bglmer(formula, data, family="binomial", *, priors: dict | None = None, draw
                            family=fam, terms=infos, sorted_view=sv, rs=rs, spec=spec, priors=pri,
                            xbar=xbar, samples=samples, extra=extra, elapsed=elapsed, runner=runner,
                            args=args, draws=int(draws), tune=int(tune), chains=int(chains))
+
+
+bglmer = public_entry(bglmer)
