@@ -180,6 +180,18 @@ def test_numpy_bool_and_integer_arguments_are_accepted(d):
     assert s.shape == (40, 2)
 
 
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+def test_glmer_without_fixed_effects_and_every_theta_at_zero(d, family):
+    """y ~ 0 + (0 + z | g) whose theta ends at the boundary: no free parameter left (was an
+    internal ValueError on an empty gradient, or AttributeError building R_X of no columns;
+    found by tests/test_fuzz_inputs.py)."""
+    dd = d.assign(zbig=d.x * 1e18, b=(d.c > 2).astype(float))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = G(("c" if family == "poisson" else "b") + " ~ 0 + (0 + zbig | g)", dd, family=family)
+    assert m.fixef.shape == (0,) and m.vcov.shape == (0, 0) and np.isfinite(m.loglik)
+
+
 def test_response_on_the_right_hand_side_is_dropped_with_rs_warning(d):
     """R's model.matrix drops the response from the right-hand side with a warning, and lme4
     fits the model without it (was: lmer LinAlgError, glmer a model with c as a predictor)."""

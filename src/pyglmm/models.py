@@ -198,14 +198,15 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     free[:nth] = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
     converged, msgs = _conv_messages(fit.gradient, fit.hessian, free, singular)
     if not fit.opt_stage2.success and nAGQ > 0:
-        converged_opt = np.max(np.abs(fit.gradient[free])) < 1e-3 if fit.gradient is not None else False
+        converged_opt = (not free.any() or np.max(np.abs(fit.gradient[free])) < 1e-3) \
+            if fit.gradient is not None else False     # no free parameter: every theta at 0, no beta
         if not converged_opt:
             converged = False
             msgs.append(f"optimizer did not report convergence: {fit.opt_stage2.message}")
     phi = fit.extra if fit.extra_kind == "dispersion" else 1.0
     # fixed-effects covariance: from the Hessian (lme4's default), else from R_X
-    vcov = None
-    if fit.hessian is not None:
+    vcov = np.zeros((0, 0)) if p == 0 else None        # no fixed effects (y ~ 0 + (...))
+    if fit.hessian is not None and vcov is None:
         Hf = fit.hessian if free.all() else fit.hessian[np.ix_(free, free)]
         try:
             Vall = spd_inverse(Hf / 2.0)
