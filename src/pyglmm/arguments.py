@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ArgumentError, ArgumentTypeError
+from .formula import ParsedFormula, not_a_formula
 
 
 def _type_name(value) -> str:
@@ -16,10 +17,8 @@ def _type_name(value) -> str:
 
 def arg_formula(formula, fn: str) -> None:
     """A formula is a string (or an already parsed formula)."""
-    from .formula import ParsedFormula
-    from .formula import _not_a_formula
     if not isinstance(formula, (str, ParsedFormula)):
-        raise ArgumentTypeError(f"{fn}(): {_not_a_formula(formula)}")
+        raise ArgumentTypeError(f"{fn}(): {not_a_formula(formula)}")
 
 
 def arg_bool(name: str, value, fn: str, allow_none: bool = False) -> bool | None:

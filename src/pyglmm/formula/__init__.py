@@ -24,7 +24,7 @@ def parse_formula(text: str) -> ParsedFormula:
     """Parse an lme4 formula such as ``y ~ x + (1 + x | g)``; raises FormulaError on bad input.
     The result is immutable, so parses are cached by text (refits and loops parse once)."""
     if not isinstance(text, str):
-        raise ArgumentTypeError(_not_a_formula(text))
+        raise ArgumentTypeError(not_a_formula(text))
     try:
         return _parse_cached(text)
     except RecursionError:
@@ -33,7 +33,7 @@ def parse_formula(text: str) -> ParsedFormula:
             "unary operators or chained ':' / '*' / '^'): remove the redundant nesting", text, 0) from None
 
 
-def _not_a_formula(value) -> str:
+def not_a_formula(value) -> str:
     """The message for a formula argument that is not a string."""
     hint = ""
     if isinstance(value, (bytes, bytearray)):
