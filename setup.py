@@ -14,7 +14,7 @@ else:
                    include_dirs=[numpy.get_include()],
                    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                    extra_compile_args=["-O3"])
-         for name in ("fit._glmm", "fit._lmm", "fit._optim", "design._frame")],
+         for name in ("fit._glmm", "fit._lmm", "fit._optim", "fit._frame")],
         compiler_directives={"language_level": 3}, include_path=["src"], quiet=True)
 
 setup(ext_modules=ext_modules)

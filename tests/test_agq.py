@@ -12,7 +12,7 @@ from pyglmm.design import model_frame
 from pyglmm.families import make_family
 from pyglmm.fit.agq import agq_deviance
 from pyglmm.fit.pirls import GlmmProblem
-from pyglmm.models import _structure
+from pyglmm.prepare import numerics_view as _structure
 
 FIX = Path(__file__).parent / "reference" / "fixtures"
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"

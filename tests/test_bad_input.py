@@ -152,7 +152,7 @@ def test_scale_precheck_never_hides_the_scale_message():
     """The range-based precheck of checkScaleX only skips the sd computation where the sds
     cannot differ by 1e3 (or magnitudes exceed 1e6): on random designs with widely spread
     column scales, whenever it says "fine" the exact check agrees."""
-    from pyglmm.checks import _scales_surely_fine
+    from pyglmm.checks import scales_surely_fine
     rng = np.random.default_rng(11)
     skipped = 0
     for _ in range(2000):
@@ -165,7 +165,7 @@ def test_scale_precheck_never_hides_the_scale_message():
         sd = X.std(axis=0)
         nc = sd > 0
         exact_fine = (sd[nc].max() / sd[nc].min() <= 1e3) and np.abs(X[:, nc]).max() <= 1e6
-        if _scales_surely_fine(X):
+        if scales_surely_fine(X):
             skipped += 1
             assert exact_fine
     assert skipped > 100                             # the precheck does skip most ordinary designs

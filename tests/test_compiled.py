@@ -10,7 +10,7 @@ from pyglmm.families import make_family
 from pyglmm.fit import compiled
 from pyglmm.fit.gradient import laplace_gradient
 from pyglmm.fit.pirls import GlmmProblem, PirlsFailure
-from pyglmm.models import _structure
+from pyglmm.prepare import numerics_view as _structure
 
 pytestmark = pytest.mark.skipif(not compiled.AVAILABLE, reason="compiled kernels not built")
 
@@ -754,14 +754,14 @@ def test_compiled_gradient_jacobian_matches_fd_jacobian(src, f, fam):
 def test_convergence_check_matches_lapack(k, pure):
     """lme4's Hessian checks in one compiled call (Cholesky-scaled gradient, Jacobi eigenvalue
     ratio) against the LAPACK path, on well and badly conditioned Hessians and a non-PD one."""
-    from pyglmm.checks import _hessian_checks
+    from pyglmm.checks import hessian_checks
     rng = np.random.default_rng(k)
     A = rng.normal(size=(k, k))
     well = A @ A.T + 0.1 * np.eye(k)
     ill = A @ np.diag(np.logspace(0, -11, k)) @ A.T + 1e-12 * np.eye(k)
     for H, rel in ((well, 1e-8), (ill, 1e-3)):     # L^{-1} g of a condition number 1e11
         g = rng.normal(size=k) * 1e-3
-        c, p = _both(pure, lambda: _hessian_checks(H, g))
+        c, p = _both(pure, lambda: hessian_checks(H, g))
         assert c[0] and p[0]
         assert c[1] == pytest.approx(p[1], rel=rel)
         if H is well:
@@ -770,7 +770,7 @@ def test_convergence_check_matches_lapack(k, pure):
             assert (c[2] < 1e-10) == (p[2] < 1e-10)
     if k > 1:
         bad = A @ A.T - 10 * np.eye(k) * np.abs(A).max() ** 2
-        c, p = _both(pure, lambda: _hessian_checks(bad, np.ones(k)))
+        c, p = _both(pure, lambda: hessian_checks(bad, np.ones(k)))
         assert not c[0] and not p[0]
 
 

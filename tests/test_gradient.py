@@ -8,7 +8,7 @@ from pyglmm.families import make_family
 from pyglmm.fit.gradient import laplace_gradient
 from pyglmm.fit.optimize import fd_gradient
 from pyglmm.fit.pirls import GlmmProblem
-from pyglmm.models import _structure
+from pyglmm.prepare import numerics_view as _structure
 
 CASES = [
     ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "binomial"),

@@ -216,7 +216,7 @@ def test_reported_loglik_agrees_with_exact_quadrature():
 def _extreme_problem(fam):
     from pyglmm.design import model_frame
     from pyglmm.fit.pirls import GlmmProblem
-    from pyglmm.models import _structure
+    from pyglmm.prepare import numerics_view as _structure
     rng = np.random.default_rng(5)
     n, G = 200, 20
     g = np.repeat(np.arange(G), n // G)

@@ -21,7 +21,7 @@ GRAD_TOL = 2e-3          # lme4's check.conv.grad tolerance on the scaled gradie
 DENSE_SLOW_Q = 8_000     # above this many dense Schur columns each factorisation takes minutes
 
 
-def _check_response_varies(frame, fam) -> None:
+def check_response_varies(frame, fam) -> None:
     """A response that is the same in every row (all 0 counts, all failures) has no finite MLE."""
     kern = compiled.frame_kernels()
     y, w = frame.y, frame.weights
@@ -41,7 +41,7 @@ def _check_response_varies(frame, fam) -> None:
                          "estimate and there is no variation for the random effects to explain")
 
 
-def _check_identifiable(frame) -> None:
+def check_identifiable(frame) -> None:
     """A factor with a level per observation is confounded with the residual (LMMs, dispersion families)."""
     for rt in frame.reterms:
         n_lev = len(rt.levels)
@@ -52,7 +52,7 @@ def _check_identifiable(frame) -> None:
                 "variance; remove the term or check the grouping column")
 
 
-def _scales_surely_fine(X: np.ndarray) -> bool:
+def scales_surely_fine(X: np.ndarray) -> bool:
     """True when the ranges of X's columns already rule out checkScaleX's message: a column
     with range R has a (population) sd between R / sqrt(2n) and R / 2, so the sd ratio is at
     most (R_max / R_min) sqrt(n / 2). Two reductions instead of the sd's full pass on most fits."""
@@ -75,11 +75,11 @@ def _scales_surely_fine(X: np.ndarray) -> bool:
     return big <= 1e6 and rmax / rmin * math.sqrt(X.shape[0] / 2.0) <= 1e3
 
 
-def _note_frame(frame) -> None:
+def note_frame(frame) -> None:
     """lme4's messages about the model frame: rank-deficient columns, predictors on very
     different scales (lme4's checkScaleX)."""
     X = frame.X
-    if X.shape[1] > 1 and not _scales_surely_fine(X):
+    if X.shape[1] > 1 and not scales_surely_fine(X):
         Xc = X - X.mean(axis=0)
         sd = np.sqrt(np.einsum("ij,ij->j", Xc, Xc) / X.shape[0])     # X.std(axis=0), faster
         nonconst = sd > 0
@@ -100,7 +100,7 @@ def _note_frame(frame) -> None:
                       + ", ".join(frame.dropped_fixef), UserWarning, stacklevel=user_stacklevel())
 
 
-def _check_dense_size(rs: ReStructure, infos: list[TermInfo]) -> None:
+def check_dense_size(rs: ReStructure, infos: list[TermInfo]) -> None:
     """Refuse a crossed design whose dense Schur complement cannot fit in memory, and warn when
     it will be slow, naming the terms (instead of a MemoryError deep inside numpy)."""
     if len(rs.terms) < 2:
@@ -127,7 +127,7 @@ def _check_dense_size(rs: ReStructure, infos: list[TermInfo]) -> None:
             "may take many minutes", UserWarning, stacklevel=user_stacklevel())
 
 
-def _separation_messages(fam, mu, beta, names) -> list[str]:
+def separation_messages(fam, mu, beta, names) -> list[str]:
     """glm's 'fitted probabilities numerically 0 or 1' and the coefficients that diverge with it."""
     if fam.name != "binomial":
         return []
@@ -145,13 +145,13 @@ def _separation_messages(fam, mu, beta, names) -> list[str]:
     return [msg]
 
 
-def _singular(rs: ReStructure, theta: np.ndarray) -> bool:
+def is_singular(rs: ReStructure, theta: np.ndarray) -> bool:
     """lme4's isSingular: a diagonal element of a T block (a variance) below SINGULAR_TOL."""
     return any(t < SINGULAR_TOL for t, l in zip(np.asarray(theta).tolist(), rs._lb.tolist())
                if l == 0.0)
 
 
-def _hessian_checks(H: np.ndarray, g: np.ndarray) -> tuple[bool, float, float]:
+def hessian_checks(H: np.ndarray, g: np.ndarray) -> tuple[bool, float, float]:
     """(H positive definite, max |L^{-1} g| for H = LL', smallest / largest eigenvalue of H):
     in one compiled call where the kernels are built, else by LAPACK."""
     kern = compiled.optim_kernels()
@@ -165,7 +165,7 @@ def _hessian_checks(H: np.ndarray, g: np.ndarray) -> tuple[bool, float, float]:
     return True, float(np.max(np.abs(solve_lower(C, g)))), float(ev.min() / ev.max())
 
 
-def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
+def conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
     """lme4's convergence checks: scaled gradient and positive definiteness of the Hessian."""
     msgs = []
     ok = True
@@ -174,7 +174,7 @@ def _conv_messages(grad, hess, free, singular) -> tuple[bool, list[str]]:
     if not free.any():
         return True, msgs
     g, H = (grad, hess) if free.all() else (grad[free], hess[np.ix_(free, free)])
-    pos_def, max_sg, ratio = _hessian_checks(H, g)
+    pos_def, max_sg, ratio = hessian_checks(H, g)
     if not pos_def:
         if not singular:
             ok = False

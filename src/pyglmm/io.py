@@ -768,16 +768,16 @@ def attach_numerics(model) -> None:
     not store them (they are derived from the stored y, X, weights, offset and terms)."""
     from .fit.lmm import LmmProblem
     from .fit.pirls import GlmmProblem
-    from .models import _structure
+    from .prepare import numerics_view
     fr, spec = model.frame, getattr(model, "_refit_spec", {}) or {}
     kind = spec.get("kind")
     if kind == "lmm":
         sort = LmmProblem.sorts_rows(len(fr.reterms), fr.y.shape[0],
                                      sum(len(rt.levels) * rt.X.shape[1] for rt in fr.reterms))
-        rs, _, sv = _structure(fr, sort=sort)
+        rs, _, sv = numerics_view(fr, sort=sort)
         problem = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=bool(spec.get("REML", True)))
     elif kind == "glmm":
-        rs, _, sv = _structure(fr)
+        rs, _, sv = numerics_view(fr)
         laplace = spec.get("laplace") or ("expected" if model.family.name in ("binomial", "poisson")
                                           else "observed")
         problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, model.family,

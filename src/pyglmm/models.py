@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, replace as _dc_replace
+from dataclasses import replace as _dc_replace
 
 import numpy as np
-import pandas as pd
 
-from .design import lme4_term_order, model_frame
+from .design import model_frame
 from .families import make_family
 from .fit.agq import check_agq, fit_agq
 from .fit.glmm import fit_glmm
-from .linalg.restructure import stable_group_order
 from .linalg.threads import with_fit_blas_threads
 from .fit.lmm import LmmProblem
 from .fit.optimize import gradient_hessian, minimize_bounded, recheck_boundary
@@ -20,78 +18,16 @@ from .fit.pirls import GlmmProblem
 from .fit.progress import Progress
 from .linalg.blocked import BlockedFactor
 from .linalg.small import spd_inverse
-from .arguments import arg_bool, arg_choice, arg_control, arg_formula, arg_int, arg_start, arg_vector
-from .checks import (SINGULAR_TOL, _check_dense_size, _check_identifiable, _check_response_varies,
-                     _conv_messages, _note_frame, _separation_messages, _singular,
+from .arguments import arg_bool, arg_choice, arg_control, arg_int, arg_start, arg_vector
+from .checks import (SINGULAR_TOL, check_identifiable, check_response_varies,
+                     conv_messages, note_frame, separation_messages, is_singular,
                      check_nobs_vs_nre, check_start_lengths)
-from .errors import ArgumentError, ArgumentTypeError, DataError, PyglmmError
+from .errors import ArgumentError, ArgumentTypeError
 from .guard import public_entry
-from .formula import check_repeated_terms, parse_formula
-from .linalg.restructure import ReStructure, TermStructure
+from .prepare import (rescaling, arg_verbose, check_magnitudes, data_name, family_arg, formula_text,
+                      numerics_view, prepare_formula, response_scale)
 from .results.model import FitRecord, Lazy, MixedModel
-from .results.varcorr import TermInfo
 from ._warn import user_stacklevel
-
-
-def _data_name(data) -> str:
-    """The data's name for summaries ("Data: ..."): a DataFrame's attrs["name"], else "data".
-    (attrs is read directly: a getattr miss on a DataFrame costs a column lookup.)"""
-    attrs = data.attrs if isinstance(data, pd.DataFrame) else getattr(data, "attrs", None)
-    name = attrs.get("name") if isinstance(attrs, dict) else None
-    return str(name) if name else "data"
-
-
-@dataclass
-class _Sorted:
-    """Response, fixed effects, weights and offset with rows sorted by the first term's levels.
-
-    The numerics want observations of one level contiguous (segment sums instead of scatter-adds);
-    ``back`` restores the user's row order for fitted values.
-    """
-
-    y: np.ndarray
-    X: np.ndarray
-    weights: np.ndarray
-    offset: np.ndarray
-    perm: np.ndarray
-    back: np.ndarray
-
-
-def _structure(frame, sort: bool = True) -> tuple[ReStructure, list[TermInfo], _Sorted]:
-    """Order terms by decreasing number of levels (as lme4), sort rows, build the numerics' view.
-
-    ``sort=False`` keeps the user's row order (numerics that reduce the rows once, such as the
-    one-term lmer cross-products, gain nothing from sorting a million rows)."""
-    if not frame.reterms:
-        raise ValueError("the formula has no random-effects terms such as (1 | group); "
-                         "use a GLM (e.g. statsmodels) for a model without random effects")
-    order = lme4_term_order(frame.reterms)
-    first = frame.reterms[order[0]]
-    if not sort:
-        perm = back = np.arange(frame.y.shape[0])
-        take = np.asarray
-        order_f = np.asarray               # row-order numerics take columns themselves
-    else:
-        order_f = np.asfortranarray
-        perm = stable_group_order(np.asarray(first.codes), len(first.levels))
-        back = np.empty_like(perm)
-        back[perm] = np.arange(perm.size)
-
-        def take(a):
-            return np.asarray(a)[perm]
-    terms, infos = [], []
-    for k in order:
-        rt = frame.reterms[k]
-        terms.append(TermStructure(codes=np.ascontiguousarray(take(np.asarray(rt.codes, np.int64))),
-                                   X=order_f(take(np.asarray(rt.X, float))),
-                                   nlevels=len(rt.levels)))
-        infos.append(TermInfo(group=rt.group_name, colnames=list(rt.colnames),
-                              levels=[str(v) for v in rt.levels], correlated=rt.correlated))
-    rs = ReStructure(terms)
-    _check_dense_size(rs, infos)
-    view = _Sorted(y=take(frame.y), X=order_f(take(frame.X)), weights=take(frame.weights),
-                   offset=take(frame.offset), perm=perm, back=back)
-    return rs, infos, view
 
 
 def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, nAGQ: int = 1,
@@ -110,12 +46,12 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     and glmmTMB's for the others (nbinom2, Gamma, inverse Gaussian, Gaussian with a link).
     """
     fn = "glmer"
-    pf = _prepare_formula(formula, fn)
+    pf = prepare_formula(formula, fn)
     arg_choice("method", method, ("ML", "Laplace", "AGQ", "PQL", "MCMC"), fn, case=False)
     key = method.upper()
     nAGQ = arg_int("nAGQ", nAGQ, fn, lo=0, what=" (0: PIRLS for beta, 1: Laplace, > 1: adaptive "
                    "Gauss-Hermite quadrature nodes)")
-    verbose = _arg_verbose(verbose, fn)
+    verbose = arg_verbose(verbose, fn)
     start = arg_start(start, fn)
     arg_choice("laplace", laplace, ("expected", "observed"), fn, allow_none=True)
     arg_bool("progress", progress, fn, allow_none=True)
@@ -136,14 +72,14 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
     if key == "PQL":
         from .pql import glmmPQL
         return glmmPQL(pf, data, family, weights=weights, offset=offset, verbose=bool(verbose))
-    fam = _make_family(family, fn)
+    fam = family_arg(family, fn)
     if fam.name == "gaussian" and fam.link.name == "identity":
         warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
                       "fitting it by lmer(REML=False)", UserWarning, stacklevel=user_stacklevel())
         return lmer(pf, data, REML=False, weights=weights, offset=offset, verbose=verbose,
                     start=start or None)
     frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
-    return _glmer_frame(frame, fam, formula=_formula_text(formula), data_name=_data_name(data),
+    return _glmer_frame(frame, fam, formula=formula_text(formula), data_name=data_name(data),
                         nAGQ=nAGQ, verbose=verbose, start=start, laplace=laplace, progress=progress,
                         control=control)
 
@@ -157,15 +93,15 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     ``structure``: the (rs, infos, sorted view) of an earlier fit of the same design (refits);
     ``hessian=False`` skips the Hessian (standard errors then from R_X; the bootstrap)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
-    _check_response_varies(frame, fam)
+    check_response_varies(frame, fam)
     if structure is None:
-        _check_magnitudes(frame, fam)
+        check_magnitudes(frame, fam)
     if not quiet:
-        _note_frame(frame)
+        note_frame(frame)
     if fam.has_dispersion:
-        _check_identifiable(frame)
+        check_identifiable(frame)
     check_nobs_vs_nre(frame, allow_n=True)
-    rs, infos, sv = _structure(frame) if structure is None else structure
+    rs, infos, sv = numerics_view(frame) if structure is None else structure
     if start:
         check_start_lengths(start, rs.ntheta, rs.lower_bounds(), frame.fixef_names, "glmer")
     if laplace is None:
@@ -192,11 +128,11 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
             prog.close()
     th, be = fit.theta, fit.beta
     nth, p = rs.ntheta, frame.X.shape[1]
-    singular = _singular(rs, th)
+    singular = is_singular(rs, th)
     lb = rs.lower_bounds()
     free = np.ones(nth + p + (fit.extra is not None), bool)
     free[:nth] = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
-    converged, msgs = _conv_messages(fit.gradient, fit.hessian, free, singular)
+    converged, msgs = conv_messages(fit.gradient, fit.hessian, free, singular)
     if not fit.opt_stage2.success and nAGQ > 0:
         converged_opt = (not free.any() or np.max(np.abs(fit.gradient[free])) < 1e-3) \
             if fit.gradient is not None else False     # no free parameter: every theta at 0, no beta
@@ -235,7 +171,7 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
-    msgs.extend(_separation_messages(fam_hat, r.mu, be, frame.fixef_names))
+    msgs.extend(separation_messages(fam_hat, r.mu, be, frame.fixef_names))
     record = FitRecord(
         kind="glmm", method="Laplace" if nAGQ == 1 else f"nAGQ={nAGQ}", theta=th, beta=be, u=r.u,
         b=Lazy(lambda: rs.b_from_u(th_fit, r.u)), T=Lazy(lambda: rs.T_blocks(th_fit)), vcov=vcov,
@@ -266,15 +202,15 @@ def lmer(formula: str, data, *, REML: bool = True, weights=None, offset=None,
     A response of extreme magnitude (beyond 1e+-50) is divided by a power of two internally and
     the estimates reported on the user's scale."""
     fn = "lmer"
-    pf = _prepare_formula(formula, fn)
+    pf = prepare_formula(formula, fn)
     REML = arg_bool("REML", REML, fn)
-    verbose = _arg_verbose(verbose, fn)
+    verbose = arg_verbose(verbose, fn)
     arg_bool("progress", progress, fn, allow_none=True)
     start = arg_start(start, fn, keys=("theta",))
     arg_vector("weights", weights, fn)
     arg_vector("offset", offset, fn)
     frame = model_frame(pf, data, weights=weights, offset=offset, binomial=False)
-    return _lmer_frame(frame, formula=_formula_text(formula), data_name=_data_name(data), REML=REML,
+    return _lmer_frame(frame, formula=formula_text(formula), data_name=data_name(data), REML=REML,
                        verbose=verbose, progress=progress, start=start)
 
 
@@ -288,19 +224,19 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     fam = make_family("gaussian")
     fam.validate(frame.y, frame.weights, frame.response_name)
     if structure is None:
-        _check_magnitudes(frame, fam)
+        check_magnitudes(frame, fam)
     if not quiet:
-        _note_frame(frame)
-    _check_identifiable(frame)
+        note_frame(frame)
+    check_identifiable(frame)
     check_nobs_vs_nre(frame, allow_n=False)
-    scale = _response_scale(frame)
+    scale = response_scale(frame)
     if scale != 1.0:
         return _lmer_rescaled(frame, scale, formula=formula, data_name=data_name, REML=REML,
                               verbose=verbose, quiet=quiet, structure=structure,
                               start_theta=start_theta, start=start, progress=progress,
                               hessian=hessian)
     rs, infos, sv = structure if structure is not None else \
-        _structure(frame, sort=LmmProblem.sorts_rows(
+        numerics_view(frame, sort=LmmProblem.sorts_rows(
             len(frame.reterms), frame.y.shape[0], sum(len(rt.levels) * rt.X.shape[1] for rt in frame.reterms)))
     if start:
         check_start_lengths(start, rs.ntheta, rs.lower_bounds(), frame.fixef_names, "lmer")
@@ -321,13 +257,13 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     finally:
         prog.close()
     th = opt.x
-    singular = _singular(rs, th)
+    singular = is_singular(rs, th)
     free = ~(np.isfinite(lb) & (th < SINGULAR_TOL))
     # the Hessian (differences of the exact gradient) is for the convergence check only: vcov
     # comes from R_X
     grad, hess = gradient_hessian(grad_fn, th, 1e-4, fg=fg_fn, hessian=hessian)
     st = prob.evaluate(th)
-    converged, msgs = _conv_messages(grad, hess, free, singular)
+    converged, msgs = conv_messages(grad, hess, free, singular)
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")
@@ -408,109 +344,6 @@ def refit(model: MixedModel, newresp=None, *, quiet: bool = True, hessian: bool 
                         structure=structure, start=start, hessian=hessian)
 
 
-def _formula_text(formula) -> str:
-    return formula if isinstance(formula, str) else getattr(formula, "text", str(formula))
-
-
-# --- argument helpers of the entry points ------------------------------------------------------
-
-def _prepare_formula(formula, fn: str):
-    """The parsed formula of an entry point: a string (or parsed formula) without a repeated
-    random-effect term; warns as R's model.matrix when the response is also a predictor."""
-    arg_formula(formula, fn)
-    pf = parse_formula(formula) if isinstance(formula, str) else formula
-    check_repeated_terms(pf)
-    if pf.response_dropped:
-        warnings.warn(f"the response '{pf.response}' appeared on the right-hand side and was dropped "
-                      "(as R's model.matrix does)", UserWarning, stacklevel=user_stacklevel())
-    return pf
-
-
-def _arg_verbose(verbose, fn: str) -> int:
-    """verbose: a bool or a non-negative integer (lme4's verbose levels)."""
-    if isinstance(verbose, (bool, np.bool_)):
-        return int(verbose)
-    return arg_int("verbose", verbose, fn, lo=0, what=" or a bool")
-
-
-def _make_family(family, fn: str):
-    """make_family with the argument named in its errors."""
-    try:
-        return make_family(family)
-    except PyglmmError:
-        raise
-    except TypeError as exc:
-        raise ArgumentTypeError(f"{fn}(): family: {exc}") from exc
-    except ValueError as exc:
-        raise ArgumentError(f"{fn}(): family: {exc}") from exc
-
-
-RESCALE_BEYOND = 1e50          # lmer: a response beyond 1e+-50 is fitted divided by a power of two
-CONTINUOUS_LIMIT = 1e100       # glmer: continuous responses and random-effect columns within 1e+-100
-COUNT_LIMIT = 1e9              # glmer: Poisson / negative binomial counts up to 1e9
-
-
-def _magnitude(a: np.ndarray) -> float:
-    """max |a| (NaN when a holds NaN, which the response and frame checks refuse anyway)."""
-    return max(float(a.max()), -float(a.min())) if a.size else 0.0
-
-
-def _rescaling(name: str, v: float) -> str:
-    """How to bring values of magnitude v to about 1: 'y / 1e160' or 'y * 1e160'."""
-    k = int(round(math.log10(v))) if v > 0 else 0
-    return f"{name} / 1e{k}" if k >= 0 else f"{name} * 1e{-k}"
-
-
-def _check_some_weight(frame) -> None:
-    """At least one row with a positive prior weight (else every matrix of the fit is singular)."""
-    w = np.asarray(frame.weights, float)
-    if w.size and not (w > 0).any():
-        raise DataError("weights are zero in every row: no observation contributes to the fit; "
-                        "check the weights argument")
-
-
-def _check_magnitudes(frame, fam, counts: bool = True) -> None:
-    """Refuse magnitudes the numerics cannot represent (rather than return a wrong fit with a
-    generic warning): random-effect columns beyond 1e+-100 (their variance parameters over- or
-    underflow), and for glmer a continuous response beyond 1e+-100 or counts above 1e9 (the
-    Poisson deviance's curvature at such means defeats the optimizer)."""
-    _check_some_weight(frame)
-    for rt in frame.reterms:
-        for j, col in enumerate(rt.colnames):
-            if col == "(Intercept)":
-                continue
-            mx = _magnitude(np.asarray(rt.X[:, j], float))
-            if mx > CONTINUOUS_LIMIT or 0.0 < mx < 1.0 / CONTINUOUS_LIMIT:
-                raise DataError(
-                    f"random-effect column '{col}' in the term (... | {rt.group_name}) has values of "
-                    f"magnitude {mx:.1e}: its variance cannot be estimated at this scale; rescale it, "
-                    f"e.g. {_rescaling(col, mx)} (the estimates scale back exactly)")
-    if fam.name == "gaussian" and fam.link.name == "identity":
-        return                                   # lmer rescales the response itself
-    y = np.asarray(frame.y, float)
-    mx = _magnitude(y)
-    if counts and fam.name in ("poisson", "nbinom2") and mx > COUNT_LIMIT:
-        raise DataError(
-            f"response '{frame.response_name}' has counts up to {mx:.3g}: a {fam.name} GLMM with "
-            f"means above {COUNT_LIMIT:.0e} is beyond what the Laplace fit resolves reliably (the "
-            "random effects are then almost exactly determined); model log("
-            f"{frame.response_name}) with lmer, or use a Gamma / gaussian(link='log') glmer")
-    if fam.name in ("gaussian", "Gamma", "inverse.gaussian") and \
-            (mx > CONTINUOUS_LIMIT or 0.0 < mx < 1.0 / CONTINUOUS_LIMIT):
-        raise DataError(
-            f"response '{frame.response_name}' has values of magnitude {mx:.1e}: the {fam.name} "
-            f"family's variance function overflows at this scale; rescale it, e.g. "
-            f"{_rescaling(frame.response_name, mx)} (with a log link only the intercept changes)")
-
-
-def _response_scale(frame) -> float:
-    """A power of two near the response's magnitude when it is extreme (lmer), else 1."""
-    mx = _magnitude(np.asarray(frame.y, float))
-    if mx == 0.0 or 1.0 / RESCALE_BEYOND <= mx <= RESCALE_BEYOND:
-        return 1.0
-    return 2.0 ** round(math.log2(mx))
-
-
 def _lmer_rescaled(frame, s: float, *, formula, data_name, REML, verbose, quiet, structure,
                    start_theta, start, progress, hessian) -> MixedModel:
     """lmer of y / s (s a power of two, so the division is exact) reported on the user's scale:
@@ -536,7 +369,7 @@ def _lmer_rescaled(frame, s: float, *, formula, data_name, REML, verbose, quiet,
             f"the response's scale (~{s:.0e}) puts the variances of the fixed effects near "
             f"{vmax * s * s:.0e}, beyond double precision: vcov and the standard errors are not "
             "representable (the estimates, sigma, random effects and logLik are); divide the "
-            f"response by {_rescaling('', s).split()[-1]} to get them")
+            f"response by {rescaling('', s).split()[-1]} to get them")
     record = FitRecord(
         kind=r.kind, method=r.method, theta=r.theta, beta=r.beta * s, u=r.u * s,
         b=Lazy(lambda: [bk * s for bk in r.b]), T=Lazy(lambda: r.T), vcov=Lazy(lambda: r.vcov * (s * s)),

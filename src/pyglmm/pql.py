@@ -31,10 +31,10 @@ from .fit.lmm import LmmProblem
 from .fit.optimize import minimize_bounded
 from .linalg.blocked import BlockedFactor
 from .arguments import arg_bool, arg_int, arg_vector
-from .checks import SINGULAR_TOL, _check_identifiable, _note_frame, _singular, check_nobs_vs_nre
+from .checks import SINGULAR_TOL, check_identifiable, note_frame, is_singular, check_nobs_vs_nre
 from .guard import public_entry
-from .models import (_check_magnitudes, _data_name, _formula_text, _make_family, _prepare_formula,
-                     _structure)
+from .prepare import (check_magnitudes, data_name, family_arg, formula_text, numerics_view,
+                      prepare_formula)
 from .results.model import FitRecord, MixedModel
 
 PQL_TOL = 1e-6          # glmmPQL: sum((eta - etaold)^2) < 1e-6 * sum(eta^2)
@@ -114,19 +114,19 @@ def glmmPQL(formula: str, data, family="binomial", *, weights=None, offset=None,
     (Breslow & Lin 1995; Rodriguez & Goldman 1995): prefer :func:`pyglmm.glmer` there.
     """
     fn = "glmmPQL"
-    pf = _prepare_formula(formula, fn)
+    pf = prepare_formula(formula, fn)
     niter = arg_int("niter", niter, fn, lo=1)
     verbose = arg_bool("verbose", verbose, fn) if isinstance(verbose, (bool, np.bool_)) else \
         bool(arg_int("verbose", verbose, fn, lo=0, what=" or a bool"))
     arg_vector("weights", weights, fn)
     arg_vector("offset", offset, fn)
-    fam = _make_family(family, fn)
+    fam = family_arg(family, fn)
     if fam.name == "nbinom2" and fam.shape is None:
         raise ValueError("glmmPQL needs a fully specified family: give the negative binomial "
                          "shape, e.g. make_family('nbinom2').with_shape(theta) (as "
                          "MASS::negative.binomial(theta))")
     frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
-    return _pql_frame(frame, fam, formula=_formula_text(formula), data_name=_data_name(data),
+    return _pql_frame(frame, fam, formula=formula_text(formula), data_name=data_name(data),
                       niter=niter, verbose=verbose)
 
 
@@ -134,12 +134,12 @@ def _pql_frame(frame, fam, *, formula: str, data_name: str, niter: int = 10, ver
                quiet: bool = False) -> MixedModel:
     """glmmPQL from a ready model frame (refits: the bootstrap)."""
     fam.validate(frame.y, frame.weights, frame.response_name)
-    _check_magnitudes(frame, fam, counts=False)
+    check_magnitudes(frame, fam, counts=False)
     if not quiet:
-        _note_frame(frame)
-    _check_identifiable(frame)          # the residual scale is always estimated
+        note_frame(frame)
+    check_identifiable(frame)          # the residual scale is always estimated
     check_nobs_vs_nre(frame, allow_n=False)
-    rs, infos, sv = _structure(frame)
+    rs, infos, sv = numerics_view(frame)
     y, X, w0, off = sv.y, sv.X, sv.weights, sv.offset
 
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
@@ -178,7 +178,7 @@ def _pql_frame(frame, fam, *, formula: str, data_name: str, niter: int = 10, ver
         msgs.append(f"PQL did not converge in niter = {niter} iterations (the relative change of "
                     "the linear predictor is still above 1e-3); the estimates are from the last "
                     "working model (MASS::glmmPQL returns them without a warning)")
-    singular = _singular(rs, theta)
+    singular = is_singular(rs, theta)
     if singular:
         msgs.insert(0, "boundary (singular) fit: a variance is estimated as zero (or a correlation "
                        "as +/-1); consider simplifying the random-effects structure")

@@ -131,22 +131,21 @@ def bglmer(formula, data, family="binomial", *, priors: dict | None = None, draw
     _require()
 
     from ..design import model_frame
-    from ..families import make_family
-    from ..checks import _note_frame
-    from ..models import _data_name, _formula_text, _make_family, _structure
+    from ..checks import note_frame
+    from ..prepare import data_name, family_arg, formula_text, numerics_view
     from ..results.varcorr import term_labels
     from .fit import Runner, build_spec, model_args
     from .priors import resolve_priors
     from .result import BayesMixedModel
 
-    fam = _make_family(family, "bglmer")
+    fam = family_arg(family, "bglmer")
     if fam.name == "nbinom2" and getattr(fam, "shape", None) is not None:
         raise ArgumentError("bglmer estimates the nbinom2 shape; pass family='nbinom2' without a shape "
                          "(or fix it with a tight prior: priors={'shape': ('lognormal', log(theta), 0.01)})")
     frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
     fam.validate(frame.y, frame.weights, frame.response_name)
-    _note_frame(frame)
-    rs, infos, sv = _structure(frame)
+    note_frame(frame)
+    rs, infos, sv = numerics_view(frame)
     labels = term_labels(infos)
     names = list(frame.fixef_names)
     X = np.asarray(sv.X, float)
@@ -161,7 +160,7 @@ def bglmer(formula, data, family="binomial", *, priors: dict | None = None, draw
                         target_accept=target_accept, max_tree_depth=max_tree_depth,
                         chain_method=chain_method)
         samples, extra, elapsed = runner.run(args, seed)
-    return BayesMixedModel(formula=_formula_text(formula), data_name=_data_name(data), frame=frame,
+    return BayesMixedModel(formula=formula_text(formula), data_name=data_name(data), frame=frame,
                            family=fam, terms=infos, sorted_view=sv, rs=rs, spec=spec, priors=pri,
                            xbar=xbar, samples=samples, extra=extra, elapsed=elapsed, runner=runner,
                            args=args, draws=int(draws), tune=int(tune), chains=int(chains))

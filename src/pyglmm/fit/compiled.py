@@ -3,7 +3,7 @@
 `glmm_kernels()` returns the module of GLMM kernels (PIRLS and the Laplace gradient, `_glmm`),
 `lmm_kernels()` that of the LMM deviance from cross-products (`_lmm`), `optim_kernels()` the
 bounded quasi-Newton driver for small problems (`_optim`), `frame_kernels()` the one-pass
-checks and codes of the model frame (`pyglmm.design._frame`), or None: then, or with
+checks and codes of the model frame (`_frame`, used by `design/`), or None: then, or with
 the environment variable PYGLMM_PURE_PYTHON=1, every fit runs the numpy code paths, which give
 the same estimates (the tests compare the two paths).
 """
@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 
 try:
-    from . import _glmm, _lmm, _optim
-    from ..design import _frame
+    from . import _frame, _glmm, _lmm, _optim
 except ImportError:          # not built (no compiler at install): numpy paths only
     _glmm = _lmm = _optim = _frame = None
 
