@@ -17,7 +17,7 @@ from .building import build_bottom_up  # noqa: F401  (bottom-up model building, 
 from .pql import glmmPQL
 from .results.model import ConvergenceWarning, MixedModel
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["glmer", "lmer", "glmmPQL", "datasets", "make_family", "parse_formula", "MixedModel",
            "FormulaError", "DataError", "ConvergenceWarning", "__version__",

@@ -203,7 +203,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def save(model, path) -> Path:
     """Write a fitted model to ``path`` (see `model_path` for the name): everything needed to
     print, predict, simulate, compare, profile and refit. Returns the path written."""
-    from . import __version__
+    from .version import __version__
     from .results.model import MixedModel
     if not isinstance(model, MixedModel) or not hasattr(model, "_r"):
         raise ArgumentTypeError(f"save() writes models fitted by glmer, lmer or glmmPQL; got "

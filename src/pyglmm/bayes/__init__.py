@@ -53,19 +53,9 @@ import numpy as np
 from ..arguments import arg_bool, arg_choice, arg_formula, arg_int, arg_level
 from ..errors import ArgumentError, ArgumentTypeError
 from ..guard import public_entry
+from .precision import X64, x64_scope
 
 EXTRA_HINT = "pip install 'pyglmm[bayes]'"
-_X64 = True   # sample in double precision (as Stan); scoped with jax.enable_x64, no global change
-
-
-def _x64_scope(enabled: bool = True):
-    """Context manager enabling 64-bit JAX arrays inside bglmer only (older JAX: experimental)."""
-    import jax
-    ctx = getattr(jax, "enable_x64", None)
-    if ctx is None or not callable(ctx):
-        from jax.experimental import enable_x64 as ctx
-    return ctx(enabled)
-
 __all__ = ["bglmer", "EXTRA_HINT"]
 
 
@@ -154,7 +144,7 @@ def bglmer(formula, data, family="binomial", *, priors: dict | None = None, draw
                          correlated=[bool(i.correlated) and len(i.colnames) > 1 for i in infos])
     xbar = X.mean(axis=0) if X.shape[0] else np.zeros(X.shape[1])
     spec = build_spec(fam.name, fam.link.name, names, pri, rs, infos, labels)
-    with _x64_scope(_X64):
+    with x64_scope(X64):
         args = model_args(sv.y, X, sv.weights, sv.offset, rs, spec.int_col, xbar)
         runner = Runner(spec, draws=draws, tune=tune, chains=chains, progress=progress,
                         target_accept=target_accept, max_tree_depth=max_tree_depth,

@@ -134,8 +134,8 @@ class BayesMixedModel:
         if y.shape[0] != self.frame.y.shape[0]:
             raise ValueError(f"newresp has {y.shape[0]} values; the model has {self.frame.y.shape[0]} rows")
         args = (jax.numpy.asarray(y[self._sv.perm]),) + tuple(self._args[1:])
-        from . import _X64, _x64_scope
-        with _x64_scope(_X64):
+        from .precision import X64, x64_scope
+        with x64_scope(X64):
             samples, extra, el = self._runner.run(args, seed)
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)

@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from .collation import r_sorted
 from .errors import DataError
 
 
@@ -173,7 +174,6 @@ def _arrow_by_column(table) -> pd.DataFrame:
 
 def _sort_categories(df: pd.DataFrame, names: list) -> pd.DataFrame:
     """Reorder the categories of columns ``names`` as R's factor() sorts levels (codes follow)."""
-    from .variables import r_sorted
 
     for name in names:
         s = df[name]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from .bars import _find_bar, expand_bar, split_bars
+from .bars import find_bar, expand_bar, split_bars
 from ..errors import ArgumentTypeError
 from .errors import FormulaError
 from .nodes import deparse
@@ -53,7 +53,7 @@ def _parse(text: str) -> ParsedFormula:
     ast = parse_formula_ast(text)
     response = None
     if ast.lhs is not None:
-        bar = _find_bar(ast.lhs)
+        bar = find_bar(ast.lhs)
         if bar is not None:
             raise FormulaError("'|' is not allowed in the response", text, bar.op_pos)
         response = deparse(ast.lhs)

@@ -19,7 +19,7 @@ def _is_bar(node: Node) -> bool:
     return isinstance(node, BinOp) and node.op in _BARS
 
 
-def _find_bar(node: Node | None) -> Node | None:
+def find_bar(node: Node | None) -> Node | None:
     """First bar operator anywhere inside ``node`` (used to report misplaced bars), in the order a
     left-to-right reading meets them. Iterative: a sum of thousands of terms is a left-deep tree."""
     stack = [node]
@@ -81,7 +81,7 @@ def _split_operand(node: Node, text: str) -> tuple[Node | None, list[BinOp]]:
 
 
 def _check_no_bar(node: Node, text: str) -> None:
-    bar = _find_bar(node)
+    bar = find_bar(node)
     if bar is None:
         return
     if isinstance(node, BinOp) and node is bar:

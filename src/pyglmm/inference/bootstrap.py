@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pandas as pd
 
-from .confint import _select, percent_labels, register_method, variance_parameter_names
+from .confint import select_parameters, percent_labels, register_method, variance_parameter_names
 from .._warn import user_stacklevel
 from ..models import refit
 
@@ -112,7 +112,7 @@ def _tick(show, i, n, start):
 def confint_boot(model, parm=None, level: float = 0.95, nsim: int = 500, seed=None,
                  workers: int = 1, progress: bool | None = None) -> pd.DataFrame:
     """Percentile intervals from a parametric bootstrap (lme4: confint(m, method = "boot"))."""
-    rows = _select(model, parm)
+    rows = select_parameters(model, parm)
     res = boot(model, nsim=nsim, seed=seed, workers=workers, progress=progress)
     ci = res.percentile(level)
     out = ci.loc[rows]

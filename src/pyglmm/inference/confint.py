@@ -46,7 +46,7 @@ def parameter_names(model) -> list[str]:
     return variance_parameter_names(model) + list(model.frame.fixef_names)
 
 
-def _select(model, parm) -> list[str]:
+def select_parameters(model, parm) -> list[str]:
     allp = parameter_names(model)
     if parm is None:
         return allp
@@ -73,7 +73,7 @@ def confint_wald(model, parm=None, level: float = 0.95) -> pd.DataFrame:
     """Wald intervals estimate -/+ z * se for the fixed effects; NaN rows for the sd/cor
     parameters (as lme4's ``confint(m, method = "Wald")`` gives NA: Wald intervals on the sd
     scale are poor and lme4 does not compute them)."""
-    rows = _select(model, parm)
+    rows = select_parameters(model, parm)
     lo_lab, hi_lab = percent_labels(level)
     z = stats.norm.ppf(1 - (1 - level) / 2)
     b, se = model.fixef, model.se

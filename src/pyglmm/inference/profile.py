@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import optimize as so
 from scipy import stats
 
-from .confint import _select, percent_labels, register_method, variance_parameter_names
+from .confint import select_parameters, percent_labels, register_method, variance_parameter_names
 from .._warn import user_stacklevel
 
 
@@ -339,7 +339,7 @@ class _SdCorProfiler:
 
 def confint_profile(model, parm=None, level: float = 0.95) -> pd.DataFrame:
     """Profile-likelihood intervals, rows and columns as lme4's ``confint(m)``."""
-    rows = _select(model, parm)
+    rows = select_parameters(model, parm)
     pf = _Profiler(model)
     z = stats.norm.ppf(1 - (1 - level) / 2)
     lo_lab, hi_lab = percent_labels(level)

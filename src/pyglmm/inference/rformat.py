@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..results.summary import _stars, format_pval as _format_pval, format_r
+from ..results.summary import signif_stars, format_pval as _format_pval, format_r
 
 EPS = float(np.finfo(float).eps)
 SIGNIF_LEGEND = "Signif. codes:  0 \u2018***\u2019 0.001 \u2018**\u2019 0.01 \u2018*\u2019 0.05 \u2018.\u2019 0.1 \u2018 \u2019 1"
@@ -31,7 +31,7 @@ def format_pval(pv, digits: int = 4, eps: float = EPS) -> list[str]:
 
 
 def stars(p: float) -> str:
-    return _stars(p)
+    return signif_stars(p)
 
 
 def print_anova(table: pd.DataFrame, *, heading: list[str], test_cols=("Chisq",),

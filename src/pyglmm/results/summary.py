@@ -148,7 +148,7 @@ def format_pval(pv, digits: int = 3, eps: float = DBL_EPS) -> list[str]:
     return out
 
 
-def _stars(p: float) -> str:
+def signif_stars(p: float) -> str:
     """symnum() with cutpoints 0, .001, .01, .05, .1, 1 (intervals closed on the right)."""
     if not np.isfinite(p):
         return ""
@@ -421,7 +421,7 @@ class Summary:
                 c.append(s)
             if np.any(p[np.isfinite(p)] < 0.1):
                 legend = True
-                st = [_stars(v) for v in p]
+                st = [signif_stars(v) for v in p]
                 w = max(len(s) for s in st)
                 for c, s in zip(cells, st):
                     c.append(s.ljust(w))
