@@ -513,3 +513,237 @@ def test_large_vectors_fast():
         fam = make_family(spec, shape=2.0) if spec == "nbinom2" else make_family(spec)
         assert fam.loglik(y, mu).shape == (n,)
         assert fam.dev_resids(y, mu, np.ones(n)).shape == (n,)
+
+
+# --- family-specific knowledge carried by the family objects ------------------------------
+
+ALL_FAMILY_LINKS = [(f, lk) for f, links in ALLOWED_LINKS.items() for lk in links]
+
+
+def _fam(name, link):
+    fam = make_family(name, link)
+    return fam.with_shape(2.5) if name == "nbinom2" else fam
+
+
+def test_canonical_links():
+    canon = {(f, lk) for f, lk in ALL_FAMILY_LINKS if make_family(f, lk).canonical}
+    assert canon == {("poisson", "log"), ("binomial", "logit"), ("gaussian", "identity"),
+                     ("Gamma", "inverse"), ("inverse.gaussian", "1/mu^2")}
+    # nbinom2's canonical link log(mu / (mu + theta)) is not among its links
+    assert not make_family("nbinom2").canonical
+
+
+def test_extra_parameter_kind_transform_and_with_extra():
+    kinds = {f: make_family(f).extra_parameter for f in ALLOWED_LINKS}
+    assert kinds == {"poisson": None, "binomial": None, "gaussian": "dispersion",
+                     "Gamma": "dispersion", "inverse.gaussian": "dispersion", "nbinom2": "shape"}
+    for f in ALLOWED_LINKS:
+        fam = make_family(f)
+        assert fam.extra_to_natural(fam.extra_to_working(3.7)) == pytest.approx(3.7, rel=1e-15)
+        got, phi = fam.with_extra(2.0)
+        if kinds[f] == "shape":
+            assert got.shape == 2.0 and phi == 1.0 and got.link == fam.link
+        elif kinds[f] == "dispersion":
+            assert got is fam and phi == 2.0
+        else:
+            assert got is fam and phi == 1.0
+    nb = make_family("nbinom2", "sqrt")
+    assert nb.start_family == make_family("poisson", "sqrt")
+    assert make_family("Gamma").start_family is make_family("Gamma")
+
+
+def test_extra_start_values():
+    rng = np.random.default_rng(3)
+    mu = rng.uniform(1.0, 6.0, 4000)
+    k = 2.0
+    y = rng.negative_binomial(k, k / (k + mu)).astype(float)
+    wt = np.ones_like(mu)
+    x0 = make_family("nbinom2").extra_start(y, mu, wt, 4000 - 2)
+    m, v = np.mean(mu), np.mean((y - mu) ** 2)
+    assert x0 == pytest.approx(np.log(m * m / (v - m)))
+    assert make_family("nbinom2").extra_start(mu, mu, wt, 10) == pytest.approx(np.log(10.0))
+    phi = 0.3
+    yg = rng.gamma(1 / phi, mu * phi)
+    x0 = make_family("Gamma", "log").extra_start(yg, mu, wt, 4000 - 2)
+    want = np.sum((yg - mu) ** 2 / mu ** 2) / (4000 - 2)
+    assert x0 == pytest.approx(np.log(want)) and abs(np.exp(x0) - phi) < 0.05
+    assert make_family("poisson").extra_start(y, mu, wt, 10) is None
+
+
+@pytest.mark.parametrize("name,link", ALL_FAMILY_LINKS)
+def test_closed_curvature_matches_derivatives_of_the_log_density(name, link):
+    fam = _fam(name, link)
+    if not fam.closed_curvature:
+        with pytest.raises(ValueError):
+            fam.curvature(np.ones(2), np.ones(2), np.ones(2))
+        return
+    rng = np.random.default_rng(7)
+    n = 30
+    eta = {"binomial": rng.normal(0, 1.5, n)}.get(name, rng.normal(0.5, 0.6, n))
+    mu = fam.link.inverse(eta)
+    wt = rng.uniform(0.5, 3.0, n)
+    if name == "binomial":
+        y = rng.integers(0, 2, n).astype(float)
+    elif name == "gaussian":
+        y = mu + rng.normal(size=n)
+    elif name == "Gamma":
+        y = rng.gamma(2.0, mu / 2.0)
+    else:
+        y = rng.poisson(mu).astype(float)
+    phi = 1.0 if fam.extra_parameter != "dispersion" else 0.7
+    w, wp, s = fam.curvature(mu, y, wt, phi)
+
+    def ll(e):
+        return fam.loglik_eta(y, e, wt, phi)
+
+    h = 1e-4
+    score = (ll(eta + h) - ll(eta - h)) / (2 * h)
+    curv = -(ll(eta + h) - 2 * ll(eta) + ll(eta - h)) / (h * h)
+    np.testing.assert_allclose(s, score, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(w, curv, rtol=1e-4, atol=1e-6)
+    w_up = fam.curvature(fam.link.inverse(eta + h), y, wt, phi)[0]
+    w_dn = fam.curvature(fam.link.inverse(eta - h), y, wt, phi)[0]
+    np.testing.assert_allclose(wp, (w_up - w_dn) / (2 * h), rtol=1e-5, atol=1e-8)
+
+
+def test_closed_curvature_and_kernel_codes():
+    closed = {(f, lk) for f, lk in ALL_FAMILY_LINKS if make_family(f, lk).closed_curvature}
+    assert closed == {("poisson", "log"), ("binomial", "logit"), ("gaussian", "identity"),
+                      ("nbinom2", "log"), ("Gamma", "log")}
+    codes = {(f, lk): make_family(f, lk).kernel_code for f, lk in ALL_FAMILY_LINKS
+             if make_family(f, lk).kernel_code is not None}
+    assert codes == {("poisson", "log"): 0, ("binomial", "logit"): 1, ("nbinom2", "log"): 2,
+                     ("Gamma", "log"): 3}
+    # resolved once: with_shape keeps them
+    nb = make_family("nbinom2").with_shape(3.0)
+    assert nb.kernel_code == 2 and nb.closed_curvature and not nb.canonical
+
+
+@pytest.mark.parametrize("name,link", ALL_FAMILY_LINKS)
+def test_deviance_sum_and_constant(name, link):
+    fam = _fam(name, link)
+    rng = np.random.default_rng(11)
+    n = 50
+    eta = {"binomial": rng.normal(0, 2, n)}.get(name, rng.uniform(0.3, 1.5, n))
+    if link in ("inverse", "1/mu^2"):
+        eta = rng.uniform(0.3, 1.0, n)
+    mu = fam.link.inverse(eta)
+    wt = {"binomial": rng.integers(1, 8, n).astype(float)}.get(name, rng.uniform(0.5, 2, n))
+    if name == "binomial":
+        y = rng.binomial(wt.astype(int), np.clip(mu, 0, 1)) / wt
+    elif name == "gaussian":
+        y = mu + rng.normal(size=n)
+    elif name in ("Gamma", "inverse.gaussian"):
+        y = rng.gamma(2.0, np.abs(mu) / 2.0) + 0.01
+    else:
+        y = rng.poisson(np.maximum(mu, 0)).astype(float)
+    cache = {}
+    got = fam.deviance_sum(y, eta, wt, mu, cache)
+    assert got == pytest.approx(float(fam.dev_resids(y, mu, wt).sum()), rel=1e-9)
+    assert fam.deviance_sum(y, eta, wt, mu, cache) == got          # cached pieces: same value
+    const = fam.deviance_constant(y, wt, cache)
+    if fam.extra_parameter is None:
+        # -2 log f = dev - 2 log f_saturated exactly, and the constant is dev at log mu = 0 terms
+        m2ll = -2.0 * float(fam.loglik(y, mu, wt).sum())
+        assert m2ll == pytest.approx(got + fam.saturated_m2ll(y, wt), rel=1e-9)
+        assert const is not None and np.isfinite(const)
+    else:
+        assert const is None
+    assert fam.saturated_m2ll(y, wt) == pytest.approx(-2.0 * float(fam.loglik(y, y, wt).sum()))
+
+
+@pytest.mark.parametrize("name,link", [("poisson", "log"), ("binomial", "logit"),
+                                       ("nbinom2", "log"), ("Gamma", "log"),
+                                       ("inverse.gaussian", "log"), ("gaussian", "identity")])
+def test_simulate_moments_and_cdf(name, link):
+    fam = _fam(name, link)
+    rng = np.random.default_rng(5)
+    n = 200_000
+    mu = np.full(n, 0.3 if name == "binomial" else 2.0)
+    wt = np.full(n, 4.0 if name == "binomial" else 1.0)
+    phi = 0.5 if fam.extra_parameter == "dispersion" else 1.0
+    y = fam.simulate(mu, wt, phi, rng)
+    assert y.shape == mu.shape
+    var = fam.variance(mu) * phi / wt
+    assert abs(y.mean() - mu[0]) < 5 * math.sqrt(var[0] / n)
+    assert y.var() == pytest.approx(var[0], rel=0.03)
+    # the cdf at the simulated quantiles: uniform for continuous families; P(Y <= q) for
+    # discrete ones equals the empirical frequency
+    q = np.quantile(y, [0.25, 0.5, 0.75])
+    F = fam.cdf(q, mu[:3], wt[:3], phi)
+    emp = np.array([np.mean(y <= v) for v in q])
+    np.testing.assert_allclose(F, emp, atol=0.01)
+    assert fam.discrete == (name in ("poisson", "binomial", "nbinom2"))
+
+
+def test_simulate_broadcasts_posterior_draws_and_given_shapes():
+    rng = np.random.default_rng(1)
+    mu = np.full((3, 5), 2.0)
+    wt = np.ones((1, 5))
+    nb = make_family("nbinom2")               # no shape on the family: passed per draw
+    y = nb.simulate(mu, wt, 1.0, rng, shape=np.array([[1.0], [2.0], [50.0]]))
+    assert y.shape == (3, 5)
+    yb = make_family("binomial").simulate(np.full((2, 4), 0.5), np.array([0.0, 1, 2, 3]), 1.0, rng)
+    assert yb.shape == (2, 4) and np.all(yb[:, 0] == 0)
+    assert np.all(np.isin(yb[:, 3] * 3, [0, 1, 2, 3]))
+
+
+def test_response_counts():
+    fam = make_family("binomial")
+    y = np.array([0.5, 0.25, 1.0])
+    wt = np.array([2.0, 4.0, 3.0])
+    np.testing.assert_array_equal(fam.response_counts(y, wt), [1.0, 1.0, 3.0])
+    np.testing.assert_array_equal(fam.response_counts(np.c_[y, y], wt), [[1, 1], [1, 1], [3, 3]])
+    yy = np.array([0.3, 0.5, 1.0])                 # not whole successes: unchanged
+    assert fam.response_counts(yy, wt) is yy
+    assert make_family("poisson").response_counts(y, wt) is y
+
+
+def test_ratio_labels():
+    labels = {(f, lk): make_family(f, lk).ratio_label for f, lk in ALL_FAMILY_LINKS}
+    assert labels[("poisson", "log")] == "rate ratio"
+    assert labels[("nbinom2", "log")] == "rate ratio"
+    assert labels[("binomial", "logit")] == "odds ratio"
+    assert labels[("binomial", "cloglog")] == "hazard ratio"
+    assert labels[("binomial", "log")] == "ratio"
+    assert labels[("Gamma", "log")] == "ratio"
+    assert labels[("gaussian", "identity")] is None and labels[("binomial", "probit")] is None
+
+
+def test_latent_variance():
+    assert make_family("binomial").latent_variance()[0] == pytest.approx(math.pi ** 2 / 3)
+    assert make_family("binomial", "probit").latent_variance()[0] == 1.0
+    assert make_family("binomial", "cloglog").latent_variance()[0] == pytest.approx(math.pi ** 2 / 6)
+    with pytest.raises(ValueError):
+        make_family("binomial", "cauchit").latent_variance()
+    assert make_family("gaussian").latent_variance(None, 2.5)[0] == 2.5
+    pois = make_family("poisson")
+    assert pois.needs_latent_mean and not make_family("poisson", "sqrt").needs_latent_mean
+    assert pois.latent_variance(4.0)[0] == pytest.approx(math.log1p(0.25))
+    assert pois.latent_variance(4.0, approximation="delta")[0] == pytest.approx(0.25)
+    from scipy import special
+    assert pois.latent_variance(4.0, approximation="trigamma")[0] == pytest.approx(
+        float(special.polygamma(1, 4.0)))
+    nb = make_family("nbinom2").with_shape(2.0)
+    assert nb.latent_variance(4.0)[0] == pytest.approx(math.log1p(0.25 + 0.5))
+    assert make_family("Gamma", "log").latent_variance(None, 0.3)[0] == pytest.approx(math.log1p(0.3))
+    with pytest.raises(ValueError):
+        make_family("Gamma").latent_variance(None, 0.3)
+
+
+def test_bayes_pieces():
+    g = make_family("gaussian")
+    assert g.aux_name == "sigma" and g.aux_to_parameter(3.0) == 9.0
+    assert g.default_aux_prior(2.0) == ("exponential", 0.5)
+    y = np.array([1.0, 2.0, 4.0])
+    assert g.prior_scale(y) == pytest.approx((np.mean(y), np.std(y, ddof=1)))
+    assert make_family("gaussian", "log").prior_scale(y) == (0.0, 1.0)
+    assert make_family("Gamma").aux_to_parameter(4.0) == 0.25
+    assert make_family("inverse.gaussian").aux_to_parameter(0.5) == 0.25
+    nb = make_family("nbinom2")
+    assert nb.aux_name == "shape" and nb.aux_to_parameter(2.0) == 2.0
+    assert nb.default_aux_prior() == ("gamma", 0.01, 0.01)
+    for f in ("poisson", "binomial"):
+        fam = make_family(f)
+        assert fam.aux_name is None and fam.default_aux_prior() is None
+    assert {make_family(f).jax_name for f in ALLOWED_LINKS} == set(ALLOWED_LINKS)

@@ -112,8 +112,24 @@ class Family:
     default_link: str = ""
     allowed_links: tuple[str, ...] = ()
     has_dispersion: bool = False
+    #: the canonical link (theta = eta), or None when it is not among the allowed links
+    canonical_link: str | None = None
+    #: the family's extra parameter: "dispersion" (phi, Var = phi V(mu)), "shape" (nbinom2's
+    #: theta) or None (Poisson, binomial: fixed at 1)
+    extra_parameter: str | None = None
+    #: integer-valued responses (the simulation-based quantile residuals are then randomised)
+    discrete: bool = False
+    #: links with closed forms of the exact curvature -d2 log f/deta2 and its eta-derivative
+    #: (`curvature`): canonical links, and those of glmmTMB's observed-curvature Laplace fits
+    closed_curvature_links: tuple[str, ...] = ()
+    #: link -> the compiled kernels' family code (fit/_glmm.pyx)
+    kernel_codes: dict = {}
+    #: the log density's name in pyglmm.bayes.jaxfam
+    jax_name: str = ""
+    #: the Bayesian auxiliary parameter sampled by bglmer ("sigma", "shape" or None)
+    aux_name: str | None = None
 
-    __slots__ = ("link", "shape")
+    __slots__ = ("link", "shape", "canonical", "closed_curvature", "kernel_code")
 
     def __init__(self, link: "str | Link | None" = None):
         if link is None:
@@ -121,6 +137,10 @@ class Family:
         lk = _link_for_family(self.name, self.allowed_links, link)
         object.__setattr__(self, "link", lk)
         object.__setattr__(self, "shape", None)
+        # resolved once: the fitting code asks these on every PIRLS iteration
+        object.__setattr__(self, "canonical", lk.name == self.canonical_link)
+        object.__setattr__(self, "closed_curvature", lk.name in self.closed_curvature_links)
+        object.__setattr__(self, "kernel_code", self.kernel_codes.get(lk.name))
 
     # immutability ---------------------------------------------------------
     def __setattr__(self, key, value):
@@ -211,6 +231,105 @@ class Family:
         return -(self.eta_moments(y, eta + h, wt, phi)[1]
                  - self.eta_moments(y, eta - h, wt, phi)[1]) / (2.0 * h)
 
+    def curvature(self, mu, y, wt, phi=1.0):
+        """(w, dw/deta, score) per row in closed form, with w = -d2 log f/deta2 the exact
+        Laplace curvature and score = d log f/deta (all times the prior weights ``wt``), for
+        the links in `closed_curvature_links` (the exact Laplace gradient needs dw/deta)."""
+        raise ValueError(f"no closed-form curvature for the {self.name} family with link "
+                         f"{self.link.name!r}")
+
+    # the deviance split for PIRLS ------------------------------------------
+    def deviance_constant(self, y, wt, cache=None):
+        """The y-only part C(y) of sum(dev_resids) when the family splits it off (Poisson,
+        binomial: then -2 log f = dev - 2 log f_saturated exactly), else None. ``cache``: a
+        dict kept with the data (the problem) for the pieces that depend on y and wt only."""
+        return None
+
+    def deviance_sum(self, y, eta, wt, mu=None, cache=None) -> float:
+        """sum(dev_resids) at eta without the links' clamps on mu (they would cap what a row
+        can cost); families override with cheaper forms (a cached y-only constant)."""
+        return float(self.dev_resids_eta(y, eta, wt).sum())
+
+    def saturated_m2ll(self, y, wt) -> float:
+        """-2 log-likelihood of the saturated model (mu = y)."""
+        return float(-2.0 * self.loglik(y, y, wt).sum())
+
+    # the extra parameter (dispersion phi / nbinom2 shape theta) --------------
+    @staticmethod
+    def extra_to_natural(x) -> float:
+        """The extra parameter from its optimisation scale (log)."""
+        return float(np.exp(x))
+
+    @staticmethod
+    def extra_to_working(v) -> float:
+        """The extra parameter on its optimisation scale (log)."""
+        return float(np.log(v))
+
+    def with_extra(self, value) -> "tuple[Family, float]":
+        """(family, dispersion phi) at a value of the extra parameter (natural scale): the shape
+        lives on the family, the dispersion is passed beside it; no extra parameter: phi = 1."""
+        return self, 1.0
+
+    @property
+    def start_family(self) -> "Family":
+        """The family whose GLM fit gives the starting fixed effects (nbinom2: the Poisson)."""
+        return self
+
+    def extra_start(self, y, mu, wt, df_resid: int):
+        """Start of the extra parameter on the optimisation scale from a GLM fit's means
+        ``mu`` (None when the family has none)."""
+        return None
+
+    # simulation and quantile residuals -------------------------------------
+    def simulate(self, mu, wt, phi, rng, shape=None):
+        """One response per row given the means (on the fit's scale: proportions for the
+        binomial), prior weights ``wt``, dispersion ``phi`` and, for nbinom2, ``shape`` (the
+        family's own when None); arrays broadcast (posterior draws x rows)."""
+        raise ValueError(f"simulation is not available for family {self.name!r}")
+
+    def response_counts(self, y, wt):
+        """Responses on the count scale of the simulation-based residuals (binomial: successes
+        when the trials are whole numbers, as DHARMa); others unchanged."""
+        return y
+
+    def cdf(self, q, mu, wt=None, phi=1.0):
+        """P(Y <= q) per row (binomial: q a proportion of ``wt`` trials), for quantile
+        residuals (Dunn & Smyth 1996): u ~ U(cdf(y-), cdf(y)) for discrete families."""
+        raise ValueError(f"no cdf for family {self.name!r}")
+
+    # interpretation ----------------------------------------------------------
+    @property
+    def ratio_label(self) -> str | None:
+        """What exp(coefficient) is on this link ("odds ratio", "rate ratio", ...), or None."""
+        return {"log": "ratio", "logit": "odds ratio", "cloglog": "hazard ratio"}.get(self.link.name)
+
+    def latent_variance(self, mean=None, dispersion=1.0, approximation="lognormal"):
+        """(sigma_d^2, description): the observation-level variance on the latent (link) scale
+        of Nakagawa, Johnson & Schielzeth (2017) for R2 and the ICC, given the expected mean
+        (``mean``, lambda of count families) and the dispersion; ValueError where undefined."""
+        raise ValueError(f"no latent-scale observation variance for family {self.name!r} "
+                         f"with link {self.link.name!r}")
+
+    @property
+    def needs_latent_mean(self) -> bool:
+        """Whether `latent_variance` depends on the expected mean (count families, log link)."""
+        return False
+
+    # Bayesian pieces (numpy-free arithmetic: works on JAX arrays) ------------
+    def aux_to_parameter(self, a):
+        """The family's extra parameter (dispersion phi, or nbinom2's theta) from bglmer's
+        auxiliary parameter ``aux_name`` (sigma: phi = sigma^2; Gamma's shape: phi = 1/shape)."""
+        return a
+
+    def default_aux_prior(self, s_y: float = 1.0):
+        """bglmer's default prior of the auxiliary parameter (None without one)."""
+        return None
+
+    def prior_scale(self, y) -> tuple[float, float]:
+        """(location, scale) of the response for bglmer's default priors: (0, 1) unless the
+        linear predictor is on the response's scale (Gaussian identity: mean and sd of y)."""
+        return 0.0, 1.0
+
     # validation ------------------------------------------------------------
     def validate(self, y, wt=None, response_name: str = "y") -> None:
         """Check a response (and prior weights) for this family.
@@ -283,7 +402,25 @@ class _CountResponse(Family):
     """Families of non-negative counts (Poisson, negative binomial): shared checks and start."""
 
     _family_label = ""      # how the initialize error names the family
+    discrete = True
     __slots__ = ()
+
+    @property
+    def ratio_label(self):
+        return "rate ratio" if self.link.name == "log" else super().ratio_label
+
+    @property
+    def needs_latent_mean(self) -> bool:
+        return self.link.name == "log"
+
+    def _latent_a(self, mean, dispersion):
+        """The squared coefficient of variation of the observation level (1/lambda + ...)."""
+        return 1.0 / mean
+
+    def latent_variance(self, mean=None, dispersion=1.0, approximation="lognormal"):
+        if self.link.name != "log":
+            return super().latent_variance(mean, dispersion, approximation)
+        return _log_latent(self._latent_a(mean, dispersion), approximation)
 
     def initialize(self, y, wt=None):
         y = _f(y)
@@ -301,7 +438,45 @@ class Poisson(_CountResponse):
     default_link = "log"
     allowed_links = ("log", "identity", "sqrt")
     has_dispersion = False
+    canonical_link = "log"
+    closed_curvature_links = ("log",)
+    kernel_codes = {"log": 0}
+    jax_name = "poisson"
+    _saturated_code = 0            # the compiled kernels' code of the y-only pieces
     __slots__ = ()
+
+    def curvature(self, mu, y, wt, phi=1.0):
+        if not self.closed_curvature:
+            return super().curvature(mu, y, wt, phi)
+        w = wt * mu / phi                  # canonical: w = V(mu) = mu, dw/deta = w
+        return w, w, wt * (y - mu) / phi
+
+    def cumulant(self, eta, mu=None):
+        """b(eta) = exp(eta) at the canonical parameter (``mu`` when given: log mu = eta)."""
+        return np.exp(eta) if mu is None else mu
+
+    def deviance_constant(self, y, wt, cache=None):
+        return _dev_constant(0, y, wt, cache)
+
+    def deviance_sum(self, y, eta, wt, mu=None, cache=None) -> float:
+        if not self.canonical:
+            return super().deviance_sum(y, eta, wt, mu, cache)
+        if mu is None:
+            mu = self.link.inverse(eta)
+        # log mu = eta: no logarithm needed (mu's floor at eps changes the sum by < n eps)
+        with np.errstate(invalid="ignore"):
+            return self.deviance_constant(y, wt, cache) + 2.0 * float(
+                wt @ mu - _weighted_y(y, wt, cache)[0] @ eta)
+
+    def saturated_m2ll(self, y, wt) -> float:
+        return _saturated_m2ll(self, y, wt)
+
+    def simulate(self, mu, wt, phi, rng, shape=None):
+        return rng.poisson(np.maximum(mu, 0)).astype(float)
+
+    def cdf(self, q, mu, wt=None, phi=1.0):
+        from scipy import stats
+        return stats.poisson.cdf(q, mu)
 
     def variance(self, mu):
         return _f(mu).copy()
@@ -376,12 +551,131 @@ def _times_wt(ll, wt):
         return np.where(wt == 0, 0.0, ll * wt)
 
 
+def _log_latent(a, approximation):
+    """Latent variance of a log link from the observation level's squared CV ``a``."""
+    if approximation == "lognormal":
+        return math.log1p(a), "lognormal approximation"
+    if approximation == "delta":
+        return a, "delta approximation"
+    return float(sp.polygamma(1, 1.0 / a)), "trigamma approximation"
+
+
+def _dev_constant(code, y, wt, cache):
+    """2 sum w y log y (- y) (Poisson, code 0) or 2 sum w (y log y + (1-y) log(1-y))
+    (binomial, code 1), with 0 log 0 = 0: the y-only part of sum(dev_resids), cached."""
+    if cache is not None and code in cache.setdefault("dconst", {}):
+        return cache["dconst"][code]
+    kern = compiled.glmm_kernels()
+    if kern is not None:                          # one compiled pass
+        out = float(kern.deviance_constant(
+            code, np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(wt, dtype=float)))
+    else:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            a = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+            if code == 0:
+                out = float(2.0 * (wt * (a - y)).sum())
+            else:
+                b = np.where(y < 1, (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0)), 0.0)
+                out = float(2.0 * (wt * (a + b)).sum())
+    if cache is not None:
+        cache["dconst"][code] = out
+    return out
+
+
+def _weighted_y(y, wt, cache):
+    """w y and w (1 - y), the weights of the log terms of sum(dev_resids) (cached)."""
+    got = None if cache is None else cache.get("wy")
+    if got is None:
+        got = (wt * y, wt * (1 - y))
+        if cache is not None:
+            cache["wy"] = got
+    return got
+
+
+def _saturated_m2ll(fam, y, wt) -> float:
+    """Poisson / binomial saturated -2 log L: one compiled pass when the kernels cover the link."""
+    kern = compiled.glmm_kernels()
+    if kern is not None and fam.kernel_code is not None:
+        return float(kern.saturated_m2ll(fam._saturated_code, np.ascontiguousarray(y, dtype=float),
+                                         np.ascontiguousarray(wt, dtype=float)))
+    return float(-2.0 * fam.loglik(y, y, wt).sum())
+
+
 class Binomial(Family):
     name = "binomial"
     default_link = "logit"
     allowed_links = ("logit", "probit", "cauchit", "log", "cloglog")
     has_dispersion = False
+    canonical_link = "logit"
+    discrete = True
+    closed_curvature_links = ("logit",)
+    kernel_codes = {"logit": 1}
+    jax_name = "binomial"
+    _saturated_code = 1
+    #: the logistic, normal and Gumbel latent variances of the binomial links (Nakagawa 2017)
+    _LATENT = {"logit": (math.pi ** 2 / 3, "pi^2/3"), "probit": (1.0, "1"),
+               "cloglog": (math.pi ** 2 / 6, "pi^2/6")}
     __slots__ = ()
+
+    def curvature(self, mu, y, wt, phi=1.0):
+        if not self.closed_curvature:
+            return super().curvature(mu, y, wt, phi)
+        v = mu * (1.0 - mu)                # canonical: w = V(mu), dw/deta = w (1 - 2 mu)
+        w = wt * v / phi
+        return w, w * (1.0 - 2.0 * mu), wt * (y - mu) / phi
+
+    def cumulant(self, eta, mu=None):
+        """b(eta) = log(1 + e^eta) at the canonical parameter, exact for every eta, as
+        max(eta, 0) + log(1 + e^-|eta|) (np.logaddexp is 10x slower)."""
+        t = np.abs(eta)
+        np.negative(t, out=t)
+        np.exp(t, out=t)
+        np.log1p(t, out=t)
+        t += np.maximum(eta, 0.0)
+        return t
+
+    def deviance_constant(self, y, wt, cache=None):
+        return _dev_constant(1, y, wt, cache)
+
+    def deviance_sum(self, y, eta, wt, mu=None, cache=None) -> float:
+        dconst = self.deviance_constant(y, wt, cache)
+        wy, w1y = _weighted_y(y, wt, cache)
+        if self.canonical:
+            # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta)
+            return dconst + 2.0 * float(wt @ self.cumulant(eta) - wy @ eta)
+        lp, lq = self.link.bernoulli_logs(eta, order=0)
+        with np.errstate(invalid="ignore"):
+            s = float(wy @ lp + w1y @ lq)
+            if np.isnan(s):          # 0 * -inf where a row's weight of that outcome is 0
+                s = float(wy[wy != 0] @ lp[wy != 0] + w1y[w1y != 0] @ lq[w1y != 0])
+        return dconst - 2.0 * s
+
+    def saturated_m2ll(self, y, wt) -> float:
+        return _saturated_m2ll(self, y, wt)
+
+    def simulate(self, mu, wt, phi, rng, shape=None):
+        n = np.round(wt).astype(np.int64) * np.ones_like(mu, dtype=np.int64)
+        s = rng.binomial(np.maximum(n, 0), np.clip(mu, 0.0, 1.0))
+        return np.where(n > 0, s / np.maximum(n, 1), 0.0)
+
+    def response_counts(self, y, wt):
+        k = y * wt[:, None] if y.ndim == 2 else y * wt
+        kr = np.round(k)
+        if np.all(np.abs(k - kr) < 1e-6) and np.all(np.abs(wt - np.round(wt)) < 1e-6):
+            return kr
+        return y
+
+    def cdf(self, q, mu, wt=None, phi=1.0):
+        from scipy import stats
+        q = _f(q)
+        n = np.round(_wt(wt, q))
+        return stats.binom.cdf(np.round(q * n), n, mu)
+
+    def latent_variance(self, mean=None, dispersion=1.0, approximation="lognormal"):
+        got = self._LATENT.get(self.link.name)
+        if got is None:
+            return super().latent_variance(mean, dispersion, approximation)
+        return got[0], got[1]
 
     def variance(self, mu):
         mu = _f(mu)
@@ -498,12 +792,63 @@ class Binomial(Family):
             )
 
 
-class Gaussian(Family):
+class _DispersionFamily(Family):
+    """Families with a dispersion phi (Var = phi V(mu)), estimated on the log scale."""
+
+    has_dispersion = True
+    extra_parameter = "dispersion"
+    __slots__ = ()
+
+    def with_extra(self, value):
+        return self, value
+
+    def extra_start(self, y, mu, wt, df_resid: int):
+        # the Pearson estimate of phi from the GLM fit
+        pear = float((wt * (y - mu) ** 2 / self.variance(mu)).sum())
+        return np.log(max(pear / max(df_resid, 1), 1e-8))
+
+
+class Gaussian(_DispersionFamily):
     name = "gaussian"
     default_link = "identity"
     allowed_links = ("identity", "log", "inverse")
-    has_dispersion = True
+    canonical_link = "identity"
+    closed_curvature_links = ("identity",)
+    jax_name = "gaussian"
+    aux_name = "sigma"
     __slots__ = ()
+
+    def curvature(self, mu, y, wt, phi=1.0):
+        if not self.closed_curvature:
+            return super().curvature(mu, y, wt, phi)
+        return wt / phi, np.zeros_like(mu), wt * (y - mu) / phi
+
+    def simulate(self, mu, wt, phi, rng, shape=None):
+        # variance phi / wt (lme4's weighted convention); rows of weight 0 draw with weight 1
+        return mu + rng.normal(size=np.shape(mu)) * np.sqrt(phi) / np.sqrt(np.where(wt > 0, wt, 1.0))
+
+    def cdf(self, q, mu, wt=None, phi=1.0):
+        from scipy import stats
+        return stats.norm.cdf(q, mu, np.sqrt(phi / _wt(wt, q)))
+
+    def latent_variance(self, mean=None, dispersion=1.0, approximation="lognormal"):
+        if self.link.name != "identity":
+            return super().latent_variance(mean, dispersion, approximation)
+        return float(dispersion), "residual variance"
+
+    def aux_to_parameter(self, a):
+        return a * a                       # phi = sigma^2
+
+    def default_aux_prior(self, s_y: float = 1.0):
+        return ("exponential", 1.0 / s_y)
+
+    def prior_scale(self, y):
+        if self.link.name != "identity":
+            return super().prior_scale(y)
+        s_y = float(np.std(y, ddof=1)) if y.size > 1 else 1.0
+        if not np.isfinite(s_y) or s_y <= 0:
+            s_y = 1.0
+        return float(np.mean(y)), s_y
 
     def variance(self, mu):
         return np.ones_like(_f(mu))
@@ -532,7 +877,7 @@ class Gaussian(Family):
         return y.copy()
 
 
-class _PositiveResponse(Family):
+class _PositiveResponse(_DispersionFamily):
     """Families of strictly positive responses (Gamma, inverse Gaussian): shared checks."""
 
     __slots__ = ()
@@ -553,8 +898,38 @@ class Gamma(_PositiveResponse):
     name = "Gamma"
     default_link = "inverse"
     allowed_links = ("inverse", "identity", "log")
-    has_dispersion = True
+    canonical_link = "inverse"
+    closed_curvature_links = ("log",)
+    kernel_codes = {"log": 3}
+    jax_name = "Gamma"
+    aux_name = "shape"
     __slots__ = ()
+
+    def curvature(self, mu, y, wt, phi=1.0):
+        if not self.closed_curvature:
+            return super().curvature(mu, y, wt, phi)
+        # log link, shape 1/phi: score = (y/mu - 1)/phi, w = y/(mu phi), dw/deta = -w
+        w = wt * y / (mu * phi)
+        return w, -w, wt * (y / mu - 1.0) / phi
+
+    def simulate(self, mu, wt, phi, rng, shape=None):
+        return rng.gamma(1.0 / phi, mu * phi)
+
+    def cdf(self, q, mu, wt=None, phi=1.0):
+        from scipy import stats
+        return stats.gamma.cdf(q, 1.0 / phi, scale=mu * phi)
+
+    def latent_variance(self, mean=None, dispersion=1.0, approximation="lognormal"):
+        if self.link.name != "log":
+            return super().latent_variance(mean, dispersion, approximation)
+        # the squared CV phi = 1/shape plays the role of 1/lambda
+        return _log_latent(float(dispersion), approximation)
+
+    def aux_to_parameter(self, a):
+        return 1.0 / a                     # phi = 1 / shape
+
+    def default_aux_prior(self, s_y: float = 1.0):
+        return ("exponential", 1.0)
 
     def variance(self, mu):
         mu = _f(mu)
@@ -605,8 +980,24 @@ class InverseGaussian(_PositiveResponse):
     name = "inverse.gaussian"
     default_link = "1/mu^2"
     allowed_links = ("1/mu^2", "inverse", "identity", "log")
-    has_dispersion = True
+    canonical_link = "1/mu^2"
+    jax_name = "inverse.gaussian"
+    aux_name = "sigma"
     __slots__ = ()
+
+    def simulate(self, mu, wt, phi, rng, shape=None):
+        return rng.wald(mu, 1.0 / phi)
+
+    def cdf(self, q, mu, wt=None, phi=1.0):
+        from scipy import stats
+        # IG(mean mu, shape lambda = 1/phi) is scipy's invgauss(mu phi) with scale 1/phi
+        return stats.invgauss.cdf(q, mu * phi, scale=1.0 / phi)
+
+    def aux_to_parameter(self, a):
+        return a * a                       # phi = sigma^2
+
+    def default_aux_prior(self, s_y: float = 1.0):
+        return ("exponential", 1.0)
 
     def variance(self, mu):
         mu = _f(mu)
@@ -643,7 +1034,52 @@ class NegativeBinomial2(_CountResponse):
     default_link = "log"
     allowed_links = ("log", "identity", "sqrt")
     has_dispersion = False
+    extra_parameter = "shape"
+    closed_curvature_links = ("log",)
+    kernel_codes = {"log": 2}
+    jax_name = "nbinom2"
+    aux_name = "shape"
     __slots__ = ()
+
+    def with_extra(self, value):
+        return self.with_shape(value), 1.0
+
+    @property
+    def start_family(self):
+        return Poisson(self.link)
+
+    def extra_start(self, y, mu, wt, df_resid: int):
+        # moment estimate of theta from the Poisson GLM fit: Var = m + m^2/theta
+        m, v = float(np.mean(mu)), float(np.mean((y - mu) ** 2))
+        shape0 = m * m / (v - m) if v > m * 1.05 else 10.0
+        return np.log(np.clip(shape0, 0.05, 1e3))
+
+    def curvature(self, mu, y, wt, phi=1.0):
+        if not self.closed_curvature:
+            return super().curvature(mu, y, wt, phi)
+        # log link, shape k: score = y - (y + k) mu/(mu + k), w = (y + k) mu k/(mu + k)^2,
+        # dw/deta = (y + k) k mu (k - mu)/(mu + k)^3
+        k = self.shape
+        mk = mu + k
+        s = wt * (y - (y + k) * mu / mk)
+        w = wt * (y + k) * mu * k / (mk * mk)
+        wp = wt * (y + k) * k * mu * (k - mu) / (mk * mk * mk)
+        return w, wp, s
+
+    def simulate(self, mu, wt, phi, rng, shape=None):
+        k = self._theta() if shape is None else shape
+        return rng.negative_binomial(k, k / (k + mu)).astype(float)
+
+    def cdf(self, q, mu, wt=None, phi=1.0):
+        from scipy import stats
+        k = self._theta()
+        return stats.nbinom.cdf(q, k, k / (k + _f(mu)))
+
+    def _latent_a(self, mean, dispersion):
+        return 1.0 / mean + 1.0 / self._theta()
+
+    def default_aux_prior(self, s_y: float = 1.0):
+        return ("gamma", 0.01, 0.01)
 
     def __init__(self, link=None, shape=None):
         super().__init__(link)

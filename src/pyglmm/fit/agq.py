@@ -100,14 +100,12 @@ def fit_agq(problem: GlmmProblem, start, nAGQ: int, *, verbose: int = 0, progres
     kind = start.extra_kind
     base_family = problem.family if kind != "shape" else start.family
     nx = 0 if kind is None else 1
-    ex0 = [] if kind is None else [np.log(start.extra)]
+    ex0 = [] if kind is None else [base_family.extra_to_working(start.extra)]
 
     def fam_phi(ex):
-        if kind == "shape":
-            return base_family.with_shape(float(np.exp(ex[0]))), 1.0
-        if kind == "dispersion":
-            return problem.family, float(np.exp(ex[0]))
-        return problem.family, 1.0
+        if kind is None:
+            return problem.family, 1.0
+        return base_family.with_extra(base_family.extra_to_natural(ex[0]))
 
     fam0, phi0 = fam_phi(ex0)
     r_joint = problem.pirls(start.theta, start.beta, phi0, family=fam0, joint=True)

@@ -38,11 +38,6 @@ def glmm_rows_ok(n: int, n_terms: int) -> bool:
 #: 179 / 164 us at 1,000, 933 / 373 us at 5,000 (16 / 7 ms at 100,000).
 LMM_MAX_LEVELS = 800
 
-#: (family, link) -> the kernels' family code
-FAMILY_CODES = {("poisson", "log"): 0, ("binomial", "logit"): 1, ("nbinom2", "log"): 2,
-                ("Gamma", "log"): 3}
-
-
 def glmm_kernels():
     """The compiled GLMM kernels when built and enabled, else None."""
     return _glmm if ENABLED else None
@@ -62,7 +57,3 @@ def frame_kernels():
     """The compiled model-frame helpers when built and enabled, else None."""
     return _frame if ENABLED else None
 
-
-def family_code(family) -> int | None:
-    """The kernels' code of a family, or None when they do not cover it."""
-    return FAMILY_CODES.get((family.name, family.link.name))

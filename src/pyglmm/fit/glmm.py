@@ -104,14 +104,6 @@ def _wls(X: np.ndarray, w: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 
-def _extra_kind(family) -> str | None:
-    if family.name == "nbinom2":
-        return "shape"
-    if family.has_dispersion:
-        return "dispersion"
-    return None
-
-
 def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
              start_theta: np.ndarray | None = None, compute_hessian: bool = True,
              progress=None, maxiter: int = 2000, _subsample: bool = True,
@@ -120,23 +112,21 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     ``start_beta`` replaces the GLM start of beta (refits start from the earlier estimates)."""
     rs = problem.rs
     base_family = problem.family
-    kind = _extra_kind(base_family)
+    kind = base_family.extra_parameter
     nth, p = rs.ntheta, problem.p
     lb_theta = rs.lower_bounds()
     analytic = supports_analytic(base_family, problem.laplace_weights)   # exact gradients
 
     # starting values ------------------------------------------------------
-    if kind == "shape":
-        from ..families import make_family
-        pois = make_family("poisson", base_family.link.name)
+    if base_family.start_family is not base_family:
+        # the start of beta from another family's GLM fit (nbinom2: the Poisson), then the
+        # extra parameter's moment estimate at it
         saved = problem.family
-        problem.family = pois
+        problem.family = base_family.start_family
         beta0 = glm_start(problem)
         problem.family = saved
         mu0 = base_family.link.inverse(problem.offset + problem.X @ beta0)
-        m, v = float(np.mean(mu0)), float(np.mean((problem.y - mu0) ** 2))
-        shape0 = m * m / (v - m) if v > m * 1.05 else 10.0
-        extra0 = [np.log(np.clip(shape0, 0.05, 1e3))]
+        extra0 = [base_family.extra_start(problem.y, mu0, problem.w_prior, problem.n - p)]
     else:
         if start_beta is not None and start_beta.size == p:
             beta0 = start_beta.copy()
@@ -149,21 +139,18 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             beta0 = problem.offset_free_beta()
         else:
             beta0 = glm_start(problem)
-        if kind == "dispersion":
+        if kind is not None:
             mu0 = base_family.link.inverse(problem.offset + problem.X @ beta0)
-            pear = float((problem.w_prior * (problem.y - mu0) ** 2 / base_family.variance(mu0)).sum())
-            extra0 = [np.log(max(pear / max(problem.n - p, 1), 1e-8))]
+            extra0 = [base_family.extra_start(problem.y, mu0, problem.w_prior, problem.n - p)]
         else:
             extra0 = []
     theta0 = rs.theta_start() if start_theta is None else np.asarray(start_theta, float)
     nx = len(extra0)
 
     def fam_phi(ex):
-        if kind == "shape":
-            return base_family.with_shape(float(np.exp(ex[0]))), 1.0
-        if kind == "dispersion":
-            return base_family, float(np.exp(ex[0]))
-        return base_family, 1.0
+        if kind is None:
+            return base_family, 1.0
+        return base_family.with_extra(base_family.extra_to_natural(ex[0]))
 
     state = {"beta": beta0.copy()}
 
@@ -363,7 +350,7 @@ class _KernelLaplace:
         """The compiled objective when the kernels cover the problem (Poisson or binomial, the
         sizes where they win), else None. ``sc`` is rescaled in place by fit_glmm later."""
         problem.family = family
-        if family.name not in ("binomial", "poisson") or problem._kernel_code() is None:
+        if family.extra_parameter is not None or problem._kernel_code() is None:
             return None
         kd = problem.kernel_data()
         if kd is None:

@@ -21,61 +21,11 @@ from ..linalg.kernel_pattern import kernel_pattern
 from ..linalg.restructure import ReStructure
 from . import compiled
 
-CANONICAL = {("binomial", "logit"), ("poisson", "log"), ("gaussian", "identity")}
-
-
-OBSERVED_CLOSED = {("nbinom2", "log"), ("Gamma", "log")}
-
-
 def supports_analytic(family, laplace_weights: str) -> bool:
-    """True when the curvature W in M is the exact one and dW/deta has a closed form:
-    canonical links (Fisher = observed), and the log-link negative binomial and Gamma models
-    with the observed curvature (glmmTMB's convention)."""
-    key = (family.name, family.link.name)
-    if key in CANONICAL:
-        return True
-    return laplace_weights == "observed" and key in OBSERVED_CLOSED
-
-
-def _weights_and_derivative(family, mu, w_prior, phi):
-    """Fisher weights w and dw/deta for the canonical links (closed forms).
-
-    Poisson-log: w = mu; binomial-logit: w = mu (1 - mu); Gaussian-identity: w = 1; the score
-    is then simply w_prior (y - mu) / phi.
-    """
-    name = family.name
-    if name == "poisson":
-        w = w_prior * mu / phi
-        return w, w
-    if name == "binomial":
-        v = mu * (1.0 - mu)
-        w = w_prior * v / phi
-        return w, w * (1.0 - 2.0 * mu)
-    return w_prior / phi, np.zeros_like(mu)
-
-
-def curvature(family, mu, y, w_prior, phi):
-    """(w, dw/deta, score) with w the exact -d2 log f/deta2, for the supported families.
-
-    nbinom2, log link, shape k: score = y - (y + k) mu / (mu + k), w = (y + k) mu k / (mu + k)^2,
-    dw/deta = (y + k) k mu (k - mu) / (mu + k)^3.  Gamma, log link, shape 1/phi:
-    score = (y/mu - 1)/phi, w = y/(mu phi), dw/deta = -w.  All times the prior weights.
-    """
-    key = (family.name, family.link.name)
-    if key in CANONICAL:
-        w, wp = _weights_and_derivative(family, mu, w_prior, phi)
-        return w, wp, w_prior * (y - mu) / phi
-    if key == ("nbinom2", "log"):
-        k = family.shape
-        mk = mu + k
-        s = w_prior * (y - (y + k) * mu / mk)
-        w = w_prior * (y + k) * mu * k / (mk * mk)
-        wp = w_prior * (y + k) * k * mu * (k - mu) / (mk * mk * mk)
-        return w, wp, s
-    if key == ("Gamma", "log"):
-        w = w_prior * y / (mu * phi)
-        return w, -w, w_prior * (y / mu - 1.0) / phi
-    raise ValueError(f"no closed-form curvature for {key}")
+    """True when the curvature W in M is the exact one and dW/deta has a closed form
+    (`Family.curvature`): canonical links (Fisher = observed), and the log-link negative
+    binomial and Gamma models with the observed curvature (glmmTMB's convention)."""
+    return family.closed_curvature and (family.canonical or laplace_weights == "observed")
 
 
 def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.ndarray,
@@ -89,7 +39,7 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
     (u, beta) system. ``kdata``: the problem's arrays bound for the compiled kernels
     (`GlmmProblem.kernel_data`), saving their binding on every call.
     """
-    code = compiled.family_code(family) if compiled.glmm_rows_ok(rs.n, len(rs.terms)) else None
+    code = family.kernel_code if compiled.glmm_rows_ok(rs.n, len(rs.terms)) else None
     if code is not None and compiled.glmm_kernels() is not None and \
             (len(rs.terms) == 1 or not joint):
         if kdata is None:                             # bind the arrays for this call
@@ -99,11 +49,11 @@ def laplace_gradient(rs: ReStructure, X: np.ndarray, y: np.ndarray, w_prior: np.
         if kdata is not None:
             g_theta, v = kdata.laplace_gradient(
                 code, np.ascontiguousarray(theta, float), eta, u, float(phi), joint,
-                float(family.shape) if family.name == "nbinom2" else 0.0)
+                float(family.shape) if family.extra_parameter == "shape" else 0.0)
             return g_theta if joint else np.concatenate([g_theta, X.T @ v])
     zvals = rs.scaled_values(theta)
     mu = family.link.inverse(eta)
-    w, wp, s = curvature(family, mu, y, w_prior, phi)     # s = d log f / d eta
+    w, wp, s = family.curvature(mu, y, w_prior, phi)     # s = d log f / d eta
     # ``factor``: PIRLS's factor at this mode (joint: with X), saving a factorisation
     FJ = factor if (joint and factor is not None) else None
     if factor is not None and not joint:

@@ -20,7 +20,6 @@ from ..linalg.blocked import BlockedFactor, NotPositiveDefinite
 from ..linalg.kernel_pattern import kernel_pattern
 from ..linalg.restructure import ReStructure
 from . import compiled
-from .gradient import OBSERVED_CLOSED, curvature
 from .optimize import max_abs_diff
 
 
@@ -78,11 +77,10 @@ class GlmmProblem:
         """mu, the score d log f/d eta and the Fisher weights of every row, from eta without
         the links' clamps (the family's `eta_moments`); canonical links need no extra passes."""
         fam = self.family
-        canon = (fam.name, fam.link.name)
-        if canon == ("poisson", "log") or canon == ("binomial", "logit"):
+        if fam.canonical and fam.extra_parameter is None:     # Poisson-log, binomial-logit
             if mu is None:
                 mu = fam.link.inverse(eta)
-            v = mu if canon[0] == "poisson" else mu * (1.0 - mu)
+            v = fam.variance(mu)           # canonical: the Fisher weight is V(mu)
             w = self.w_prior * v if phi == 1.0 else self.w_prior * v / phi
             score = self.w_prior * (self.y - mu) if phi == 1.0 else self.w_prior * (self.y - mu) / phi
             return mu, score, w
@@ -90,79 +88,34 @@ class GlmmProblem:
 
     def _observed_weights(self, eta, mu, phi):
         """-d2 log f / d eta2: the exact Laplace curvature (glmmTMB), not the Fisher weight; in
-        closed form where gradient.py has it (log-link nbinom2 and Gamma, the curvature the exact
-        gradient assumes), else the family's `observed_curvature`."""
+        closed form where the family has it for a non-canonical link (log-link nbinom2 and Gamma,
+        the curvature the exact gradient assumes), else the family's `observed_curvature`."""
         fam = self.family
-        if (fam.name, fam.link.name) in OBSERVED_CLOSED:
-            return curvature(fam, mu, self.y, self.w_prior, phi)[0]
+        if fam.closed_curvature and not fam.canonical:
+            return fam.curvature(mu, self.y, self.w_prior, phi)[0]
         return fam.observed_curvature(self.y, eta, self.w_prior, phi)
 
     def _saturated_m2ll(self) -> float:
         """-2 log-likelihood of the saturated model (mu = y), cached: it depends on y only."""
         if getattr(self, "_sat", None) is None:
-            kern = compiled.glmm_kernels()
-            code = compiled.family_code(self.family)
-            if kern is not None and code in (0, 1):       # Poisson, binomial: one compiled pass
-                self._sat = float(kern.saturated_m2ll(
-                    code, np.ascontiguousarray(self.y, dtype=float),
-                    np.ascontiguousarray(self.w_prior, dtype=float)))
-            else:
-                self._sat = float(-2.0 * self.family.loglik(self.y, self.y, self.w_prior).sum())
+            self._sat = self.family.saturated_m2ll(self.y, self.w_prior)
         return self._sat
 
-    def _dev_constant(self) -> float:
-        """The y-only part of sum(dev_resids) for Poisson and binomial (cached with the weighted
-        y the remaining log terms need): 2 sum w y log y (- y), with 0 log 0 = 0."""
-        if getattr(self, "_dconst", None) is None:
-            y, wt = self.y, self.w_prior
-            kern = compiled.glmm_kernels()
-            code = 0 if self.family.name == "poisson" else 1
-            if kern is not None:                          # one compiled pass
-                self._dconst = float(kern.deviance_constant(
-                    code, np.ascontiguousarray(y, dtype=float), np.ascontiguousarray(wt, dtype=float)))
-                return self._dconst
-            with np.errstate(divide="ignore", invalid="ignore"):
-                a = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
-                if code == 0:
-                    self._dconst = float(2.0 * (wt * (a - y)).sum())
-                else:
-                    b = np.where(y < 1, (1 - y) * np.log(np.where(y < 1, 1 - y, 1.0)), 0.0)
-                    self._dconst = float(2.0 * (wt * (a + b)).sum())
-        return self._dconst
+    def _data_cache(self) -> dict:
+        """Pieces of the deviance that depend on y and the weights only (the family fills it)."""
+        c = self.__dict__.get("_ycache")
+        if c is None:
+            c = self.__dict__["_ycache"] = {}
+        return c
 
-    def _weighted_y(self) -> tuple[np.ndarray, np.ndarray]:
-        """w y and w (1 - y), the weights of the log terms of sum(dev_resids) (cached)."""
-        if getattr(self, "_wy_pair", None) is None:
-            self._wy_pair = (self.w_prior * self.y, self.w_prior * (1 - self.y))
-        return self._wy_pair
+    def _dev_constant(self) -> float:
+        """The y-only part of sum(dev_resids) for Poisson and binomial (cached)."""
+        return self.family.deviance_constant(self.y, self.w_prior, self._data_cache())
 
     def _devsum(self, mu, eta) -> float:
         """sum(dev_resids) at eta, without the links' clamps on mu (they would cap what a row
         can cost); for Poisson and binomial as a cached y-only constant plus log terms."""
-        fam, y, wt = self.family, self.y, self.w_prior
-        if fam.name == "poisson" and fam.link.name == "log":
-            # log mu = eta: no logarithm needed (mu's floor at eps changes the sum by < n eps)
-            with np.errstate(invalid="ignore"):
-                return self._dev_constant() + 2.0 * float(wt @ mu - self._weighted_y()[0] @ eta)
-        if fam.name == "binomial":
-            dconst = self._dev_constant()
-            if fam.link.name == "logit":
-                # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta), exact for every eta
-                # with log(1 + e^eta) = max(eta, 0) + log(1 + e^-|eta|) (np.logaddexp is 10x slower)
-                t = np.abs(eta)
-                np.negative(t, out=t)
-                np.exp(t, out=t)
-                np.log1p(t, out=t)
-                t += np.maximum(eta, 0.0)
-                return dconst + 2.0 * float(wt @ t - self._weighted_y()[0] @ eta)
-            lp, lq = fam.link.bernoulli_logs(eta, order=0)
-            wy, w1y = self._weighted_y()
-            with np.errstate(invalid="ignore"):
-                s = float(wy @ lp + w1y @ lq)
-                if np.isnan(s):          # 0 * -inf where a row's weight of that outcome is 0
-                    s = float(wy[wy != 0] @ lp[wy != 0] + w1y[w1y != 0] @ lq[w1y != 0])
-            return dconst - 2.0 * s
-        return float(fam.dev_resids_eta(y, eta, wt).sum())
+        return self.family.deviance_sum(self.y, eta, self.w_prior, mu, self._data_cache())
 
     def _pdev(self, mu, u, phi, eta):
         return self._devsum(mu, eta) / phi + float(u @ u)
@@ -172,18 +125,18 @@ class GlmmProblem:
         binomial-logit, nbinom2-log, Gamma-log; up to the sizes where they win), else None."""
         if compiled.glmm_kernels() is None or not compiled.glmm_rows_ok(self.n, len(self.rs.terms)):
             return None
-        code = compiled.family_code(self.family)
-        if code == 2 and not (0.0 < float(getattr(self.family, "shape", None) or 0.0) < np.inf):
+        fam = self.family
+        if fam.extra_parameter == "shape" and not (0.0 < float(fam.shape or 0.0) < np.inf):
             return None                           # nbinom2 without a finite shape
-        return code
+        return fam.kernel_code
 
     def _kernel_family(self) -> tuple[int, float, float, bool]:
         """(family code, y-only deviance constant, nbinom2 shape, observed curvature) for the
         kernels; the constant is split off for Poisson and binomial only."""
-        code = compiled.family_code(self.family)
-        dconst = self._dev_constant() if code in (0, 1) else 0.0
-        shape = float(self.family.shape) if code == 2 else 0.0
-        return code, dconst, shape, self.laplace_weights == "observed"
+        fam = self.family
+        dconst = self._dev_constant() if fam.extra_parameter is None else 0.0
+        shape = float(fam.shape) if fam.extra_parameter == "shape" else 0.0
+        return fam.kernel_code, dconst, shape, self.laplace_weights == "observed"
 
     def __getstate__(self):
         """Pickled without the arrays bound for the kernels (rebuilt on first use)."""
@@ -243,7 +196,7 @@ class GlmmProblem:
         self._u_warm = u.copy()
         self._theta_warm = theta.copy()
         sqr_u = float(u @ u)
-        if self.family.name in ("binomial", "poisson"):
+        if self.family.extra_parameter is None:          # Poisson, binomial
             return -0.5 * ((pdev - sqr_u) + self._saturated_m2ll()), sqr_u
         return float(self.family.loglik_eta(self.y, eta, self.w_prior, phi).sum()), sqr_u
 
