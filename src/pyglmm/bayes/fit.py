@@ -84,7 +84,9 @@ def build_spec(family: str, link: str, fixef_names: list[str], priors: PriorSet,
 
 def make_model(spec: ModelSpec):
     """NumPyro model: centred fixed effects, non-centred random effects, family log density."""
-    ll = loglik_fn(spec.family, spec.link, with_const=False)
+    from ..families import make_family
+    fam = make_family(spec.family, spec.link)
+    ll = loglik_fn(fam, with_const=False)
 
     def model(y, Xc, wt, off, codes, Zx):
         beta_c = jnp.zeros(spec.p, dtype=Xc.dtype)
@@ -110,12 +112,7 @@ def make_model(spec: ModelSpec):
         aux = None
         if spec.aux_name is not None:
             a = numpyro.sample(spec.aux_name, make_dist(spec.aux_prior))
-            if spec.family in ("gaussian", "inverse.gaussian"):
-                aux = a * a                   # dispersion phi = sigma^2
-            elif spec.family == "Gamma":
-                aux = 1.0 / a                 # dispersion phi = 1 / shape
-            else:
-                aux = a                       # nbinom2 theta
+            aux = fam.aux_to_parameter(a)     # sigma -> phi = sigma^2, shape -> phi or theta
         numpyro.factor("loglik", jnp.sum(ll(y, eta, wt, aux)))
 
     return model

@@ -92,59 +92,71 @@ def _masked(ll, wt):
     return jnp.where(wt == 0, 0.0, ll)
 
 
-def loglik_fn(family: str, link: str, with_const: bool = True):
+def loglik_fn(family, link: str | None = None, with_const: bool = True):
     """Per-row log density ``f(y, eta, wt, aux)`` of a family with a link (see module docstring).
 
-    ``with_const=False`` drops the terms that depend on the data only (lgamma(y + 1), the
-    binomial coefficient, log(2 pi) and log(wt) of the gaussian): the sampler's target is then
-    cheaper and differs by a constant.
+    ``family``: a :class:`pyglmm.families.Family` or a family name (with ``link``); the density
+    is the family's `jax_name` entry of ``LOGLIKS``. ``with_const=False`` drops the terms that
+    depend on the data only (lgamma(y + 1), the binomial coefficient, log(2 pi) and log(wt) of
+    the gaussian): the sampler's target is then cheaper and differs by a constant.
     """
-    inv = linkinv(link)
+    from ..families import make_family
+    fam = make_family(family, link)
+    build = LOGLIKS.get(fam.jax_name)
+    if build is None:
+        raise ValueError(f"family {fam.name!r} is not supported by pyglmm.bayes")
+    return build(fam.link.name, linkinv(fam.link.name), with_const)
+
+
+def _poisson(link, inv, with_const):
+    def f(y, eta, wt, aux=None):
+        if link == "log":
+            logmu, mu = eta, jnp.exp(eta)
+        else:
+            mu = inv(eta)
+            logmu = jnp.log(jnp.where(mu > 0, mu, 1.0))
+            logmu = jnp.where(mu > 0, logmu, -jnp.inf)
+        ll = jnp.where(y > 0, y * logmu, 0.0) - mu
+        if with_const:
+            ll = ll - jsp.gammaln(y + 1.0)
+        ll = jnp.where((mu < 0) | ((mu == 0) & (y > 0)), -jnp.inf, ll)
+        return _masked(ll * wt, wt)
+    return f
+
+
+def _binomial(link, inv, with_const):
+    def f(y, eta, wt, aux=None):
+        n = wt
+        k = wt * y
+        if link in _BERNOULLI_LOGS:
+            logp, log1mp = _BERNOULLI_LOGS[link](eta)
+        else:
+            mu = inv(eta)
+            ok = (mu > 0) & (mu < 1)
+            mus = jnp.where(ok, mu, 0.5)
+            logp = jnp.where(ok, jnp.log(mus), jnp.where(mu >= 1, 0.0, -jnp.inf))
+            log1mp = jnp.where(ok, jnp.log1p(-mus), jnp.where(mu <= 0, 0.0, -jnp.inf))
+        ll = jnp.where(k > 0, k * logp, 0.0) + jnp.where(n - k > 0, (n - k) * log1mp, 0.0)
+        if with_const:
+            ll = ll + jsp.gammaln(n + 1.0) - jsp.gammaln(k + 1.0) - jsp.gammaln(n - k + 1.0)
+        return jnp.where(wt > 0, ll, 0.0)
+    return f
+
+
+def _gaussian(link, inv, with_const):
     c = 1.0 if with_const else 0.0
 
-    if family == "poisson":
-        def f(y, eta, wt, aux=None):
-            if link == "log":
-                logmu, mu = eta, jnp.exp(eta)
-            else:
-                mu = inv(eta)
-                logmu = jnp.log(jnp.where(mu > 0, mu, 1.0))
-                logmu = jnp.where(mu > 0, logmu, -jnp.inf)
-            ll = jnp.where(y > 0, y * logmu, 0.0) - mu
-            if with_const:
-                ll = ll - jsp.gammaln(y + 1.0)
-            ll = jnp.where((mu < 0) | ((mu == 0) & (y > 0)), -jnp.inf, ll)
-            return _masked(ll * wt, wt)
-        return f
+    def f(y, eta, wt, aux):
+        mu = inv(eta)
+        r = y - mu
+        ws = jnp.where(wt > 0, wt, 1.0)
+        ll = -0.5 * (c * (_LOG_2PI - jnp.log(ws)) + jnp.log(aux) + ws * r * r / aux)
+        return _masked(ll, wt)
+    return f
 
-    if family == "binomial":
-        def f(y, eta, wt, aux=None):
-            n = wt
-            k = wt * y
-            if link in _BERNOULLI_LOGS:
-                logp, log1mp = _BERNOULLI_LOGS[link](eta)
-            else:
-                mu = inv(eta)
-                ok = (mu > 0) & (mu < 1)
-                mus = jnp.where(ok, mu, 0.5)
-                logp = jnp.where(ok, jnp.log(mus), jnp.where(mu >= 1, 0.0, -jnp.inf))
-                log1mp = jnp.where(ok, jnp.log1p(-mus), jnp.where(mu <= 0, 0.0, -jnp.inf))
-            ll = jnp.where(k > 0, k * logp, 0.0) + jnp.where(n - k > 0, (n - k) * log1mp, 0.0)
-            if with_const:
-                ll = ll + jsp.gammaln(n + 1.0) - jsp.gammaln(k + 1.0) - jsp.gammaln(n - k + 1.0)
-            return jnp.where(wt > 0, ll, 0.0)
-        return f
 
-    if family == "gaussian":
-        def f(y, eta, wt, aux):
-            mu = inv(eta)
-            r = y - mu
-            ws = jnp.where(wt > 0, wt, 1.0)
-            ll = -0.5 * (c * (_LOG_2PI - jnp.log(ws)) + jnp.log(aux) + ws * r * r / aux)
-            return _masked(ll, wt)
-        return f
-
-    if family == "Gamma" and link == "log":
+def _gamma(link, inv, with_const):
+    if link == "log":
         def f(y, eta, wt, aux):
             shape = 1.0 / aux
             ll = ((shape - 1.0) * jnp.log(y) - y * jnp.exp(-eta) / aux - jsp.gammaln(shape)
@@ -152,39 +164,47 @@ def loglik_fn(family: str, link: str, with_const: bool = True):
             return _masked(ll * wt, wt)
         return f
 
-    if family == "Gamma":
-        def f(y, eta, wt, aux):
+    def f(y, eta, wt, aux):
+        mu = inv(eta)
+        shape = 1.0 / aux
+        scale = jnp.where(mu > 0, mu, 1.0) * aux
+        ll = (shape - 1.0) * jnp.log(y) - y / scale - jsp.gammaln(shape) - shape * jnp.log(scale)
+        ll = jnp.where(mu > 0, ll, -jnp.inf)
+        return _masked(ll * wt, wt)
+    return f
+
+
+def _inverse_gaussian(link, inv, with_const):
+    c = 1.0 if with_const else 0.0
+
+    def f(y, eta, wt, aux):
+        mu = inv(eta)
+        r = y - mu
+        ll = -0.5 * (c * (_LOG_2PI + 3.0 * jnp.log(y)) + jnp.log(aux)) - r * r / (2.0 * aux * mu * mu * y)
+        ll = jnp.where(mu > 0, ll, -jnp.inf)
+        return _masked(ll * wt, wt)
+    return f
+
+
+def _nbinom2(link, inv, with_const):
+    c = 1.0 if with_const else 0.0
+
+    def f(y, eta, wt, aux):
+        theta = aux
+        if link == "log":
+            logmu, mu = eta, jnp.exp(eta)
+        else:
             mu = inv(eta)
-            shape = 1.0 / aux
-            scale = jnp.where(mu > 0, mu, 1.0) * aux
-            ll = (shape - 1.0) * jnp.log(y) - y / scale - jsp.gammaln(shape) - shape * jnp.log(scale)
-            ll = jnp.where(mu > 0, ll, -jnp.inf)
-            return _masked(ll * wt, wt)
-        return f
+            logmu = jnp.where(mu > 0, jnp.log(jnp.where(mu > 0, mu, 1.0)), -jnp.inf)
+        # log(theta + mu) computed stably from log mu and log theta
+        log_tm = jnp.logaddexp(jnp.log(theta), logmu)
+        ll = (jsp.gammaln(theta + y) - jsp.gammaln(theta) - c * jsp.gammaln(y + 1.0)
+              + jnp.where(y > 0, y * (logmu - log_tm), 0.0) + theta * (jnp.log(theta) - log_tm))
+        ll = jnp.where((mu < 0) | ((mu == 0) & (y > 0)), -jnp.inf, ll)
+        return _masked(ll * wt, wt)
+    return f
 
-    if family == "inverse.gaussian":
-        def f(y, eta, wt, aux):
-            mu = inv(eta)
-            r = y - mu
-            ll = -0.5 * (c * (_LOG_2PI + 3.0 * jnp.log(y)) + jnp.log(aux)) - r * r / (2.0 * aux * mu * mu * y)
-            ll = jnp.where(mu > 0, ll, -jnp.inf)
-            return _masked(ll * wt, wt)
-        return f
 
-    if family == "nbinom2":
-        def f(y, eta, wt, aux):
-            theta = aux
-            if link == "log":
-                logmu, mu = eta, jnp.exp(eta)
-            else:
-                mu = inv(eta)
-                logmu = jnp.where(mu > 0, jnp.log(jnp.where(mu > 0, mu, 1.0)), -jnp.inf)
-            # log(theta + mu) computed stably from log mu and log theta
-            log_tm = jnp.logaddexp(jnp.log(theta), logmu)
-            ll = (jsp.gammaln(theta + y) - jsp.gammaln(theta) - c * jsp.gammaln(y + 1.0)
-                  + jnp.where(y > 0, y * (logmu - log_tm), 0.0) + theta * (jnp.log(theta) - log_tm))
-            ll = jnp.where((mu < 0) | ((mu == 0) & (y > 0)), -jnp.inf, ll)
-            return _masked(ll * wt, wt)
-        return f
-
-    raise ValueError(f"family {family!r} is not supported by pyglmm.bayes")
+#: `Family.jax_name` -> builder(link name, inverse link, with_const) of the per-row density
+LOGLIKS = {"poisson": _poisson, "binomial": _binomial, "gaussian": _gaussian, "Gamma": _gamma,
+           "inverse.gaussian": _inverse_gaussian, "nbinom2": _nbinom2}

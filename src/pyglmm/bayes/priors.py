@@ -144,11 +144,9 @@ def resolve_priors(priors: dict | None, *, fixef_names: list[str], X: np.ndarray
         if key not in TOP_KEYS:
             raise PriorError(f"unknown key {key!r} in priors; use {', '.join(map(repr, TOP_KEYS))}"
                              f"{_hint(key, TOP_KEYS)}")
-    gauss_id = family == "gaussian" and link == "identity"
-    s_y = float(np.std(y, ddof=1)) if gauss_id and y.size > 1 else 1.0
-    if not np.isfinite(s_y) or s_y <= 0:
-        s_y = 1.0
-    m_y = float(np.mean(y)) if gauss_id else 0.0
+    from ..families import make_family
+    fam = make_family(family, link)
+    m_y, s_y = fam.prior_scale(y)         # the response's scale when eta is on it
     user: set = set()
 
     fixef = {}
@@ -199,14 +197,12 @@ def resolve_priors(priors: dict | None, *, fixef_names: list[str], X: np.ndarray
             lkj[g] = eta
             user.add(("lkj", g))
 
-    aux_name = {"gaussian": "sigma", "inverse.gaussian": "sigma", "Gamma": "shape",
-                "nbinom2": "shape"}.get(family)
-    aux = {"gaussian": ("exponential", 1.0 / s_y), "inverse.gaussian": ("exponential", 1.0),
-           "Gamma": ("exponential", 1.0), "nbinom2": ("gamma", 0.01, 0.01)}.get(family)
+    aux_name = fam.aux_name
+    aux = fam.default_aux_prior(s_y)
     for key in ("sigma", "shape"):
         if key in priors:
             if key != aux_name:
-                raise PriorError(f"priors[{key!r}]: the {family} family has no {key} parameter"
+                raise PriorError(f"priors[{key!r}]: the {fam.name} family has no {key} parameter"
                                  + (f" (it has {aux_name!r})" if aux_name else ""))
             aux = _check_spec(priors[key], f"priors[{key!r}]", POSITIVE)
             user.add((key,))

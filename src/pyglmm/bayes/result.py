@@ -257,24 +257,13 @@ class BayesMixedModel:
         rng = np.random.default_rng(None if seed is None else [int(seed), 1])
         mu = self.family.link.inverse(self._eta(idx))
         wt = np.asarray(self.frame.weights, float)[None, :]
-        name = self.family.name
+        fam = self.family
         aux = None if self._spec.aux_name is None else self._flat(self._spec.aux_name)[idx][:, None]
+        par = None if aux is None else fam.aux_to_parameter(aux)    # phi, or nbinom2's theta
+        shape = par if fam.extra_parameter == "shape" else None
+        phi = par if fam.extra_parameter == "dispersion" else 1.0
         with np.errstate(all="ignore"):
-            if name == "poisson":
-                return rng.poisson(np.maximum(mu, 0)).astype(float)
-            if name == "binomial":
-                n = np.round(wt).astype(np.int64) * np.ones_like(mu, dtype=np.int64)
-                s = rng.binomial(np.maximum(n, 0), np.clip(mu, 0.0, 1.0))
-                return np.where(n > 0, s / np.maximum(n, 1), 0.0)
-            if name == "nbinom2":
-                return rng.negative_binomial(aux, aux / (aux + mu)).astype(float)
-            if name == "gaussian":
-                return mu + rng.normal(size=mu.shape) * aux / np.sqrt(np.where(wt > 0, wt, 1.0))
-            if name == "Gamma":
-                return rng.gamma(aux, mu / aux)
-            if name == "inverse.gaussian":
-                return rng.wald(mu, 1.0 / (aux * aux))
-        raise ValueError(f"posterior_predict: family {name!r} not supported")
+            return fam.simulate(mu, wt, phi, rng, shape=shape)
 
     # --- text -----------------------------------------------------------------------------------
     def summary(self) -> "BayesSummary":

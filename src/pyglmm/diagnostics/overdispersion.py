@@ -32,10 +32,10 @@ def overdispersion(model) -> OverdispersionResult:
     uninformative. Prefer ``quantile_residuals(m).dispersion`` when in doubt.
     """
     fam = None if model.is_lmm else model.family
-    name = getattr(fam, "name", "gaussian")
-    if name not in ("poisson", "binomial", "nbinom2"):
+    if fam is None or fam.extra_parameter == "dispersion":
         raise ValueError(f"overdispersion() is for Poisson, binomial and negative binomial models "
-                         f"(fixed dispersion); this model's family is {name!r}")
+                         f"(fixed dispersion); this model's family is "
+                         f"{getattr(fam, 'name', 'gaussian')!r}")
     r = np.asarray(model.residuals("pearson"), float)
     wt = np.asarray(model.frame.weights, float)
     chisq = float(np.sum(r[wt > 0] ** 2))

@@ -54,7 +54,6 @@ from scipy import stats
 from .._warn import user_stacklevel
 from ..errors import ArgumentError
 
-_DISCRETE = ("poisson", "binomial", "nbinom2")
 _DISPERSION_TYPES = ("refit", "DHARMa", "PearsonChisq")
 
 
@@ -92,14 +91,9 @@ def simulation_p_value(simulated: np.ndarray, observed: float, alternative: str 
 
 def _response_scale(model, y: np.ndarray) -> np.ndarray:
     """Binomial responses as counts of successes (as DHARMa), when the trials are whole numbers."""
-    if model.is_lmm or model.family is None or model.family.name != "binomial":
+    if model.is_lmm or model.family is None:
         return y
-    wt = np.asarray(model.frame.weights, float)
-    k = y * wt[:, None] if y.ndim == 2 else y * wt
-    kr = np.round(k)
-    if np.all(np.abs(k - kr) < 1e-6) and np.all(np.abs(wt - np.round(wt)) < 1e-6):
-        return kr
-    return y
+    return model.family.response_counts(y, np.asarray(model.frame.weights, float))
 
 
 @dataclass
@@ -317,7 +311,7 @@ def quantile_residuals(model, nsim: int = 250, seed=None,
     obs = _response_scale(model, y)
     sims = _response_scale(model, sims)
     fam = None if model.is_lmm else model.family
-    integer = fam is not None and fam.name in _DISCRETE
+    integer = fam is not None and fam.discrete
     res = pit_residuals(obs, sims, rng)
     fr = model.frame
     eta0 = np.asarray(fr.offset, float) + np.asarray(fr.X, float) @ np.asarray(model.fixef.values, float)

@@ -1,12 +1,11 @@
 """Variance-partitioning summaries: latent-scale ICC, median odds / rate ratios."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 
 from ..results.varcorr import term_labels
 
@@ -27,10 +26,9 @@ def _intercept_variances(model, what: str) -> pd.Series:
     return pd.Series(out, dtype=float)
 
 
-def _link_family(model) -> tuple[str, str]:
-    if model.is_lmm:
-        return "gaussian", "identity"
-    return model.family.name, model.family.link.name
+def _family(model):
+    """The model's family (an LMM's is the gaussian, identity link)."""
+    return model.family
 
 
 @dataclass(frozen=True)
@@ -79,42 +77,33 @@ def icc(model, mean: float | None = None, approximation: str = "lognormal") -> I
     model. Pass ``mean=`` to use another value (e.g. the mean of the observed response).
     """
     var = _intercept_variances(model, "ICC")
-    fam, link = _link_family(model)
+    family = _family(model)
+    fam, link = family.name, family.link.name
     total_u = float(var.sum())
     method = f"{fam}, {link} link"
     if approximation not in ("lognormal", "delta", "trigamma"):
         raise ValueError(f"approximation must be 'lognormal', 'delta' or 'trigamma', got {approximation!r}")
-    if fam == "gaussian" and link == "identity":
-        sd2 = model.sigma ** 2
-        method += ": residual variance"
-    elif fam == "binomial" and link in ("logit", "probit", "cloglog"):
-        sd2 = {"logit": math.pi ** 2 / 3, "probit": 1.0, "cloglog": math.pi ** 2 / 6}[link]
-        method += {"logit": ": pi^2/3", "probit": ": 1", "cloglog": ": pi^2/6"}[link]
-    elif fam in ("poisson", "nbinom2", "Gamma") and link == "log":
-        if fam == "Gamma":
-            a = float(model.dispersion)          # squared CV phi = 1/shape plays the role of 1/lambda
+    lam = None
+    if family.needs_latent_mean:
+        if mean is None:
+            fr = model.frame
+            eta = np.asarray(fr.offset, float) + fr.X @ model.fixef.values
+            lam = float(np.mean(np.exp(eta + 0.5 * total_u)))
+            lam_what = f", lambda = {lam:.4g} (marginal mean)"
         else:
-            if mean is None:
-                fr = model.frame
-                eta = np.asarray(fr.offset, float) + fr.X @ model.fixef.values
-                lam = float(np.mean(np.exp(eta + 0.5 * total_u)))
-                method += f", lambda = {lam:.4g} (marginal mean)"
-            else:
-                lam = float(mean)
-                if not lam > 0:
-                    raise ValueError(f"mean must be positive, got {mean!r}")
-                method += f", lambda = {lam:.4g} (given)"
-            a = 1.0 / lam + (1.0 / model.shape if fam == "nbinom2" else 0.0)
-        if approximation == "lognormal":
-            sd2 = math.log1p(a)
-        elif approximation == "delta":
-            sd2 = a
-        else:
-            sd2 = float(special.polygamma(1, 1.0 / a))
-        method += f", {approximation} approximation"
-    else:
+            lam = float(mean)
+            if not lam > 0:
+                raise ValueError(f"mean must be positive, got {mean!r}")
+            lam_what = f", lambda = {lam:.4g} (given)"
+    disp = model.sigma ** 2 if model.is_lmm or model.dispersion is None else float(model.dispersion)
+    try:
+        sd2, how = family.latent_variance(lam, disp, approximation)
+    except ValueError:
         raise ValueError(f"icc() has no latent-scale observation variance for family {fam!r} "
-                         f"with link {link!r}")
+                         f"with link {link!r}") from None
+    sd2 = float(sd2)
+    method += (lam_what if lam is not None else "") + (
+        f", {how}" if how.endswith("approximation") else f": {how}")
     denom = total_u + sd2
     return ICCResult(icc=total_u / denom, by_group=(var / denom).rename("icc"), variances=var,
                      distribution_variance=float(sd2), method=method)
@@ -129,14 +118,11 @@ def median_ratio(model, group: str | None = None):
     links (Poisson, negative binomial). Returns a Series indexed by term label (name "MOR" or
     "MRR"), or a float for ``group=``.
     """
-    fam, link = _link_family(model)
-    if link == "logit":
-        name = "MOR"
-    elif link == "log":
-        name = "MRR"
-    else:
+    family = _family(model)
+    name = {"odds ratio": "MOR", "rate ratio": "MRR", "ratio": "MRR"}.get(family.ratio_label)
+    if name is None:
         raise ValueError(f"median odds/rate ratios need a logit or log link; this model "
-                         f"({fam}) has link {link!r}")
+                         f"({family.name}) has link {family.link.name!r}")
     var = _intercept_variances(model, name)
     out = np.exp(np.sqrt(2.0 * var) * stats.norm.ppf(0.75)).rename(name)
     if group is None:

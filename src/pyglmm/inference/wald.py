@@ -124,14 +124,12 @@ _IDENTITY_MSG = ("exponentiated coefficients have no meaning for the {link} link
 
 def ratio_label(model) -> str:
     """What exp(coefficient) is for the model's family and link (or ValueError)."""
+    from ..families import make_family
     link = "identity" if model.is_lmm else model.family.link.name
-    fam = "gaussian" if model.is_lmm else model.family.name
-    if link == "log":
-        return "rate ratio" if fam in ("poisson", "nbinom2") else "ratio"
-    if link == "logit":
-        return "odds ratio"
-    if link == "cloglog":
-        return "hazard ratio"
+    # the family rebuilt from its (name, link): the label does not depend on a shape
+    label = None if model.is_lmm else make_family(model.family.name, link).ratio_label
+    if label is not None:
+        return label
     if link == "identity":
         raise ValueError(_IDENTITY_MSG.format(link="identity",
                                               what="additive differences in the mean"))

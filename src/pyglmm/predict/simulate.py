@@ -27,24 +27,9 @@ def draw_response(model, eta: np.ndarray, rng: np.random.Generator) -> np.ndarra
         return eta + rng.normal(size=eta.shape) * sd
     fam = model.family
     mu = fam.link.inverse(eta)
-    name = fam.name
-    if name == "poisson":
-        return rng.poisson(mu).astype(float)
-    if name == "binomial":
-        n = np.round(wt).astype(np.int64)
-        s = rng.binomial(np.maximum(n, 0), np.clip(mu, 0.0, 1.0))
-        return np.where(n > 0, s / np.maximum(n, 1), 0.0)
-    if name == "nbinom2":
-        k = model.shape
-        return rng.negative_binomial(k, k / (k + mu)).astype(float)
-    if name == "Gamma":
-        phi = model.dispersion
-        return rng.gamma(1.0 / phi, mu * phi)
-    if name == "inverse.gaussian":
-        return rng.wald(mu, 1.0 / model.dispersion)
-    if name == "gaussian":
-        return mu + rng.normal(size=mu.shape) * model.sigma
-    raise ValueError(f"simulation is not available for family {name!r}")
+    phi = model.dispersion
+    return fam.simulate(mu, np.asarray(wt, float), 1.0 if phi is None else phi, rng,
+                        shape=model.shape)
 
 
 def simulate(model, nsim: int = 1, seed=None, re_form="~0") -> np.ndarray:
