@@ -11,7 +11,8 @@ from .design import DataError
 from .families import make_family
 from .formula import FormulaError, parse_formula
 from .inference import anova, confint, exp_fixef, lrt_boundary, wald_tests
-from .io import ModelFileError, load
+from .io import ModelFileError
+from .loading import load
 from .models import glmer, lmer
 from .building import build_bottom_up  # noqa: F401  (bottom-up model building, Hox 2010)
 from .pql import glmmPQL

@@ -31,7 +31,7 @@ sequences, bidirectional overrides) replaced by ``\\xNN`` / ``\\uNNNN`` escapes,
 loaded model cannot drive the terminal; new data for `predict` must then spell such a level in
 its escaped form.
 
-Older versions stay readable: each version's reader is kept in ``_READERS``. A version-1 file
+Older versions stay readable (``READABLE_VERSIONS``; `pyglmm.loading` builds the model). A version-1 file
 has no whole-file digest and no manifest of shapes: it is accepted with the checks version 1
 had (the digest of every array it lists) plus all the structural checks above (limits, schema,
 member set, shapes, labels), and a ``UserWarning`` that its header is not covered by a digest
@@ -63,6 +63,7 @@ from .errors import ArgumentTypeError, ModelFileError
 
 FORMAT = "pyglmm-model"
 VERSION = 2
+READABLE_VERSIONS = (1, 2)     # format versions this pyglmm reads (pyglmm.loading builds them)
 SUFFIX = ".npz"
 HEADER = "meta.npy"
 
@@ -113,7 +114,7 @@ def escape_controls(s: str) -> str:
                                    else f"\\u{ord(m.group()):04x}"), s)
 
 
-def _show(v) -> str:
+def show_value(v) -> str:
     """A value from a file, for an error message: repr, escaped, shortened."""
     s = escape_controls(repr(v))
     return s if len(s) <= 80 else s[:77] + "..."
@@ -204,8 +205,7 @@ def save(model, path) -> Path:
     """Write a fitted model to ``path`` (see `model_path` for the name): everything needed to
     print, predict, simulate, compare, profile and refit. Returns the path written."""
     from .version import __version__
-    from .results.model import MixedModel
-    if not isinstance(model, MixedModel) or not hasattr(model, "_r"):
+    if not (hasattr(model, "_r") and hasattr(model, "frame") and hasattr(model, "terms")):
         raise ArgumentTypeError(f"save() writes models fitted by glmer, lmer or glmmPQL; got "
                                 f"{type(model).__name__}")
     r, fr = model._r, model.frame
@@ -257,7 +257,7 @@ def save(model, path) -> Path:
                    "niter": _opt_int(oi.get("niter")),
                    "pirls_iterations": _opt_int(oi.get("pirls_iterations"))},
         "refit": {k: v for k, v in getattr(model, "_refit_spec", {}).items()
-                  if k in _REFIT_KEYS and (isinstance(v, (str, int, float, bool)) or v is None)},
+                  if k in REFIT_KEYS and (isinstance(v, (str, int, float, bool)) or v is None)},
     }
     path = model_path(path)
     _write_atomic(path, _pack(meta, arrays))
@@ -284,7 +284,7 @@ def _check(v, spec, where: str, depth: int = 0) -> None:
             raise ModelFileError(f"{where} must be an object, not {type(v).__name__}")
         unknown = [k for k in v if k not in spec]
         if unknown:
-            raise ModelFileError(f"{where} has unexpected key(s) {', '.join(_show(k) for k in unknown[:5])}")
+            raise ModelFileError(f"{where} has unexpected key(s) {', '.join(show_value(k) for k in unknown[:5])}")
         for k, s in spec.items():
             if k not in v:
                 if isinstance(s, _Opt):
@@ -304,7 +304,7 @@ def _check(v, spec, where: str, depth: int = 0) -> None:
                 raise ModelFileError(f"{where} must be an object, not {type(v).__name__}")
             for k, x in v.items():
                 _check(k, "str", f"{where} key", depth + 1)
-                _check(x, inner, f"{where}[{_show(k)}]", depth + 1)
+                _check(x, inner, f"{where}[{show_value(k)}]", depth + 1)
         return
     alts = spec if isinstance(spec, tuple) else (spec,)
     for s in alts:
@@ -318,20 +318,20 @@ def _check(v, spec, where: str, depth: int = 0) -> None:
             return
         if s == "int" and isinstance(v, int) and not isinstance(v, bool):
             if abs(v) > 2 ** 62:
-                raise ModelFileError(f"{where}: integer {_show(v)} out of range")
+                raise ModelFileError(f"{where}: integer {show_value(v)} out of range")
             return
         if s == "num" and isinstance(v, (int, float)) and not isinstance(v, bool):
             if isinstance(v, int) and abs(v) > 2 ** 62:
-                raise ModelFileError(f"{where}: number {_show(v)} out of range")
+                raise ModelFileError(f"{where}: number {show_value(v)} out of range")
             return
     want = " or ".join("null" if s is None else s for s in alts)
-    raise ModelFileError(f"{where} must be {want}, not {_show(v)} ({type(v).__name__})")
+    raise ModelFileError(f"{where} must be {want}, not {show_value(v)} ({type(v).__name__})")
 
 
 _STRS = ("list", "str")
 _RETERM = {"group_name": "str", "levels": _STRS, "colnames": _STRS, "correlated": "bool"}
 _TERM = {"group": "str", "colnames": _STRS, "levels": _STRS, "correlated": "bool"}
-_REFIT_KEYS = ("kind", "REML", "nAGQ", "laplace", "niter")
+REFIT_KEYS = ("kind", "REML", "nAGQ", "laplace", "niter")
 _REFIT = {"kind": _Opt("str"), "REML": _Opt("bool"), "nAGQ": _Opt("int"), "laplace": _Opt("str"),
           "niter": _Opt("int")}
 _RECORD_V1 = {"kind": "str", "method": "str", "loglik": "num", "sigma": ("num", None),
@@ -395,16 +395,16 @@ def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str):
     with zf.open(info) as s:
         magic = s.read(8)
         if len(magic) < 8 or magic[:6] != b"\x93NUMPY":
-            raise ModelFileError(f"{where}: member {_show(info.filename)} is not a .npy array")
+            raise ModelFileError(f"{where}: member {show_value(info.filename)} is not a .npy array")
         major = magic[6]
         if major not in (1, 2) or magic[7] != 0:
-            raise ModelFileError(f"{where}: member {_show(info.filename)} has .npy version "
+            raise ModelFileError(f"{where}: member {show_value(info.filename)} has .npy version "
                                  f"{magic[6]}.{magic[7]}; expected 1.0 or 2.0")
         nlen = 2 if major == 1 else 4
         raw = s.read(nlen)
         hlen = struct.unpack("<H" if major == 1 else "<I", raw)[0] if len(raw) == nlen else -1
         if not 0 < hlen <= _NPY_HEADER_MAX:
-            raise ModelFileError(f"{where}: member {_show(info.filename)} has a .npy header of "
+            raise ModelFileError(f"{where}: member {show_value(info.filename)} has a .npy header of "
                                  f"{hlen} bytes (limit {_NPY_HEADER_MAX})")
         s2 = io.BytesIO(raw + s.read(hlen))
         try:
@@ -412,8 +412,8 @@ def _npy_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, where: str):
                     else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read(s2, max_header_size=_NPY_HEADER_MAX)
         except (ValueError, SyntaxError, TypeError) as e:
-            raise ModelFileError(f"{where}: member {_show(info.filename)} has a malformed .npy "
-                                 f"header ({_show(str(e))})") from None
+            raise ModelFileError(f"{where}: member {show_value(info.filename)} has a malformed .npy "
+                                 f"header ({show_value(str(e))})") from None
     return shape, fortran, dtype, 8 + nlen + hlen
 
 
@@ -429,12 +429,12 @@ def _read_data(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shape, fortran, dtype
         while pos < nbytes:
             chunk = s.read(min(_CHUNK, nbytes - pos))
             if not chunk:
-                raise ModelFileError(f"{where}: member {_show(info.filename)} is shorter than its "
+                raise ModelFileError(f"{where}: member {show_value(info.filename)} is shorter than its "
                                      "header says (truncated?)")
             mv[pos:pos + len(chunk)] = chunk
             pos += len(chunk)
         if s.read(1):
-            raise ModelFileError(f"{where}: member {_show(info.filename)} holds more data than its "
+            raise ModelFileError(f"{where}: member {show_value(info.filename)} holds more data than its "
                                  "header declares")
     if nbytes == 0:
         return np.empty(shape, dtype)
@@ -455,7 +455,7 @@ def _no_duplicates(pairs):
     out = {}
     for k, v in pairs:
         if k in out:
-            raise ModelFileError(f"the header repeats the key {_show(k)}")
+            raise ModelFileError(f"the header repeats the key {show_value(k)}")
         out[k] = v
     return out
 
@@ -467,7 +467,7 @@ def _parse_header(raw: bytes, where: str) -> dict:
     except ModelFileError as e:
         raise ModelFileError(f"{where}: {e}") from None
     except (ValueError, RecursionError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{where}: the header is not valid JSON ({_show(str(e))})") from None
+        raise ModelFileError(f"{where}: the header is not valid JSON ({show_value(str(e))})") from None
     if not isinstance(meta, dict):
         raise ModelFileError(f"{where}: the header is not a JSON object")
     return meta
@@ -513,20 +513,20 @@ def _check_labels(meta: dict, arrays: dict, where: str) -> None:
             raise ModelFileError(f"{where}: {what} are not unique")
     unique(fm["fixef_names"], "the fixed-effect names")
     for k, t in enumerate(fm["reterms"]):
-        unique(t["levels"], f"the levels of {_show(t['group_name'])}")
+        unique(t["levels"], f"the levels of {show_value(t['group_name'])}")
         unique(t["colnames"], f"the columns of term {k}")
         codes = arrays[f"re{k}_codes"]
         if codes.size and (codes.min() < 0 or codes.max() >= len(t["levels"])):
-            raise ModelFileError(f"{where}: codes of grouping factor {_show(t['group_name'])} lie "
+            raise ModelFileError(f"{where}: codes of grouping factor {show_value(t['group_name'])} lie "
                                  f"outside its {len(t['levels'])} levels (file edited or corrupted)")
     for name, lev in fm["xlevels"].items():
-        unique(lev, f"the levels of factor {_show(name)}")
+        unique(lev, f"the levels of factor {show_value(name)}")
     for name, ref in fm.get("xref", {}).items():
         if name not in fm["xlevels"] or not 0 <= ref < len(fm["xlevels"][name]):
-            raise ModelFileError(f"{where}: the reference level of {_show(name)} is not one of its levels")
+            raise ModelFileError(f"{where}: the reference level of {show_value(name)} is not one of its levels")
     for name, v in fm.get("scale_params", {}).items():
         if len(v) != 2:
-            raise ModelFileError(f"{where}: scale parameters of {_show(name)} must be (centre, scale)")
+            raise ModelFileError(f"{where}: scale parameters of {show_value(name)} must be (centre, scale)")
     rows = arrays["rows"]
     if rows.size and (rows[0] < 0 or np.any(np.diff(rows) <= 0) or rows[-1] >= n + fm["n_dropped_na"]):
         raise ModelFileError(f"{where}: the stored row numbers are not increasing within the data's "
@@ -540,9 +540,9 @@ def _check_labels(meta: dict, arrays: dict, where: str) -> None:
         raise ModelFileError(f"{where}: negative prior weights")
     rc, spec = meta["record"], meta.get("refit", {}) or {}
     if rc["kind"] not in ("glmm", "lmm"):
-        raise ModelFileError(f"{where}: unknown model kind {_show(rc['kind'])}")
+        raise ModelFileError(f"{where}: unknown model kind {show_value(rc['kind'])}")
     if not (rc["method"] in ("Laplace", "REML", "ML", "PQL") or re.fullmatch(r"nAGQ=\d{1,3}", rc["method"])):
-        raise ModelFileError(f"{where}: unknown fitting method {_show(rc['method'])}")
+        raise ModelFileError(f"{where}: unknown fitting method {show_value(rc['method'])}")
     if rc["n_params"] < 0:
         raise ModelFileError(f"{where}: negative number of parameters")
     kind = spec.get("kind")
@@ -550,8 +550,8 @@ def _check_labels(meta: dict, arrays: dict, where: str) -> None:
         ok = {"lmm": rc["kind"] == "lmm", "glmm": rc["kind"] == "glmm" and rc["method"] != "PQL",
               "pql": rc["method"] == "PQL"}.get(kind, False)
         if not ok:
-            raise ModelFileError(f"{where}: refit kind {_show(kind)} does not fit a "
-                                 f"{_show(rc['method'])} fit")
+            raise ModelFileError(f"{where}: refit kind {show_value(kind)} does not fit a "
+                                 f"{show_value(rc['method'])} fit")
         if kind == "glmm" and (not isinstance(spec.get("nAGQ"), int) or not 0 <= spec["nAGQ"] <= 100
                                or spec.get("laplace") not in ("expected", "observed")):
             raise ModelFileError(f"{where}: refit settings nAGQ/laplace out of range")
@@ -572,7 +572,7 @@ def _read_file(path: Path, max_bytes: int | None):
             zf = zipfile.ZipFile(f)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
             raise ModelFileError(f"{where} could not be read as a pyglmm model file (truncated or "
-                                 f"corrupted?): {_show(str(e))}") from None
+                                 f"corrupted?): {show_value(str(e))}") from None
         with zf:
             infos = zf.infolist()
             if len(infos) > MAX_MEMBERS:
@@ -583,7 +583,7 @@ def _read_file(path: Path, max_bytes: int | None):
                 raise ModelFileError(f"{where} holds two members of the same name (file edited)")
             for i in infos:
                 if i.flag_bits & 0x1 or i.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    raise ModelFileError(f"{where}: member {_show(i.filename)} is encrypted or uses "
+                    raise ModelFileError(f"{where}: member {show_value(i.filename)} is encrypted or uses "
                                          "an unsupported compression")
             by_name = dict(zip(names, infos))
             if HEADER not in by_name:
@@ -592,7 +592,7 @@ def _read_file(path: Path, max_bytes: int | None):
                 return _read_members(zf, by_name, size, signed, max_bytes, where)
             except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:
                 raise ModelFileError(f"{where} could not be read as a pyglmm model file (truncated "
-                                     f"or corrupted?): {_show(str(e))}") from None
+                                     f"or corrupted?): {show_value(str(e))}") from None
 
 
 def _read_members(zf, by_name, size, signed, max_bytes, where):
@@ -608,11 +608,11 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
     raw = _read_data(zf, hinfo, shape, fortran, dtype, off, where).tobytes()
     meta = _parse_header(raw, where)
     if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{where} is not a pyglmm model file (format {_show(meta.get('format'))})")
+        raise ModelFileError(f"{where} is not a pyglmm model file (format {show_value(meta.get('format'))})")
     v = meta.get("version")
-    if not isinstance(v, int) or isinstance(v, bool) or v not in _READERS:
-        raise ModelFileError(f"{where} has model-file version {_show(v)}; this pyglmm reads versions "
-                             f"{sorted(_READERS)}: upgrade pyglmm to read it")
+    if not isinstance(v, int) or isinstance(v, bool) or v not in READABLE_VERSIONS:
+        raise ModelFileError(f"{where} has model-file version {show_value(v)}; this pyglmm reads versions "
+                             f"{list(READABLE_VERSIONS)}: upgrade pyglmm to read it")
     if v >= 2 and not signed:
         raise ModelFileError(f"{where}: a version-{v} model file must end with its whole-file "
                              "checksum, which is missing (file edited or re-packed); refusing to load it")
@@ -622,7 +622,7 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
     unlisted = sorted(set(by_name) - members)
     if unlisted:
         raise ModelFileError(f"{where} holds member(s) its header does not list: "
-                             f"{', '.join(_show(u) for u in unlisted[:5])}; refusing to load it")
+                             f"{', '.join(show_value(u) for u in unlisted[:5])}; refusing to load it")
     missing = sorted(k for k in listed if k + ".npy" not in by_name)
     if missing:
         raise ModelFileError(f"{where}: array '{escape_controls(missing[0])}' is missing (file "
@@ -651,7 +651,7 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
             dt_e = "<i4"                   # version 1 kept the platform's integer codes
         if tuple(shape) != shape_e or dtype.str != dt_e:
             raise ModelFileError(f"{where}: array {escape_controls(k)!r} has shape {tuple(shape)} "
-                                 f"and dtype {_show(dtype.str)}; the header implies {shape_e} {dt_e}")
+                                 f"and dtype {show_value(dtype.str)}; the header implies {shape_e} {dt_e}")
         if v >= 2:
             m_ = meta["arrays"][k]
             if tuple(m_["shape"]) != shape_e or m_["dtype"] != dt_e:
@@ -686,67 +686,9 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
 
 # --- building the model ----------------------------------------------------------------------
 
-def _read_v1(meta: dict, arrays: dict):
-    from .design.frame import ModelFrame, ReTermDesign
-    from .families import make_family
-    from .results.model import FitRecord, MixedModel
-    from .results.varcorr import TermInfo
-    f = meta["family"]
-    try:
-        fam = make_family(f["name"], f["link"])
-        if f.get("shape") is not None:
-            fam = fam.with_shape(f["shape"])
-    except (ValueError, TypeError, KeyError) as e:
-        raise ModelFileError(f"the model file names an unknown family or link "
-                             f"({_show(f['name'])}, {_show(f['link'])}): {_show(str(e))}") from None
-    fm = meta["frame"]
-    reterms = [ReTermDesign(group_name=t["group_name"], codes=arrays[f"re{k}_codes"], levels=t["levels"],
-                            X=arrays[f"re{k}_X"], colnames=t["colnames"], correlated=t["correlated"])
-               for k, t in enumerate(fm["reterms"])]
-    frame = ModelFrame(y=arrays["y"], response_name=fm["response_name"], X=arrays["X"],
-                       fixef_names=fm["fixef_names"], dropped_fixef=fm["dropped_fixef"],
-                       offset=arrays["offset"], weights=arrays["weights"], reterms=reterms,
-                       n_dropped_na=fm["n_dropped_na"], rows=arrays["rows"],
-                       binomial_response_kind=fm["binomial_response_kind"], xlevels=fm["xlevels"],
-                       xref={k: int(v) for k, v in fm.get("xref", {}).items()},
-                       scale_params={k: (v[0], v[1]) for k, v in fm.get("scale_params", {}).items()})
-    rc = meta["record"]
-    nt = rc["n_terms"]
-    optinfo = {k: rc[k] for k in ("iterations", "niter", "pirls_iterations") if rc.get(k) is not None}
-    for k in ("gradient", "hessian"):
-        if f"opt_{k}" in arrays:
-            optinfo[k] = arrays[f"opt_{k}"]
-    record = FitRecord(
-        kind=rc["kind"], method=rc["method"], theta=arrays["theta"], beta=arrays["beta"], u=arrays["u"],
-        b=[arrays[f"b{k}"] for k in range(nt)], T=[arrays[f"T{k}"] for k in range(nt)],
-        vcov=arrays["vcov"], loglik=rc["loglik"], sigma=rc["sigma"], dispersion=rc["dispersion"],
-        shape=rc["shape"], n_params=rc["n_params"], eta=arrays["eta"], mu=arrays["mu"],
-        condvar=[arrays[f"condvar{k}"] for k in range(nt)] if rc["has_condvar"] else None,
-        converged=rc["converged"], singular=rc["singular"], messages=rc["messages"],
-        reml_criterion=rc["reml_criterion"], ml_deviance=rc["ml_deviance"], optinfo=optinfo)
-    terms = [TermInfo(group=t["group"], colnames=t["colnames"], levels=t["levels"],
-                      correlated=t["correlated"]) for t in meta["terms"]]
-    m = MixedModel(formula=meta["formula"], data_name=meta["data_name"], frame=frame, family=fam,
-                   terms=terms, record=record, quiet=True)
-    spec = {k: v for k, v in (meta.get("refit") or {}).items() if k in _REFIT_KEYS}
-    if spec:
-        if spec.get("kind") in ("glmm", "pql"):
-            spec["family"] = fam
-        m._refit_spec = spec
-    return m
-
-
-def _read_v2(meta: dict, arrays: dict):
-    return _read_v1(meta, arrays)          # same fields; v2 adds the manifest and optimiser info
-
-
-_READERS = {1: _read_v1, 2: _read_v2}
-
-
-def load(path, *, max_bytes: int | None = None):
-    """Read a model written by `save` (any supported format version; `model_path` gives the
-    file name). ``max_bytes``: the most array memory the file may make this allocate (default
-    `array_budget` of the file's size); raise it only for a file you trust."""
+def read_model_file(path, max_bytes: int | None = None) -> tuple[dict, dict, int]:
+    """The checked contents of a model file written by `save`: (header with control characters
+    escaped, arrays, format version). `pyglmm.load` builds the model from them."""
     path = model_path(path)
     if not path.is_file():
         bare = path.with_name(path.name[:-len(SUFFIX)])
@@ -758,31 +700,5 @@ def load(path, *, max_bytes: int | None = None):
     if v == 1:
         warnings.warn(f"{escape_controls(str(path))} is a version-1 model file: its arrays are "
                       "checked against their digests but its header is not covered by one; save it "
-                      "again to write version 2", UserWarning, stacklevel=2)
-    return _READERS[v](_escape_all(meta), arrays)
-
-
-def attach_numerics(model) -> None:
-    """Rebuild the numerics a fit keeps for profiles and refits (``_problem``, ``_rs``,
-    ``_sorted``) from the model frame a loaded model holds; a fit does this once, a file does
-    not store them (they are derived from the stored y, X, weights, offset and terms)."""
-    from .fit.lmm import LmmProblem
-    from .fit.pirls import GlmmProblem
-    from .prepare import numerics_view
-    fr, spec = model.frame, getattr(model, "_refit_spec", {}) or {}
-    kind = spec.get("kind")
-    if kind == "lmm":
-        sort = LmmProblem.sorts_rows(len(fr.reterms), fr.y.shape[0],
-                                     sum(len(rt.levels) * rt.X.shape[1] for rt in fr.reterms))
-        rs, _, sv = numerics_view(fr, sort=sort)
-        problem = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=bool(spec.get("REML", True)))
-    elif kind == "glmm":
-        rs, _, sv = numerics_view(fr)
-        laplace = spec.get("laplace") or ("expected" if model.family.name in ("binomial", "poisson")
-                                          else "observed")
-        problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, model.family,
-                              laplace_weights=laplace)
-    else:
-        raise ModelFileError(f"this loaded model ({model.method} fit) cannot rebuild its numerics; "
-                             "refit the model from its data")
-    model._problem, model._rs, model._sorted = problem, rs, sv
+                      "again to write version 2", UserWarning, stacklevel=3)
+    return _escape_all(meta), arrays, v

@@ -22,8 +22,9 @@ from .arguments import arg_bool, arg_choice, arg_control, arg_int, arg_start, ar
 from .checks import (SINGULAR_TOL, check_identifiable, check_response_varies,
                      conv_messages, note_frame, separation_messages, is_singular,
                      check_nobs_vs_nre, check_start_lengths)
-from .errors import ArgumentError, ArgumentTypeError
+from .errors import ArgumentError
 from .guard import public_entry
+from .method import Method, frame_with_response, register
 from .prepare import (rescaling, arg_verbose, check_magnitudes, data_name, family_arg, formula_text,
                       numerics_view, prepare_formula, response_scale)
 from .results.model import FitRecord, Lazy, MixedModel
@@ -187,7 +188,8 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     )
     m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam_hat, terms=infos,
                    record=record, quiet=quiet)
-    m._refit_spec = dict(kind="glmm", family=fam, nAGQ=nAGQ, laplace=laplace)
+    m.fit_method = Laplace(fam, nAGQ, laplace)
+    m._refit_spec = m.fit_method.spec()
     m._problem, m._rs, m._sorted = problem, rs, sv   # the numerics, for profiles and refits
     return m
 
@@ -287,7 +289,8 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     )
     m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam, terms=infos,
                    record=record, quiet=quiet)
-    m._refit_spec = dict(kind="lmm", REML=REML)
+    m.fit_method = LMM(REML)
+    m._refit_spec = m.fit_method.spec()
     m._problem, m._rs, m._sorted = prob, rs, sv
     return m
 
@@ -307,41 +310,91 @@ def _conditional_b_variances(rs, theta, cv_u, scale: float = 1.0) -> list[np.nda
 def refit(model: MixedModel, newresp=None, *, quiet: bool = True, hessian: bool = True) -> MixedModel:
     """Refit the same model to a new response vector (same rows, same design), as lme4's refit().
     ``hessian=False``: no Hessian (no Hessian-based SEs or convergence check; the bootstrap)."""
-    import dataclasses
-    frame = model.frame
-    if newresp is not None:
-        try:
-            y = np.asarray(newresp, float).reshape(-1)
-        except (TypeError, ValueError):
-            raise ArgumentTypeError(f"refit(): newresp must be a numeric vector with one value per "
-                                    f"row, not {type(newresp).__name__}") from None
-        if y.shape[0] != frame.y.shape[0]:
-            raise ValueError(f"newresp has {y.shape[0]} values; the model was fitted to "
-                             f"{frame.y.shape[0]} rows")
-        frame = dataclasses.replace(frame, y=y)
-    spec = model._refit_spec
-    if spec.get("kind") == "pql":
-        from .pql import _pql_frame
-        return _pql_frame(frame, spec["family"], formula=model.formula, data_name=model.data_name,
-                          niter=spec["niter"], quiet=quiet)
-    if spec.get("kind") not in ("lmm", "glmm"):
+    fm = getattr(model, "fit_method", None)
+    if fm is None:
         raise NotImplementedError(f"refit is not available for {model.method} fits")
-    # the design is unchanged: reuse its sorted structure (and block pattern), with the new
-    # response in the same row order; start from the fitted parameters, as lme4's refit does,
-    # unless the fit was on the boundary (a zero variance is a stationary point to start from)
-    sv = getattr(model, "_sorted", None)           # None for a model loaded from a file
-    structure = None if sv is None else \
-        (model._rs, model.terms, dataclasses.replace(sv, y=frame.y[sv.perm]))
-    r = model._r
-    warm = not r.singular
-    if spec["kind"] == "lmm":
+    return fm.refit(model, newresp, quiet=quiet, hessian=hessian)
+
+
+def _reused_structure(model, frame):
+    """The design is unchanged: the fit's sorted structure (and block pattern) with the new
+    response in the same row order (None for a model loaded from a file)."""
+    sv = getattr(model, "_sorted", None)
+    return None if sv is None else (model._rs, model.terms, _dc_replace(sv, y=frame.y[sv.perm]))
+
+
+@register
+class Laplace(Method):
+    """glmer: the Laplace approximation (nAGQ = 1) or adaptive quadrature (nAGQ > 1) of the
+    marginal likelihood, with lme4's (expected) or glmmTMB's (observed) curvature."""
+
+    kind = "glmm"
+
+    def __init__(self, family, nAGQ: int = 1, laplace: str | None = None):
+        self.family, self.nAGQ, self.laplace = family, nAGQ, laplace
+
+    def spec(self) -> dict:
+        return dict(kind=self.kind, family=self.family, nAGQ=self.nAGQ, laplace=self.laplace)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "Laplace":
+        return cls(spec["family"], spec.get("nAGQ", 1), spec.get("laplace"))
+
+    def refit(self, model, newresp=None, *, quiet: bool = True, hessian: bool = True):
+        # start from the fitted parameters, as lme4's refit does, unless the fit was on the
+        # boundary (a zero variance is a stationary point to start from)
+        frame = frame_with_response(model, newresp)
+        r = model._r
+        start = None if r.singular else {"theta": r.theta, "beta": r.beta}
+        return _glmer_frame(frame, self.family, formula=model.formula, data_name=model.data_name,
+                            nAGQ=self.nAGQ, laplace=self.laplace, quiet=quiet,
+                            structure=_reused_structure(model, frame), start=start, hessian=hessian)
+
+    def attach_numerics(self, model) -> None:
+        rs, _, sv = numerics_view(model.frame)
+        laplace = self.laplace or ("expected" if model.family.name in ("binomial", "poisson")
+                                   else "observed")
+        model._problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, model.family,
+                                     laplace_weights=laplace)
+        model._rs, model._sorted = rs, sv
+
+
+@register
+class LMM(Method):
+    """lmer: lme4's profiled REML or ML deviance."""
+
+    kind = "lmm"
+
+    def __init__(self, REML: bool = True):
+        self.REML = bool(REML)
+
+    def spec(self) -> dict:
+        return dict(kind=self.kind, REML=self.REML)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "LMM":
+        return cls(spec.get("REML", True))
+
+    def refit(self, model, newresp=None, *, quiet: bool = True, hessian: bool = True):
+        frame = frame_with_response(model, newresp)
+        r = model._r
         return _lmer_frame(frame, formula=model.formula, data_name=model.data_name,
-                           REML=spec["REML"], quiet=quiet, structure=structure,
-                           start_theta=r.theta if warm else None, hessian=hessian)
-    start = {"theta": r.theta, "beta": r.beta} if warm else None
-    return _glmer_frame(frame, spec["family"], formula=model.formula, data_name=model.data_name,
-                        nAGQ=spec["nAGQ"], laplace=spec["laplace"], quiet=quiet,
-                        structure=structure, start=start, hessian=hessian)
+                           REML=self.REML, quiet=quiet, structure=_reused_structure(model, frame),
+                           start_theta=None if r.singular else r.theta, hessian=hessian)
+
+    def ml_refit(self, model):
+        if not self.REML:
+            return model
+        return _lmer_frame(model.frame, formula=model.formula, data_name=model.data_name,
+                           REML=False, quiet=True)
+
+    def attach_numerics(self, model) -> None:
+        fr = model.frame
+        sort = LmmProblem.sorts_rows(len(fr.reterms), fr.y.shape[0],
+                                     sum(len(rt.levels) * rt.X.shape[1] for rt in fr.reterms))
+        rs, _, sv = numerics_view(fr, sort=sort)
+        model._problem = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=self.REML)
+        model._rs, model._sorted = rs, sv
 
 
 def _lmer_rescaled(frame, s: float, *, formula, data_name, REML, verbose, quiet, structure,
@@ -383,7 +436,7 @@ def _lmer_rescaled(frame, s: float, *, formula, data_name, REML, verbose, quiet,
     )
     m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=inner.family,
                    terms=inner.terms, record=record, quiet=quiet)
-    m._refit_spec = inner._refit_spec
+    m.fit_method, m._refit_spec = inner.fit_method, inner._refit_spec
     m._problem, m._rs = inner._problem, inner._rs
     m._sorted = _dc_replace(inner._sorted, y=inner._sorted.y * s, offset=inner._sorted.offset * s)
     m._response_scale = s          # the numerics (_problem) are on the response / s scale

@@ -33,6 +33,7 @@ from .linalg.blocked import BlockedFactor
 from .arguments import arg_bool, arg_int, arg_vector
 from .checks import SINGULAR_TOL, check_identifiable, note_frame, is_singular, check_nobs_vs_nre
 from .guard import public_entry
+from .method import Method, frame_with_response, register
 from .prepare import (check_magnitudes, data_name, family_arg, formula_text, numerics_view,
                       prepare_formula)
 from .results.model import FitRecord, MixedModel
@@ -200,8 +201,31 @@ def _pql_frame(frame, fam, *, formula: str, data_name: str, niter: int = 10, ver
     )
     m = MixedModel(formula=formula, data_name=data_name, frame=frame, family=fam, terms=infos,
                    record=record, quiet=quiet)
-    m._refit_spec = dict(kind="pql", family=fam, niter=niter)
+    m.fit_method = PQL(fam, niter)
+    m._refit_spec = m.fit_method.spec()
     return m
+
+
+@register
+class PQL(Method):
+    """glmmPQL: penalized quasi-likelihood (MASS::glmmPQL), which has no likelihood."""
+
+    kind = "pql"
+    has_likelihood = False
+
+    def __init__(self, family, niter: int = 10):
+        self.family, self.niter = family, int(niter)
+
+    def spec(self) -> dict:
+        return dict(kind=self.kind, family=self.family, niter=self.niter)
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "PQL":
+        return cls(spec["family"], spec.get("niter", 10))
+
+    def refit(self, model, newresp=None, *, quiet: bool = True, hessian: bool = True):
+        return _pql_frame(frame_with_response(model, newresp), self.family, formula=model.formula,
+                          data_name=model.data_name, niter=self.niter, quiet=quiet)
 
 
 glmmPQL = public_entry(glmmPQL)

@@ -18,7 +18,6 @@ import pandas as pd
 
 from .confint import select_parameters, percent_labels, register_method, variance_parameter_names
 from .._warn import user_stacklevel
-from ..models import refit
 
 
 def sd_cor_values(model) -> np.ndarray:
@@ -48,7 +47,7 @@ def _one(args):
         warnings.simplefilter("ignore")
         try:
             # only the estimates are kept: no Hessian for standard errors per replicate
-            return parameter_vector(refit(model, y, hessian=False))
+            return parameter_vector(model.fit_method.refit(model, y, hessian=False))
         except Exception:                       # a failed refit is recorded as missing
             return np.full(len(parameter_vector(model)), np.nan)
 

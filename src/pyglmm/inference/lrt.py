@@ -71,8 +71,7 @@ def _caller_names(models, depth: int = 2) -> list[str] | None:
 
 
 def _refit_ml(m):
-    from ..models import _lmer_frame
-    return _lmer_frame(m.frame, formula=m.formula, data_name=m.data_name, REML=False, quiet=True)
+    return m.fit_method.ml_refit(m)
 
 
 def _vc_set(m) -> set[tuple[str, str]]:
@@ -144,9 +143,8 @@ def anova(*models, names=None, refit: bool = True, boundary: bool = False,
     if len(models) < 2:
         raise ValueError("anova() compares two or more fitted models, e.g. anova(m0, m1); "
                          "for Wald tests of the fixed-effect terms of one model use wald_tests(m)")
-    from ..results.model import MixedModel
     for m in models:
-        if not isinstance(m, MixedModel):
+        if not (hasattr(m, "fit_method") and hasattr(m, "loglik") and hasattr(m, "frame")):
             raise TypeError(f"anova() takes fitted pyglmm models, got {type(m).__name__}")
     if names is None:
         names = _caller_names(models) or [f"MODEL{i + 1}" for i in range(len(models))]

@@ -47,8 +47,7 @@ class _Profiler:
                                           f"fitted by {model.method}")
             self.kind = "glmm"
         if not hasattr(model, "_problem"):   # read by pyglmm.load: rebuild from the stored frame
-            from ..io import attach_numerics
-            attach_numerics(model)
+            model.fit_method.attach_numerics(model)
         self.problem = model._problem
         self.rs = model._rs
         self.nth = self.rs.ntheta

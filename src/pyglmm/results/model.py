@@ -100,6 +100,7 @@ class MixedModel:
         self.terms = terms
         self._r = record
         self._refit_spec: dict = {}
+        self.fit_method = None        # the estimation method (pyglmm.method.Method), set by the fit
         if not quiet:
             for msg in record.messages:
                 warnings.warn(msg, ConvergenceWarning, stacklevel=user_stacklevel())
@@ -156,8 +157,9 @@ class MixedModel:
     @public_method()
     def refit(self, newresp=None) -> "MixedModel":
         """The same model refitted to a new response (same rows and design), as lme4's refit()."""
-        from ..models import refit
-        return refit(self, newresp)
+        if self.fit_method is None:
+            raise NotImplementedError(f"refit is not available for {self.method} fits")
+        return self.fit_method.refit(self, newresp)
 
     # --- fit statistics ------------------------------------------------------
     @property
