@@ -747,3 +747,19 @@ def test_bayes_pieces():
         fam = make_family(f)
         assert fam.aux_name is None and fam.default_aux_prior() is None
     assert {make_family(f).jax_name for f in ALLOWED_LINKS} == set(ALLOWED_LINKS)
+
+
+@pytest.mark.parametrize("spec,kind,linear,laplace", [
+    ("poisson", "count", False, "expected"), ("nbinom2", "count", False, "observed"),
+    ("binomial", "proportion", False, "expected"), ("binomial(link='probit')", "proportion", False, "expected"),
+    ("gaussian", "continuous", True, "observed"), ("gaussian(link='log')", "continuous", False, "observed"),
+    ("Gamma(link='log')", "continuous", False, "observed"), ("inverse.gaussian", "continuous", False, "observed"),
+])
+def test_response_kind_linear_model_and_default_laplace(spec, kind, linear, laplace):
+    """What the entry points ask a family instead of switching on its name: the kind of
+    response, whether glmer is an LMM, and the default Laplace curvature (lme4's expected
+    weights without an extra parameter, glmmTMB's observed curvature with one)."""
+    fam = make_family(spec)
+    assert fam.response_kind == kind
+    assert fam.is_linear_model is linear
+    assert fam.default_laplace == laplace

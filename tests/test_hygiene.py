@@ -18,9 +18,8 @@ PKG = Path(pyglmm.__file__).parent
 #: modules still in an import cycle (none: the estimation methods are objects the results ask,
 #: and `pyglmm.load` builds models outside the file format's module)
 KNOWN_CYCLE: set[str] = set()
-#: (importer, module, name) of the private imports left
-KNOWN_PRIVATE = {("pyglmm.fit.agq", "pyglmm.fit.glmm", "_beta_scaling"),
-                 ("pyglmm.fit.agq", "pyglmm.fit.glmm", "_nat")}
+#: (importer, module, name) of the private imports left (none)
+KNOWN_PRIVATE: set[tuple[str, str, str]] = set()
 
 
 def _modules(pkg: Path = PKG) -> dict[str, Path]:

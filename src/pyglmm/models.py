@@ -74,12 +74,12 @@ def glmer(formula: str, data, family="binomial", *, weights=None, offset=None, n
         from .pql import glmmPQL
         return glmmPQL(pf, data, family, weights=weights, offset=offset, verbose=bool(verbose))
     fam = family_arg(family, fn)
-    if fam.name == "gaussian" and fam.link.name == "identity":
+    if fam.is_linear_model:
         warnings.warn("glmer with family gaussian (identity link) is a linear mixed model; "
                       "fitting it by lmer(REML=False)", UserWarning, stacklevel=user_stacklevel())
         return lmer(pf, data, REML=False, weights=weights, offset=offset, verbose=verbose,
                     start=start or None)
-    frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+    frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.response_kind == "proportion")
     return _glmer_frame(frame, fam, formula=formula_text(formula), data_name=data_name(data),
                         nAGQ=nAGQ, verbose=verbose, start=start, laplace=laplace, progress=progress,
                         control=control)
@@ -106,7 +106,7 @@ def _glmer_frame(frame, fam, *, formula: str, data_name: str, nAGQ: int = 1, ver
     if start:
         check_start_lengths(start, rs.ntheta, rs.lower_bounds(), frame.fixef_names, "glmer")
     if laplace is None:
-        laplace = "expected" if fam.name in ("binomial", "poisson") else "observed"
+        laplace = fam.default_laplace
     problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, fam,
                           laplace_weights=laplace)
     start_theta = None if not start or "theta" not in start else np.asarray(start["theta"], float)
@@ -352,8 +352,7 @@ class Laplace(Method):
 
     def attach_numerics(self, model) -> None:
         rs, _, sv = numerics_view(model.frame)
-        laplace = self.laplace or ("expected" if model.family.name in ("binomial", "poisson")
-                                   else "observed")
+        laplace = self.laplace or model.family.default_laplace
         model._problem = GlmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, model.family,
                                      laplace_weights=laplace)
         model._rs, model._sorted = rs, sv

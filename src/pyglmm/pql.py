@@ -126,7 +126,7 @@ def glmmPQL(formula: str, data, family="binomial", *, weights=None, offset=None,
         raise ValueError("glmmPQL needs a fully specified family: give the negative binomial "
                          "shape, e.g. make_family('nbinom2').with_shape(theta) (as "
                          "MASS::negative.binomial(theta))")
-    frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+    frame = model_frame(pf, data, weights=weights, offset=offset, binomial=fam.response_kind == "proportion")
     return _pql_frame(frame, fam, formula=formula_text(formula), data_name=data_name(data),
                       niter=niter, verbose=verbose)
 

@@ -159,17 +159,17 @@ def check_magnitudes(frame, fam, counts: bool = True) -> None:
                     f"random-effect column '{col}' in the term (... | {rt.group_name}) has values of "
                     f"magnitude {mx:.1e}: its variance cannot be estimated at this scale; rescale it, "
                     f"e.g. {rescaling(col, mx)} (the estimates scale back exactly)")
-    if fam.name == "gaussian" and fam.link.name == "identity":
+    if fam.is_linear_model:
         return                                   # lmer rescales the response itself
     y = np.asarray(frame.y, float)
     mx = magnitude(y)
-    if counts and fam.name in ("poisson", "nbinom2") and mx > COUNT_LIMIT:
+    if counts and fam.response_kind == "count" and mx > COUNT_LIMIT:
         raise DataError(
             f"response '{frame.response_name}' has counts up to {mx:.3g}: a {fam.name} GLMM with "
             f"means above {COUNT_LIMIT:.0e} is beyond what the Laplace fit resolves reliably (the "
             "random effects are then almost exactly determined); model log("
             f"{frame.response_name}) with lmer, or use a Gamma / gaussian(link='log') glmer")
-    if fam.name in ("gaussian", "Gamma", "inverse.gaussian") and \
+    if fam.response_kind == "continuous" and \
             (mx > CONTINUOUS_LIMIT or 0.0 < mx < 1.0 / CONTINUOUS_LIMIT):
         raise DataError(
             f"response '{frame.response_name}' has values of magnitude {mx:.1e}: the {fam.name} "

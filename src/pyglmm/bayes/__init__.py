@@ -132,7 +132,7 @@ def bglmer(formula, data, family="binomial", *, priors: dict | None = None, draw
     if fam.name == "nbinom2" and getattr(fam, "shape", None) is not None:
         raise ArgumentError("bglmer estimates the nbinom2 shape; pass family='nbinom2' without a shape "
                          "(or fix it with a tight prior: priors={'shape': ('lognormal', log(theta), 0.01)})")
-    frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.name == "binomial")
+    frame = model_frame(formula, data, weights=weights, offset=offset, binomial=fam.response_kind == "proportion")
     fam.validate(frame.y, frame.weights, frame.response_name)
     note_frame(frame)
     rs, infos, sv = numerics_view(frame)

@@ -119,6 +119,9 @@ class Family:
     extra_parameter: str | None = None
     #: integer-valued responses (the simulation-based quantile residuals are then randomised)
     discrete: bool = False
+    #: what the response is: "count" (Poisson, nbinom2), "proportion" (binomial: 0/1, proportions
+    #: with trials as weights, or cbind(successes, failures)) or "continuous"
+    response_kind: str = "continuous"
     #: links with closed forms of the exact curvature -d2 log f/deta2 and its eta-derivative
     #: (`curvature`): canonical links, and those of glmmTMB's observed-curvature Laplace fits
     closed_curvature_links: tuple[str, ...] = ()
@@ -169,6 +172,17 @@ class Family:
     def describe(self) -> tuple[str, str]:
         """(family, link) strings as printed by lme4's summary."""
         return (self.name, self.link.name)
+
+    @property
+    def is_linear_model(self) -> bool:
+        """True for gaussian with the identity link: an LMM, which lmer fits exactly."""
+        return False
+
+    @property
+    def default_laplace(self) -> str:
+        """The Laplace curvature glmer uses by default: lme4's expected (Fisher) weights where
+        there is no extra parameter (Poisson, binomial), glmmTMB's observed curvature otherwise."""
+        return "expected" if self.extra_parameter is None else "observed"
 
     # link delegation (R-style names) --------------------------------------
     def linkfun(self, mu):
@@ -403,6 +417,7 @@ class _CountResponse(Family):
 
     _family_label = ""      # how the initialize error names the family
     discrete = True
+    response_kind = "count"
     __slots__ = ()
 
     @property
@@ -608,6 +623,7 @@ class Binomial(Family):
     has_dispersion = False
     canonical_link = "logit"
     discrete = True
+    response_kind = "proportion"
     closed_curvature_links = ("logit",)
     kernel_codes = {"logit": 1}
     jax_name = "binomial"
@@ -817,6 +833,10 @@ class Gaussian(_DispersionFamily):
     jax_name = "gaussian"
     aux_name = "sigma"
     __slots__ = ()
+
+    @property
+    def is_linear_model(self) -> bool:
+        return self.link.name == "identity"
 
     def curvature(self, mu, y, wt, phi=1.0):
         if not self.closed_curvature:

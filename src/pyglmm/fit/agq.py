@@ -92,7 +92,7 @@ def fit_agq(problem: GlmmProblem, start, nAGQ: int, *, verbose: int = 0, progres
     ``start`` is the Laplace GlmmFit; beta is preconditioned by its R_X covariance as in the
     Laplace stage 2, and the Hessian for standard errors is taken in those coordinates.
     """
-    from .glmm import GlmmFit, _beta_scaling, _nat
+    from .glmm import GlmmFit, beta_scaling, natural_extra
     from .optimize import fd_gradient, fd_hessian, minimize_bounded
 
     rs = problem.rs
@@ -109,7 +109,7 @@ def fit_agq(problem: GlmmProblem, start, nAGQ: int, *, verbose: int = 0, progres
 
     fam0, phi0 = fam_phi(ex0)
     r_joint = problem.pirls(start.theta, start.beta, phi0, family=fam0, joint=True)
-    C = _beta_scaling(r_joint, p)
+    C = beta_scaling(r_joint, p)
     beta0 = start.beta.copy()
 
     def to_x(z):
@@ -142,6 +142,6 @@ def fit_agq(problem: GlmmProblem, start, nAGQ: int, *, verbose: int = 0, progres
     fam, phi = fam_phi(ex)
     r = problem.pirls(th, be, phi, family=fam)
     dev = agq_deviance(problem, th, be, nAGQ, phi, family=fam)
-    return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r, deviance=dev,
+    return GlmmFit(theta=th, beta=be, extra=natural_extra(ex, kind), extra_kind=kind, pirls=r, deviance=dev,
                    hessian=hess, gradient=grad, opt_stage1=start.opt_stage2, opt_stage2=opt,
                    family=fam, messages=[])

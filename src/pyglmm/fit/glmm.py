@@ -218,7 +218,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     if nAGQ == 0:
         # lme4's nAGQ=0: report the joint PIRLS result; Laplace deviance at that point.
         r = problem.pirls(th1, beta1, phi1, family=fam1, u0=r1.u)
-        return GlmmFit(theta=th1, beta=beta1, extra=_nat(ex1, kind), extra_kind=kind, pirls=r,
+        return GlmmFit(theta=th1, beta=beta1, extra=natural_extra(ex1, kind), extra_kind=kind, pirls=r,
                        deviance=r.deviance, hessian=None, gradient=None, opt_stage1=opt1,
                        opt_stage2=opt1, family=fam1, messages=messages)
 
@@ -234,7 +234,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     x2 = np.concatenate([th1, beta1, ex1])
     # Precondition beta by the stage-1 covariance (beta = beta1 + C z): predictors on very
     # different scales otherwise make the problem badly conditioned for the optimiser.
-    C = _beta_scaling(r1, p)
+    C = beta_scaling(r1, p)
 
     # theta is scaled so that its curvature at the start matches that of the preconditioned beta
     # (about 2): estimated below from differences of the exact gradient when it is available
@@ -332,7 +332,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
             else:
                 hess = Tinv.T @ fd_hessian(dev_z, zopt, rel=1e-3) @ Tinv
                 grad = Tinv.T @ fd_gradient(dev_z, zopt, lb2)
-    return GlmmFit(theta=th, beta=be, extra=_nat(ex, kind), extra_kind=kind, pirls=r,
+    return GlmmFit(theta=th, beta=be, extra=natural_extra(ex, kind), extra_kind=kind, pirls=r,
                    deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
                    opt_stage2=opt2, family=fam, messages=messages)
 
@@ -417,7 +417,7 @@ def _extra_fd(dev, ex: np.ndarray, h: float = 1e-5) -> np.ndarray:
         return np.zeros(1)
 
 
-def _beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:
+def beta_scaling(r1: PirlsResult, p: int) -> np.ndarray:
     """Cholesky factor of the stage-1 (R_X-based) covariance of beta, or a diagonal fallback."""
     if p == 0:
         return np.eye(0)
@@ -440,7 +440,7 @@ def _inverse_transform(sc: np.ndarray, C: np.ndarray, k: int) -> np.ndarray:
     return Tinv
 
 
-def _nat(ex, kind):
+def natural_extra(ex, kind):
     if kind is None:
         return None
     return float(np.exp(ex[0]))
