@@ -229,7 +229,7 @@ class Family:
         """Deviance residuals at mu = g^{-1}(eta), computed from eta without the links' clamps."""
         return self.dev_resids(y, self.link.inverse_exact(eta), wt)
 
-    def eta_moments(self, y, eta, wt, phi=1.0):
+    def eta_moments(self, y, eta, wt, phi=1.0, cache=None):
         """(mu, score, Fisher weight) per row: score = d log f / d eta = wt (y - mu) mu'/(V phi),
         weight = wt mu'^2 / (V phi), both without clamps."""
         mu = self.link.inverse_exact(eta)
@@ -530,9 +530,9 @@ class Poisson(_CountResponse):
             r = np.where(y > 0, y * (np.log(np.where(y > 0, y, 1.0)) - eta) - y, 0.0) + np.exp(eta)
         return 2.0 * _wt(wt, y) * r
 
-    def eta_moments(self, y, eta, wt, phi=1.0):
+    def eta_moments(self, y, eta, wt, phi=1.0, cache=None):
         if self.link.name != "log":
-            return super().eta_moments(y, eta, wt, phi)
+            return super().eta_moments(y, eta, wt, phi, cache)
         with np.errstate(over="ignore"):
             mu = np.exp(_f(eta))
         w = _f(wt) / phi
@@ -660,6 +660,8 @@ class Binomial(Family):
             # y log mu + (1 - y) log(1 - mu) = y eta - log(1 + e^eta)
             return dconst + 2.0 * float(wt @ self.cumulant(eta) - wy @ eta)
         lp, lq = self.link.bernoulli_logs(eta, order=0)
+        if cache is not None:
+            cache["logs"] = (eta, lp, lq)      # the moments at this eta reuse them (PIRLS)
         with np.errstate(invalid="ignore"):
             s = float(wy @ lp + w1y @ lq)
             if np.isnan(s):          # 0 * -inf where a row's weight of that outcome is 0
@@ -747,11 +749,13 @@ class Binomial(Family):
             b = np.where(omy != 0, omy * (np.log(np.where(omy != 0, omy, 1.0)) - lq), 0.0)
         return 2.0 * wt * (a + b)
 
-    def eta_moments(self, y, eta, wt, phi=1.0):
+    def eta_moments(self, y, eta, wt, phi=1.0, cache=None):
         # score = wt (y dlog mu + (1 - y) dlog(1 - mu)); Fisher weight mu'^2 / (mu (1 - mu))
         # = (dlog mu)(-dlog(1 - mu)): both stay finite where mu rounds to 0 or 1
         y = _f(y)
-        lp, lq, dp, dq = self.link.bernoulli_logs(eta, order=1)
+        known = cache.get("logs") if cache is not None else None
+        logs = known[1:] if known is not None and known[0] is eta else None
+        lp, lq, dp, dq = self.link.bernoulli_logs(eta, order=1, logs=logs)
         w = _f(wt) / phi
         # the weights are floored at eps (as R's clamps floor them): they only set the Newton
         # metric, and separated rows must not make the penalized system singular; fmax also

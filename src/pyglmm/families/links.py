@@ -81,9 +81,10 @@ class Link:
         """dmu/deta without clamps."""
         return self.mu_eta(eta)
 
-    def bernoulli_logs(self, eta, order: int = 1):
+    def bernoulli_logs(self, eta, order: int = 1, logs=None):
         """For links onto (0, 1): (log mu, log(1 - mu)) and, up to ``order`` (0, 1 or 2), their
-        first and second derivatives in eta, each computed stably from eta."""
+        first and second derivatives in eta, each computed stably from eta. ``logs``: the first
+        two at this eta when the caller has them (links with costly logs reuse them)."""
         raise NotImplementedError(f"the {self.name} link does not map onto (0, 1)")
 
     # R-style aliases
@@ -144,7 +145,7 @@ class LogitLink(Link):
         mu = sp.expit(_f(eta))
         return mu * sp.expit(-_f(eta))
 
-    def bernoulli_logs(self, eta, order: int = 1):
+    def bernoulli_logs(self, eta, order: int = 1, logs=None):
         eta = _f(eta)
         lp, lq = sp.log_expit(eta), sp.log_expit(-eta)
         if order == 0:
@@ -184,9 +185,9 @@ class ProbitLink(Link):
         eta = _f(eta)
         return np.exp(-0.5 * eta * eta) / _SQRT_2PI
 
-    def bernoulli_logs(self, eta, order: int = 1):
+    def bernoulli_logs(self, eta, order: int = 1, logs=None):
         eta = _f(eta)
-        lp, lq = sp.log_ndtr(eta), sp.log_ndtr(-eta)
+        lp, lq = (sp.log_ndtr(eta), sp.log_ndtr(-eta)) if logs is None else logs
         if order == 0:
             return lp, lq
         logphi = -0.5 * eta * eta - _HALF_LOG_2PI
@@ -247,7 +248,7 @@ class CauchitLink(Link):
         eta = _f(eta)
         return 1.0 / (np.pi * (1.0 + eta * eta))
 
-    def bernoulli_logs(self, eta, order: int = 1):
+    def bernoulli_logs(self, eta, order: int = 1, logs=None):
         eta = _f(eta)
         P, Q = _pcauchy(eta), _pcauchy(-eta)        # both tails accurate
         with np.errstate(divide="ignore"):      # log of the small tail, log1p of minus it
@@ -293,7 +294,7 @@ class CloglogLink(Link):
         with np.errstate(over="ignore", under="ignore"):
             return np.where(eta > 700.0, 0.0, np.exp(eta - np.exp(np.minimum(eta, 700.0))))
 
-    def bernoulli_logs(self, eta, order: int = 1):
+    def bernoulli_logs(self, eta, order: int = 1, logs=None):
         # 1 - mu = exp(-e^eta): log(1 - mu) = -e^eta exactly; log mu = log(-expm1(-e^eta)),
         # which is eta itself once e^eta underflows.
         eta = _f(eta)
@@ -347,7 +348,7 @@ class LogLink(Link):
     def mu_eta_exact(self, eta):
         return self.inverse_exact(eta)
 
-    def bernoulli_logs(self, eta, order: int = 1):
+    def bernoulli_logs(self, eta, order: int = 1, logs=None):
         # binomial(link = "log"): mu = e^eta < 1 needs eta < 0; log(1 - mu) = log(-expm1(eta))
         eta = _f(eta)
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):

@@ -84,7 +84,7 @@ class GlmmProblem:
             w = self.w_prior * v if phi == 1.0 else self.w_prior * v / phi
             score = self.w_prior * (self.y - mu) if phi == 1.0 else self.w_prior * (self.y - mu) / phi
             return mu, score, w
-        return fam.eta_moments(self.y, eta, self.w_prior, phi)
+        return fam.eta_moments(self.y, eta, self.w_prior, phi, self._data_cache())
 
     def _observed_weights(self, eta, mu, phi):
         """-d2 log f / d eta2: the exact Laplace curvature (glmmTMB), not the Fisher weight; in
@@ -102,7 +102,8 @@ class GlmmProblem:
         return self._sat
 
     def _data_cache(self) -> dict:
-        """Pieces of the deviance that depend on y and the weights only (the family fills it)."""
+        """Pieces of the deviance that depend on y and the weights only, and the log-probabilities
+        at the last linear predictor the deviance saw (the family fills it)."""
         c = self.__dict__.get("_ycache")
         if c is None:
             c = self.__dict__["_ycache"] = {}
