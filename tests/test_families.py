@@ -763,3 +763,11 @@ def test_response_kind_linear_model_and_default_laplace(spec, kind, linear, lapl
     assert fam.response_kind == kind
     assert fam.is_linear_model is linear
     assert fam.default_laplace == laplace
+
+
+def test_misspelt_family_gets_a_suggestion():
+    with pytest.raises(ValueError, match=r"did you mean 'poisson'\?"):
+        make_family("poison")
+    with pytest.raises(ValueError, match="valid families are") as e:
+        make_family("xyzzy")
+    assert "did you mean" not in str(e.value)

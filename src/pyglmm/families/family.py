@@ -30,6 +30,7 @@ log-likelihood contributions, ``wt`` = prior weights):
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import warnings
@@ -1259,8 +1260,11 @@ def _parse_family_string(spec: str):
 def _resolve_family_name(name: str) -> str:
     key = _FAMILY_ALIASES.get(name, _FAMILY_ALIASES.get(name.lower()))
     if key is None:
+        close = difflib.get_close_matches(name.lower(), list(_FAMILY_ALIASES), n=1, cutoff=0.6)
         raise ValueError(
-            f"unknown family {name!r}; valid families are: "
+            f"unknown family {name!r}"
+            + (f" (did you mean {_FAMILY_ALIASES[close[0]]!r}?)" if close else "")
+            + "; valid families are: "
             + ", ".join(repr(k) for k in FAMILIES)
             + " (aliases: 'gamma', 'inverse_gaussian', 'negative.binomial', 'negbin')"
         )
