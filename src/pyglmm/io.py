@@ -473,7 +473,7 @@ def _parse_header(raw: bytes, where: str) -> dict:
     return meta
 
 
-def _expected_shapes(meta: dict, n: int, version: int, where: str) -> dict[str, tuple]:
+def _expected_shapes(meta: dict, n: int, where: str) -> dict[str, tuple]:
     """Shape and dtype of every array the header implies (n: the number of rows)."""
     fm, rc, terms = meta["frame"], meta["record"], meta["terms"]
     p = len(fm["fixef_names"])
@@ -632,7 +632,7 @@ def _read_members(zf, by_name, size, signed, max_bytes, where):
     y_shape = heads["y"][0] if "y" in heads else None
     if y_shape is None or len(y_shape) != 1:
         raise ModelFileError(f"{where}: the response 'y' is missing or not a vector")
-    exp = _expected_shapes(meta, int(y_shape[0]), v, where)
+    exp = _expected_shapes(meta, int(y_shape[0]), where)
     nopt = exp["theta"][0][0] + exp["beta"][0][0] + 1        # theta, beta and a dispersion/shape
     for k, nd in (("opt_gradient", 1), ("opt_hessian", 2)):
         if v >= 2 and k in listed:

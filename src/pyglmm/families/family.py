@@ -379,7 +379,7 @@ class Family:
         pass
 
 
-def _rows_msg(mask, values, n_show: int = 1) -> str:
+def _rows_msg(mask, values) -> str:
     idx = np.flatnonzero(mask)
     first = int(idx[0])
     return f"{idx.size} row(s); first at row index {first} (0-based), value {_fmt_value(values[first])}"

@@ -144,4 +144,4 @@ def fit_agq(problem: GlmmProblem, start, nAGQ: int, *, verbose: int = 0, progres
     dev = agq_deviance(problem, th, be, nAGQ, phi, family=fam)
     return GlmmFit(theta=th, beta=be, extra=natural_extra(ex, kind), extra_kind=kind, pirls=r, deviance=dev,
                    hessian=hess, gradient=grad, opt_stage1=start.opt_stage2, opt_stage2=opt,
-                   family=fam, messages=[])
+                   family=fam)

@@ -12,7 +12,7 @@ shape (nbinom2) carry it as an extra parameter on the log scale, as glmmTMB does
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
@@ -40,7 +40,6 @@ class GlmmFit:
     opt_stage1: OptSummary | None
     opt_stage2: OptSummary
     family: object
-    messages: list[str] = field(default_factory=list)
 
 
 STAGE1_METHOD = "cobyqa"    # theta (+ dispersion) only: few dimensions, derivative-free wins
@@ -213,22 +212,13 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
     fam1, phi1 = fam_phi(ex1)
     r1 = pirls_at(th1, state["beta"], ex1, True)      # cached when stage 1 ended there
     beta1 = r1.beta
-    messages: list[str] = []
 
     if nAGQ == 0:
         # lme4's nAGQ=0: report the joint PIRLS result; Laplace deviance at that point.
         r = problem.pirls(th1, beta1, phi1, family=fam1, u0=r1.u)
         return GlmmFit(theta=th1, beta=beta1, extra=natural_extra(ex1, kind), extra_kind=kind, pirls=r,
                        deviance=r.deviance, hessian=None, gradient=None, opt_stage1=opt1,
-                       opt_stage2=opt1, family=fam1, messages=messages)
-
-    def dev_stage2(x):
-        th, be, ex = x[:nth], x[nth:nth + p], x[nth + p:]
-        fam, phi = fam_phi(ex)
-        try:
-            return problem.pirls(th, be, phi, family=fam).deviance
-        except (PirlsFailure, np.linalg.LinAlgError, FloatingPointError):
-            return np.inf
+                       opt_stage2=opt1, family=fam1)
 
     lb2 = np.concatenate([lb_theta, np.full(p + nx, -np.inf)])
     x2 = np.concatenate([th1, beta1, ex1])
@@ -334,7 +324,7 @@ def fit_glmm(problem: GlmmProblem, *, nAGQ: int = 1, verbose: int = 0,
                 grad = Tinv.T @ fd_gradient(dev_z, zopt, lb2)
     return GlmmFit(theta=th, beta=be, extra=natural_extra(ex, kind), extra_kind=kind, pirls=r,
                    deviance=r.deviance, hessian=hess, gradient=grad, opt_stage1=opt1,
-                   opt_stage2=opt2, family=fam, messages=messages)
+                   opt_stage2=opt2, family=fam)
 
 
 class _KernelLaplace:

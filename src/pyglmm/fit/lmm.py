@@ -235,6 +235,3 @@ class LmmProblem:
         Rinv = np.linalg.inv(state.RX)
         return state.sigma**2 * (Rinv.T @ Rinv)
 
-    def ml_loglik(self, state: LmmState) -> float:
-        """Log-likelihood (ML) or REML criterion value as lme4's logLik reports it."""
-        return -0.5 * state.deviance

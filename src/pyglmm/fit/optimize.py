@@ -7,7 +7,7 @@ optimum more tightly than lme4's derivative-free bobyqa stopping rule.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -40,7 +40,6 @@ class OptSummary:
     optimizer: str = "L-BFGS-B (central differences)"
     success: bool = False
     message: str = ""
-    history: list = field(default_factory=list)
 
 
 class _Counted:

@@ -229,7 +229,7 @@ class GlmmProblem:
         """Conditional modes at (theta, beta[, phi]); beta also updated when joint=True."""
         if family is not None:
             self.family = family
-        rs, X, y = self.rs, self.X, self.y
+        rs, X = self.rs, self.X
         u = (self._u_warm if u0 is None else u0).copy()
         beta = np.asarray(beta, float).copy()
         theta = np.asarray(theta, float)

@@ -126,7 +126,7 @@ def _limit(pf: _Profiler, i: int, scale: float, z: float, direction: int) -> flo
     """The value where zeta crosses direction * z, bracketing outwards from the estimate."""
     v0 = pf.x_hat[i]
     lb = pf.lb[i]
-    prev_v, prev_z, x = v0, 0.0, pf.x_hat.copy()
+    prev_v, x = v0, pf.x_hat.copy()
     step = scale
     for _ in range(12):
         v = v0 + direction * step
@@ -138,7 +138,7 @@ def _limit(pf: _Profiler, i: int, scale: float, z: float, direction: int) -> flo
             return so.brentq(f, min(prev_v, v), max(prev_v, v), xtol=1e-5 * scale, rtol=1e-8)
         if v == lb:
             return lb                      # the bound is inside the interval (lme4 reports 0)
-        prev_v, prev_z = v, zt
+        prev_v = v
         step *= 2.0
     return np.nan
 
