@@ -237,9 +237,7 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
                               verbose=verbose, quiet=quiet, structure=structure,
                               start_theta=start_theta, start=start, progress=progress,
                               hessian=hessian)
-    rs, infos, sv = structure if structure is not None else \
-        numerics_view(frame, sort=LmmProblem.sorts_rows(
-            len(frame.reterms), frame.y.shape[0], sum(len(rt.levels) * rt.X.shape[1] for rt in frame.reterms)))
+    rs, infos, sv = structure if structure is not None else _lmm_view(frame)
     if start:
         check_start_lengths(start, rs.ntheta, rs.lower_bounds(), frame.fixef_names, "lmer")
         start_theta = start["theta"]
@@ -293,6 +291,14 @@ def _lmer_frame(frame, *, formula: str, data_name: str, REML: bool = True, verbo
     m._refit_spec = m.fit_method.spec()
     m._problem, m._rs, m._sorted = prob, rs, sv
     return m
+
+
+def _lmm_view(frame):
+    """The numerics' view of an LMM, sorted by the first term's levels only where the LMM's
+    numerics gain from it (`LmmProblem.sorts_rows`)."""
+    return numerics_view(frame, sort=LmmProblem.sorts_rows(
+        len(frame.reterms), frame.y.shape[0],
+        sum(len(rt.levels) * rt.X.shape[1] for rt in frame.reterms)))
 
 
 def _lmm_fitted(rs, sv, st, theta) -> np.ndarray:
@@ -388,10 +394,7 @@ class LMM(Method):
                            REML=False, quiet=True)
 
     def attach_numerics(self, model) -> None:
-        fr = model.frame
-        sort = LmmProblem.sorts_rows(len(fr.reterms), fr.y.shape[0],
-                                     sum(len(rt.levels) * rt.X.shape[1] for rt in fr.reterms))
-        rs, _, sv = numerics_view(fr, sort=sort)
+        rs, _, sv = _lmm_view(model.frame)
         model._problem = LmmProblem(sv.y, sv.X, rs, sv.weights, sv.offset, REML=self.REML)
         model._rs, model._sorted = rs, sv
 
